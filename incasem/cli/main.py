@@ -1,0 +1,61 @@
+"""Entry point of the ``incasem`` command.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``, which adds a parser
+whose ``func(args)`` does the work. Commands are listed here explicitly (not discovered), and
+command modules import their heavy dependencies (torch, gunpowder, matplotlib) inside ``run``, so
+that ``incasem --help`` starts fast and one command's import problem cannot break the others.
+
+User errors (`IncasemError`) are printed as one line on stderr with exit code 2; everything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from incasem import __version__
+from incasem.errors import IncasemError
+
+_COMMANDS = (
+    "incasem.cli.validate",
+    "incasem.cli.phantom",
+    "incasem.cli.plot_slice",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="incasem",
+        description="Organelle segmentation in FIB-SEM volumes (ASEM). "
+        "Sizes are in voxels and world positions in nm, axis order z, y, x.",
+    )
+    parser.add_argument("--version", action="version", version=f"incasem {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMANDS:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``incasem`` command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except IncasemError as e:
+        print(f"incasem {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Our gunpowder nodes: one small node per idea, read like gunpowder's own.
+
+They cover what gunpowder 1.4 does not: sparse annotations (a valid mask that is zero outside
+the annotated ROI, label values meaning "not annotated"), several label datasets merged into class
+ids, foreground-biased sampling that never loops forever, and gamma augmentation.
+"""
+
+from incasem.gunpowder.exclude_value import ExcludeValue
+from incasem.gunpowder.foreground_biased_location import ForegroundBiasedLocation
+from incasem.gunpowder.gamma_augment import GammaAugment
+from incasem.gunpowder.merge_labels import MergeLabels
+from incasem.gunpowder.valid_mask import ValidMask
+
+__all__ = [
+    "ExcludeValue",
+    "ForegroundBiasedLocation",
+    "GammaAugment",
+    "MergeLabels",
+    "ValidMask",
+]

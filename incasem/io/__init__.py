@@ -1,0 +1,31 @@
+"""Data layer: arrays with voxel size and offset, ROIs, data configs, the synthetic cell.
+
+Everything downstream (pipelines, prediction, post-processing) reads and writes through this
+package, so the metadata contract (nm, z, y, x, ``resolution`` and ``voxel_size`` both written)
+is kept in one place.
+"""
+
+from incasem.io.arrays import (
+    atomic_container,
+    create_array,
+    default_chunks,
+    list_datasets,
+    open_array,
+)
+from incasem.io.metadata import SpatialMetadata, read_spatial_metadata, spatial_attributes
+from incasem.io.roi import format_roi_nm, format_roi_voxels, roi_from_voxels, roi_to_voxels
+
+__all__ = [
+    "SpatialMetadata",
+    "atomic_container",
+    "create_array",
+    "default_chunks",
+    "format_roi_nm",
+    "format_roi_voxels",
+    "list_datasets",
+    "open_array",
+    "read_spatial_metadata",
+    "roi_from_voxels",
+    "roi_to_voxels",
+    "spatial_attributes",
+]

@@ -1,0 +1,212 @@
+"""Open and create zarr (v2) datasets with one metadata contract.
+
+Every dataset incasem reads or writes is a `funlib.persistence.Array`: a lazily indexed zarr array
+that knows its voxel size and offset in nm (z, y, x), so ROIs can be cut in world units. We open
+arrays ourselves instead of calling ``funlib.persistence.open_ds`` with its defaults because its
+default reader silently misreads gunpowder's ``resolution`` attribute (see `incasem.io.metadata`).
+
+Creation always makes the root group first (gunpowder's ``ZarrSource`` cannot open a container
+without one), chooses and returns the chunk shape (blockwise writers must align their blocks to
+it: two workers writing one chunk lose data), and refuses to replace an existing dataset unless the
+caller passes ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from funlib.geometry import Coordinate
+from funlib.persistence import Array
+from numcodecs import Blosc
+
+from incasem.errors import IncasemError
+from incasem.io.metadata import read_spatial_metadata, spatial_attributes
+
+#: Default chunk edge in voxels: 64³ uint8 chunks are 256 KiB, small enough for random access
+#: during training and large enough that a whole cell is not millions of files.
+DEFAULT_CHUNK_EDGE = 64
+
+_COMPRESSOR = Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
+
+
+def _is_n5(container: Path) -> bool:
+    return container.suffix == ".n5"
+
+
+def list_datasets(container: str | os.PathLike) -> list[str]:
+    """Paths of all arrays inside a container, e.g. ``["volumes/raw", "volumes/labels/mito"]``."""
+    try:
+        group = zarr.open_group(str(container), mode="r")
+    except (zarr.errors.GroupNotFoundError, zarr.errors.PathNotFoundError, ValueError):
+        return []
+    found: list[str] = []
+    group.visititems(
+        lambda name, item: found.append(name) if isinstance(item, zarr.Array) else None
+    )
+    return sorted(found)
+
+
+def _open_zarr_array(container: Path, dataset: str, mode: str) -> zarr.Array:
+    if not container.exists():
+        raise IncasemError(f"{container}: no such file or directory")
+    try:
+        node = zarr.open(str(container), mode=mode, path=dataset)
+    except (zarr.errors.PathNotFoundError, zarr.errors.GroupNotFoundError, KeyError, ValueError):
+        node = None
+    if not isinstance(node, zarr.Array):
+        available = ", ".join(list_datasets(container)) or "none"
+        raise IncasemError(
+            f"{container}: no dataset '{dataset}' (datasets in this container: {available})"
+        )
+    return node
+
+
+def _spatial_dims(data: zarr.Array) -> int:
+    # Volumes are 3D; leading axes beyond three are channels (e.g. one per class), unless the
+    # dataset says otherwise with the OME-style 'types' attribute.
+    types = data.attrs.get("types")
+    if isinstance(types, list) and len(types) == data.ndim:
+        return sum(t in ("space", "time") for t in types)
+    return min(data.ndim, 3)
+
+
+def open_array(container: str | os.PathLike, dataset: str, mode: str = "r") -> Array:
+    """Open a dataset with its voxel size and offset (nm, z, y, x).
+
+    Args:
+        container: path of a ``.zarr`` (or ``.n5``) container.
+        dataset: path of the array inside the container, e.g. ``"volumes/raw"``.
+        mode: ``"r"`` (read only) or ``"r+"`` (read and write).
+
+    Accepts both the ``resolution`` (gunpowder) and ``voxel_size`` (funlib.persistence)
+    attributes and N5's reversed attribute order. Raises `IncasemError` naming the container and
+    dataset if either is missing or its metadata is unusable.
+    """
+    container = Path(container)
+    data = _open_zarr_array(container, dataset, mode)
+    spatial_dims = _spatial_dims(data)
+    meta = read_spatial_metadata(
+        data.attrs.asdict(), spatial_dims, f"{container}/{dataset}", n5=_is_n5(container)
+    )
+    channel_dims = data.ndim - spatial_dims
+    return Array(
+        data,
+        offset=meta.offset,
+        voxel_size=meta.voxel_size,
+        axis_names=[f"c{i}^" for i in range(channel_dims)] + ["z", "y", "x"][-spatial_dims:],
+        units=["nm"] * spatial_dims,
+        types=["channel"] * channel_dims + ["space"] * spatial_dims,
+        chunks=data.chunks,
+    )
+
+
+def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
+    """Chunk shape (voxels, z, y, x) used when the caller does not choose one."""
+    return tuple(min(int(s), DEFAULT_CHUNK_EDGE) for s in shape)
+
+
+def create_array(
+    container: str | os.PathLike,
+    dataset: str,
+    shape: Sequence[int],
+    voxel_size: Sequence[int],
+    offset: Sequence[int] | None = None,
+    dtype: Any = np.uint8,
+    chunks: Sequence[int] | None = None,
+    num_channels: int | None = None,
+    overwrite: bool = False,
+    attrs: dict[str, Any] | None = None,
+) -> Array:
+    """Create a dataset and return it opened for writing.
+
+    Args:
+        container: path of the ``.zarr`` container; created with its root group if missing.
+        dataset: path of the new array inside the container.
+        shape: spatial shape in voxels, (z, y, x).
+        voxel_size: nm, (z, y, x).
+        offset: world position of the first voxel in nm, (z, y, x); default 0.
+        dtype: numpy dtype of the voxels.
+        chunks: spatial chunk shape in voxels; default `default_chunks`. The chosen chunk shape is
+            ``returned_array.chunk_shape`` (with a leading channel axis if ``num_channels``).
+        num_channels: if given, a leading channel axis of this length (e.g. one per class).
+        overwrite: replace an existing dataset of the same path. Without it an existing
+            dataset raises `IncasemError` and is left untouched.
+        attrs: extra attributes to store (provenance, etc.).
+    """
+    container = Path(container)
+    shape = tuple(int(s) for s in shape)
+    voxel_size = Coordinate(voxel_size)
+    offset = Coordinate(offset if offset is not None else (0,) * len(shape))
+    if len(voxel_size) != len(shape) or len(offset) != len(shape):
+        raise IncasemError(
+            f"{container}/{dataset}: shape {list(shape)}, voxel size {list(voxel_size)} and "
+            f"offset {list(offset)} must have the same number of axes"
+        )
+    if any(s <= 0 for s in shape):
+        raise IncasemError(f"{container}/{dataset}: shape {list(shape)} must be positive")
+    if not offset.is_multiple_of(voxel_size):
+        raise IncasemError(
+            f"{container}/{dataset}: offset {list(offset)} nm is not a multiple of the voxel size "
+            f"{list(voxel_size)} nm"
+        )
+    spatial_chunks = tuple(int(c) for c in chunks) if chunks is not None else default_chunks(shape)
+    channel_shape: tuple[int, ...] = () if num_channels is None else (int(num_channels),)
+
+    try:
+        root = zarr.open_group(str(container), mode="a")
+    except (zarr.errors.ContainsArrayError, OSError, ValueError) as e:
+        raise IncasemError(
+            f"{container}: cannot open as a zarr container for writing ({e})"
+        ) from None
+    if dataset in root:
+        if not overwrite:
+            raise IncasemError(
+                f"{container}/{dataset} already exists; pass --overwrite to replace it"
+            )
+        del root[dataset]
+    data = root.create_dataset(
+        dataset,
+        shape=channel_shape + shape,
+        chunks=channel_shape + spatial_chunks,
+        dtype=dtype,
+        compressor=_COMPRESSOR,
+        fill_value=0,
+        write_empty_chunks=False,
+    )
+    metadata = spatial_attributes(voxel_size, offset, len(channel_shape))
+    data.attrs.update({**metadata, **(attrs or {})})
+    return open_array(container, dataset, mode="r+")
+
+
+@contextmanager
+def atomic_container(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Build a whole new container in a temporary sibling and move it into place when done.
+
+    A crash or error leaves ``path`` as it was (absent, or the old container); the temporary
+    folder is removed. An existing ``path`` raises `IncasemError` unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise IncasemError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if path.exists():
+            trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, trash)
+            os.replace(tmp, path)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

@@ -1,0 +1,151 @@
+"""Self-describing, atomically written checkpoints.
+
+A checkpoint is everything prediction needs and nothing else is (no database, no training
+config): the weights, the architecture (`ASEMUNet.hparams`), the sizes the model was trained
+with, the voxel size, class names, how raw intensities are normalised, the iteration, the
+optimizer state (to resume) and a digest of the training data config (to know what a model has
+seen). It is written to a temporary file in the same folder and renamed, so a crash while saving
+never leaves a truncated file that looks like a checkpoint.
+
+The file is a ``torch.save`` dict with the model weights under ``model_state_dict``, the layout
+gunpowder's Train node and the original incasem use, so their tools can read ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from incasem import __version__
+from incasem.errors import IncasemError
+
+FORMAT_VERSION = 1
+
+#: How raw uint8 intensities become network input: x / 255 * 2 - 1, i.e. [0, 255] -> [-1, 1].
+DEFAULT_NORMALISATION = {"type": "scale_shift", "input_range": [0, 255], "output_range": [-1, 1]}
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint says about its model.
+
+    Attributes:
+        hparams: constructor arguments of `ASEMUNet`.
+        input_size_voxels: training input size (z, y, x).
+        output_size_voxels: training output size (z, y, x).
+        voxel_size: nm (z, y, x) of the training data; prediction data must match.
+        class_names: one name per output channel, background first.
+        normalisation: raw intensity mapping, see `DEFAULT_NORMALISATION`.
+        iteration: training iterations done.
+        data_digest: sha256 of the training data config(s), or "" if unknown.
+        metrics: validation metrics at this iteration, if any.
+        incasem_version: version that wrote the checkpoint.
+    """
+
+    hparams: dict[str, Any]
+    input_size_voxels: list[int]
+    output_size_voxels: list[int]
+    voxel_size: list[int]
+    class_names: list[str]
+    normalisation: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_NORMALISATION))
+    iteration: int = 0
+    data_digest: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    incasem_version: str = __version__
+
+
+def digest_files(paths: Sequence[str | os.PathLike]) -> str:
+    """sha256 over the contents of files (e.g. the training data configs), in the given order."""
+    sha = hashlib.sha256()
+    for path in paths:
+        sha.update(Path(path).read_bytes())
+    return sha.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    card: ModelCard,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file + rename) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {
+        "format": "incasem-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "model_state_dict": model.state_dict(),
+        "card": asdict(card),
+    }
+    if optimizer is not None:
+        content["optimizer_state_dict"] = optimizer.state_dict()
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        torch.save(content, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``model`` is built from the card and holds the weights."""
+
+    path: Path
+    model: torch.nn.Module
+    card: ModelCard
+    optimizer_state: dict[str, Any] | None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Checkpoint:
+    """Load an incasem checkpoint and build its model.
+
+    Raises `IncasemError` naming the file if it is missing, unreadable or not an incasem
+    checkpoint (an original-incasem weights file has no card: build the model yourself and use
+    `incasem.torch.models.load_model_state`).
+    """
+    from incasem.torch.models import ASEMUNet, load_model_state
+
+    path = Path(path)
+    if not path.is_file():
+        raise IncasemError(f"{path}: checkpoint not found")
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise IncasemError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(content, dict) or content.get("format") != "incasem-checkpoint":
+        raise IncasemError(
+            f"{path}: not an incasem checkpoint (no model card); for original ASEM weights build "
+            "ASEMUNet with their hyper-parameters and call load_model_state"
+        )
+    card = ModelCard(**content["card"])
+    model = ASEMUNet(**card.hparams)
+    try:
+        load_model_state(model, content)
+    except ValueError as e:
+        raise IncasemError(f"{path}: {e}") from None
+    return Checkpoint(path, model, card, content.get("optimizer_state_dict"))
+
+
+def card_summary(card: ModelCard) -> str:
+    """One line describing a model, for logs and listings."""
+    return json.dumps(
+        {
+            "classes": card.class_names,
+            "voxel_size": card.voxel_size,
+            "input": card.input_size_voxels,
+            "output": card.output_size_voxels,
+            "iteration": card.iteration,
+            "fmaps": card.hparams.get("num_fmaps"),
+        }
+    )

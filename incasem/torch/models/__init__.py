@@ -1,0 +1,47 @@
+"""The incasem segmentation network and the arithmetic of its valid input and output sizes.
+
+Training requests and prediction blocks must be planned in the sizes the network accepts, so the
+shape calculator sits next to the model and the model checks every input with it. The calculator
+is plain Python; the network classes are imported on first use, so that planning code (configs,
+block sizes) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from incasem.torch.models.shapes import (
+    DEFAULT_DOWNSAMPLE_FACTORS,
+    context,
+    input_shape_for_output,
+    normalise_downsample_factors,
+    output_shape,
+    valid_input_sizes,
+)
+
+if TYPE_CHECKING:
+    from incasem.torch.models.unet import ASEMUNet, ConvPass, UNet, Upsample, load_model_state
+
+_NETWORK_NAMES = frozenset({"ASEMUNet", "ConvPass", "UNet", "Upsample", "load_model_state"})
+
+__all__ = [
+    "ASEMUNet",
+    "ConvPass",
+    "DEFAULT_DOWNSAMPLE_FACTORS",
+    "UNet",
+    "Upsample",
+    "context",
+    "input_shape_for_output",
+    "load_model_state",
+    "normalise_downsample_factors",
+    "output_shape",
+    "valid_input_sizes",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NETWORK_NAMES:
+        from incasem.torch.models import unet
+
+        return getattr(unet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

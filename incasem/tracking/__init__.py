@@ -1,0 +1,1 @@
+"""Experiment tracking: Sacred observers for runs, with no server needed."""

@@ -1,0 +1,295 @@
+"""The training loop around the gunpowder pipeline.
+
+The loop, not gunpowder's Train node, owns checkpoints, validation and logging, because each
+needs more than the node offers: checkpoints must describe their model and be written
+atomically (`incasem.torch.checkpoint`), validation must run the prediction code path on whole
+ROIs (`incasem.predict.evaluate_entry`), and every number goes to TensorBoard and Sacred alike.
+Everything is checked before the first batch is drawn (data configs against the data, sizes
+against the network), so a mistake costs seconds, not a night.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gunpowder as gp
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from incasem.errors import IncasemError
+from incasem.io.data_config import DataConfig, check_data_config, entry_voxel_size
+from incasem.torch.checkpoint import (
+    DEFAULT_NORMALISATION,
+    ModelCard,
+    digest_files,
+    load_checkpoint,
+    save_checkpoint,
+)
+from incasem.torch.loss import MaskedBalancedCrossEntropy
+from incasem.torch.models import ASEMUNet, output_shape
+from incasem.training.config import TrainingConfig
+from incasem.training.run_dir import checkpoint_path, list_checkpoints, read_best, write_best
+
+logger = logging.getLogger(__name__)
+
+#: Called as ``log(name, value, iteration)`` for every scalar (e.g. Sacred's ``log_scalar``).
+ScalarLogger = Callable[[str, float, int], None]
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training run reports."""
+
+    run_dir: Path
+    first_iteration: int
+    last_iteration: int
+    losses: list[float] = field(default_factory=list)
+    validation: dict[int, dict[str, float]] = field(default_factory=dict)
+    best_iteration: int | None = None
+    empty_batches: int = 0
+
+
+def _check_sizes(config: TrainingConfig) -> None:
+    factors = config.model.downsample_factors
+    input_size = config.training.input_size_voxels
+    try:
+        expected = output_shape(input_size, factors)
+    except ValueError as e:
+        raise IncasemError(f"training.input_size_voxels {input_size}: {e}") from None
+    if list(expected) != list(config.training.output_size_voxels):
+        raise IncasemError(
+            f"training.output_size_voxels is {config.training.output_size_voxels} but the model "
+            f"gives {list(expected)} for training.input_size_voxels {input_size}"
+        )
+    if config.validation.input_size_voxels is not None:
+        try:
+            output_shape(config.validation.input_size_voxels, factors)
+        except ValueError as e:
+            raise IncasemError(
+                f"validation.input_size_voxels {config.validation.input_size_voxels}: {e}"
+            ) from None
+
+
+def _load_data(paths: str, role: str, config: TrainingConfig) -> tuple[DataConfig, list[str]]:
+    data = check_data_config(
+        paths, data_root=config.directories.data, num_classes=config.data.num_classes
+    )
+    voxel_size = list(entry_voxel_size(data))
+    if voxel_size != list(config.data.voxel_size):
+        raise IncasemError(
+            f"{role} {paths}: entries have voxel size {voxel_size} nm but data.voxel_size is "
+            f"{config.data.voxel_size}"
+        )
+    return data, [p.strip() for p in paths.split(",") if p.strip()]
+
+
+def _build_model(config: TrainingConfig) -> ASEMUNet:
+    return ASEMUNet(
+        in_channels=1,
+        num_classes=config.data.num_classes,
+        num_fmaps=config.model.num_fmaps,
+        fmap_inc_factor=config.model.fmap_inc_factor,
+        downsample_factors=config.model.downsample_factors,
+        constant_upsample=config.model.constant_upsample,
+    )
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Validator:
+    """Validates a model on every entry of the validation config and tracks the best F1."""
+
+    def __init__(self, config: TrainingConfig, data: DataConfig, run_dir: Path):
+        self.config = config
+        self.data = data
+        self.run_dir = run_dir
+        best = read_best(run_dir)
+        self.best_value = best["value"] if best else -1.0
+        self.best_iteration = best["iteration"] if best else None
+
+    def __call__(self, model: torch.nn.Module, iteration: int) -> dict[str, float]:
+        from incasem.predict import evaluate_entry
+
+        input_size = (
+            self.config.validation.input_size_voxels or self.config.training.input_size_voxels
+        )
+        per_entry = []
+        for entry in self.data:
+            metrics = evaluate_entry(
+                model,
+                entry,
+                self.config.directories.data,
+                input_size_voxels=input_size,
+                voxel_size=self.config.data.voxel_size,
+                normalisation=DEFAULT_NORMALISATION,
+                device=self.config.torch.device,
+                class_names=self.config.class_names,
+            )
+            per_entry.append(metrics)
+        keys = per_entry[0].keys()
+        return {key: float(np.mean([m[key] for m in per_entry])) for key in keys}
+
+    def is_best(self, iteration: int, f1: float) -> bool:
+        if f1 > self.best_value:
+            self.best_value, self.best_iteration = f1, iteration
+            write_best(self.run_dir, iteration, "f1", f1)
+            return True
+        return False
+
+
+def train(
+    config: TrainingConfig,
+    run_dir: str | os.PathLike,
+    log_scalar: ScalarLogger | None = None,
+    start_from: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainingResult:
+    """Train a model as configured, writing checkpoints and logs into ``run_dir``.
+
+    Args:
+        config: the validated training config.
+        run_dir: the run folder (see `incasem.training.run_dir`); created if missing.
+        log_scalar: also receives every logged scalar, e.g. Sacred's ``run.log_scalar``.
+        start_from: a checkpoint to fine-tune from: its weights are loaded, the iteration count
+            and optimizer start fresh. The architecture must match ``config.model``.
+        resume: continue from the latest checkpoint in ``run_dir`` (weights, optimizer state,
+            iteration).
+        progress: show a progress bar.
+
+    Raises `IncasemError` (one line) for any problem found before training starts.
+    """
+    run_dir = Path(run_dir)
+    if config.training.data is None:
+        raise IncasemError("training.data is not set: give a data config JSON")
+    _check_sizes(config)
+    train_data, train_files = _load_data(config.training.data, "training.data", config)
+    validation = None
+    if config.validation.data:
+        validation_data, _ = _load_data(config.validation.data, "validation.data", config)
+        validation = _Validator(config, validation_data, run_dir)
+
+    _seed(config.training.seed)
+    model = _build_model(config)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.training.optimizer.lr,
+        weight_decay=config.training.optimizer.weight_decay,
+    )
+    first_iteration = 0
+    if resume:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise IncasemError(f"{run_dir}: no checkpoint to continue from")
+        first_iteration = max(checkpoints)
+        loaded = load_checkpoint(checkpoints[first_iteration])
+        model.load_state_dict(loaded.model.state_dict())
+        if loaded.optimizer_state is not None:
+            optimizer.load_state_dict(loaded.optimizer_state)
+        logger.info("continuing %s from iteration %d", run_dir, first_iteration)
+    elif start_from is not None:
+        loaded = load_checkpoint(start_from)
+        if loaded.card.hparams != model.hparams():
+            raise IncasemError(
+                f"--start_from {start_from}: its model {loaded.card.hparams} differs from the "
+                f"configured model {model.hparams()}"
+            )
+        model.load_state_dict(loaded.model.state_dict())
+        logger.info("fine-tuning from %s (iteration %d)", start_from, loaded.card.iteration)
+    elif list_checkpoints(run_dir):
+        raise IncasemError(f"{run_dir} already has checkpoints; continue that run instead")
+
+    card = ModelCard(
+        hparams=model.hparams(),
+        input_size_voxels=list(config.training.input_size_voxels),
+        output_size_voxels=list(config.training.output_size_voxels),
+        voxel_size=list(config.data.voxel_size),
+        class_names=config.class_names,
+        data_digest=digest_files(train_files),
+    )
+    loss = MaskedBalancedCrossEntropy(config.loss.weight)
+    from incasem.pipeline import TrainingKeys, training_pipeline, training_request
+
+    keys = TrainingKeys.create()
+    request = training_request(config, keys)
+    pipeline, train_node = training_pipeline(
+        config,
+        train_data,
+        model,
+        loss,
+        optimizer,
+        keys,
+        request,
+        run_dir,
+        data_root=config.directories.data,
+    )
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    result = TrainingResult(run_dir, first_iteration, first_iteration)
+
+    def log(name: str, value: float, iteration: int) -> None:
+        writer.add_scalar(name, value, iteration)
+        if log_scalar is not None:
+            log_scalar(name, float(value), iteration)
+
+    def save(iteration: int, metrics: dict[str, float] | None = None) -> None:
+        card.iteration = iteration
+        card.metrics = dict(metrics or {})
+        save_checkpoint(checkpoint_path(run_dir, iteration), model, card, optimizer)
+
+    def validate(iteration: int) -> None:
+        metrics = validation(model, iteration)
+        for name, value in metrics.items():
+            log(f"validation/{name}", value, iteration)
+        result.validation[iteration] = metrics
+        if iteration > 0:
+            save(iteration, metrics)
+            if validation.is_best(iteration, metrics["f1"]):
+                result.best_iteration = iteration
+        logger.info("validation at iteration %d: %s", iteration, metrics)
+
+    if validation is not None and first_iteration == 0:
+        validate(0)
+
+    iterations = range(first_iteration + 1, config.training.iterations + 1)
+    bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
+    try:
+        with gp.build(pipeline):
+            train_node.iteration = first_iteration
+            for iteration in bar:
+                batch = pipeline.request_batch(request)
+                loss_value = float(batch.loss)
+                result.losses.append(loss_value)
+                result.last_iteration = iteration
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                if iteration % config.training.log_every == 0:
+                    log("loss", loss_value, iteration)
+                    valid = batch[keys.valid].data > 0
+                    labels = batch[keys.labels].data
+                    for class_id, name in enumerate(config.class_names):
+                        fraction = float((labels[valid] == class_id).mean()) if valid.any() else 0
+                        log(f"class_fraction/{name}", fraction, iteration)
+                if validation is not None and iteration % config.validation.validate_every == 0:
+                    validate(iteration)
+                elif (
+                    iteration % config.training.save_every == 0
+                    or iteration == config.training.iterations
+                ):
+                    save(iteration)
+    finally:
+        writer.close()
+    result.empty_batches = loss.empty_batches
+    if result.best_iteration is None and validation is not None:
+        result.best_iteration = validation.best_iteration
+    return result

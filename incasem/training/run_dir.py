@@ -1,0 +1,102 @@
+"""The layout of a training run folder, in one place.
+
+``<runs>/<id>/`` is the Sacred ``FileStorageObserver`` folder (config.json, run.json,
+metrics.json, cout.txt) and also holds our files::
+
+    checkpoints/model_checkpoint_<iteration>.pt   self-describing, see incasem.torch.checkpoint
+    best.json                                     the checkpoint with the best validation F1
+    tensorboard/                                  TensorBoard event files
+    snapshots/<iteration>.zarr                    training batches with predictions
+    validation.png                                validation curves (if matplotlib works)
+
+Prediction finds a model as ``--run_id N --iteration K|best|last`` from this layout alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from incasem.errors import IncasemError
+
+_CHECKPOINT = re.compile(r"^model_checkpoint_(\d+)\.pt$")
+
+
+def checkpoint_path(run_dir: str | os.PathLike, iteration: int) -> Path:
+    """Where the checkpoint of ``iteration`` lives (whether or not it exists)."""
+    return Path(run_dir) / "checkpoints" / f"model_checkpoint_{iteration}.pt"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """Iteration -> checkpoint path, for all checkpoints of a run, in iteration order."""
+    folder = Path(run_dir) / "checkpoints"
+    found = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _CHECKPOINT.match(path.name)
+            if match:
+                found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def write_json_atomic(path: str | os.PathLike, content: Any) -> None:
+    """Write JSON to a temporary file and rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(content, indent=2))
+    os.replace(tmp, path)
+
+
+def write_best(run_dir: str | os.PathLike, iteration: int, metric: str, value: float) -> None:
+    """Record ``iteration`` as the run's best checkpoint by validation ``metric``."""
+    write_json_atomic(
+        Path(run_dir) / "best.json",
+        {
+            "iteration": iteration,
+            "checkpoint": str(checkpoint_path(".", iteration)),
+            "metric": metric,
+            "value": value,
+        },
+    )
+
+
+def read_best(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's ``best.json``, or None if the run has not validated yet."""
+    path = Path(run_dir) / "best.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def resolve_checkpoint(
+    runs_dir: str | os.PathLike, run_id: str | int, iteration: str | int = "best"
+) -> Path:
+    """The checkpoint of run ``run_id`` at ``iteration`` (a number, ``best`` or ``last``).
+
+    Raises `IncasemError` naming the run folder if the run or checkpoint does not exist.
+    """
+    run_dir = Path(runs_dir) / str(run_id)
+    if not run_dir.is_dir():
+        raise IncasemError(f"run {run_id}: no run folder {run_dir}")
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise IncasemError(f"run {run_id}: no checkpoints in {run_dir / 'checkpoints'}")
+    if iteration == "last":
+        return checkpoints[max(checkpoints)]
+    if iteration == "best":
+        best = read_best(run_dir)
+        if best is None:
+            raise IncasemError(
+                f"run {run_id}: no best.json in {run_dir} (the run never validated); use "
+                f"--iteration last or one of {list(checkpoints)}"
+            )
+        iteration = best["iteration"]
+    try:
+        return checkpoints[int(iteration)]
+    except (KeyError, ValueError):
+        raise IncasemError(
+            f"run {run_id}: no checkpoint for iteration {iteration!r}; available: "
+            f"{list(checkpoints)}, best, last"
+        ) from None

@@ -1,0 +1,1 @@
+"""Pictures people look at: slices with labels overlaid (PNG)."""

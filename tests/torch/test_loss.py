@@ -1,0 +1,81 @@
+"""The masked, class-balanced cross entropy, against hand computation and empty batches."""
+
+import math
+
+import pytest
+import torch
+
+from incasem.torch.loss import MaskedBalancedCrossEntropy, masked_balanced_cross_entropy
+
+# Two classes on 2x2x1 voxels (z, y, x): logits per voxel as (class 0, class 1).
+VOXEL_LOGITS = [(2.0, -1.0), (0.5, 0.5), (-3.0, 1.0), (0.0, 4.0)]
+TARGET = [0, 1, 1, 0]
+SCALE = [1.0, 0.5, 0.0, 2.0]
+
+
+def example(scale: list[float] = SCALE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tensors in the layout of gunpowder's Train node: (B, C, z, y, x), (B, z, y, x) twice."""
+    logits = torch.tensor(VOXEL_LOGITS, dtype=torch.float64).T.reshape(1, 2, 2, 2, 1)
+    target = torch.tensor(TARGET).reshape(1, 2, 2, 1)
+    return logits.requires_grad_(), target, torch.tensor(scale).reshape(1, 2, 2, 1)
+
+
+def hand_computed(class_weights: tuple[float, float] = (1.0, 1.0)) -> float:
+    total = 0.0
+    for logits, target, scale in zip(VOXEL_LOGITS, TARGET, SCALE, strict=True):
+        cross_entropy = math.log(sum(math.exp(v) for v in logits)) - logits[target]
+        total += class_weights[target] * cross_entropy * scale
+    return total / sum(SCALE)
+
+
+def test_matches_hand_computation() -> None:
+    loss = MaskedBalancedCrossEntropy()(*example())
+    assert loss.item() == pytest.approx(hand_computed(), rel=1e-12)
+
+
+def test_class_weights_scale_each_class() -> None:
+    logits, target, scale = example()
+    loss = MaskedBalancedCrossEntropy(class_weights=[1.0, 3.0])(logits, target, scale)
+    assert loss.item() == pytest.approx(hand_computed((1.0, 3.0)), rel=1e-6)
+    direct = masked_balanced_cross_entropy(
+        logits, target, scale, torch.tensor([1.0, 3.0], dtype=torch.float64)
+    )
+    assert direct.item() == pytest.approx(hand_computed((1.0, 3.0)), rel=1e-12)
+
+
+def test_unit_scale_is_plain_mean_cross_entropy() -> None:
+    logits, target, _ = example()
+    loss = masked_balanced_cross_entropy(logits, target, torch.ones(1, 2, 2, 1))
+    expected = torch.nn.functional.cross_entropy(logits, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_accepts_narrow_integer_labels() -> None:
+    logits, target, scale = example()
+    loss = masked_balanced_cross_entropy(logits, target.to(torch.uint8), scale)
+    assert loss.item() == pytest.approx(hand_computed(), rel=1e-12)
+
+
+def test_empty_batch_gives_connected_zero_and_is_counted() -> None:
+    criterion = MaskedBalancedCrossEntropy(class_weights=[1.0, 2.0])
+    logits, target, scale = example(scale=[0.0] * 4)
+    loss = criterion(logits, target, scale)
+    assert loss.item() == 0.0
+    assert loss.grad_fn is not None
+    loss.backward()
+    assert logits.grad is not None
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+    assert criterion.empty_batches == 1
+
+    criterion(*example(scale=[0.0] * 4))
+    criterion(*example())
+    assert criterion.empty_batches == 2
+
+
+def test_gradient_is_finite_for_regular_batch() -> None:
+    logits, target, scale = example()
+    MaskedBalancedCrossEntropy()(logits, target, scale).backward()
+    assert logits.grad is not None
+    assert torch.isfinite(logits.grad).all()
+    # The voxel with zero scale gets no gradient.
+    assert torch.equal(logits.grad[0, :, 1, 0, 0], torch.zeros(2, dtype=torch.float64))

@@ -1,0 +1,177 @@
+"""The re-implemented funlib/incasem U-Net: geometry, parameters, equivariance, checkpoints.
+
+Forward passes use 2-4 feature maps and inputs near the smallest valid size to stay fast on CPU.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from incasem.torch.models import ASEMUNet, UNet, load_model_state
+
+TWO_LEVELS = ((2, 2, 2),) * 2
+ANISOTROPIC = ((1, 2, 2), (1, 2, 2), (2, 2, 2))
+
+
+def num_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def spatial_output(model: torch.nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    with torch.no_grad():
+        return tuple(model(torch.rand(1, 1, *shape)).shape[2:])
+
+
+@pytest.mark.parametrize(
+    ("constant_upsample", "unet", "total"),
+    [(True, 5_836_000, 5_837_730), (False, 6_524_576, 6_526_306)],
+)
+def test_incasem_parameter_count(constant_upsample: bool, unet: int, total: int) -> None:
+    model = ASEMUNet(constant_upsample=constant_upsample)
+    assert num_parameters(model.unet) == unet
+    assert num_parameters(model.final_conv_pass) == 1_730
+    assert num_parameters(model) == total
+
+
+def test_parameter_names_match_incasem_checkpoints() -> None:
+    def conv_pass(prefix: str, indices: tuple[int, ...]) -> set[str]:
+        return {f"{prefix}.conv_pass.{i}.{p}" for i in indices for p in ("weight", "bias")}
+
+    expected = conv_pass("final_conv_pass", (0,))
+    for level in range(4):
+        expected |= conv_pass(f"unet.l_conv.{level}", (0, 2))
+    for level in range(3):
+        expected |= conv_pass(f"unet.r_conv.0.{level}", (0, 2))
+    assert set(ASEMUNet().state_dict()) == expected
+
+    transposed = {f"unet.r_up.0.{level}.up.{p}" for level in range(3) for p in ("weight", "bias")}
+    assert set(ASEMUNet(constant_upsample=False).state_dict()) == expected | transposed
+
+
+@pytest.mark.parametrize("constant_upsample", [True, False])
+def test_bare_unet_funlib_test_vector(constant_upsample: bool) -> None:
+    unet = UNet(1, 3, 2, TWO_LEVELS, constant_upsample=constant_upsample)
+    with torch.no_grad():
+        features = unet(torch.rand(1, 1, 100, 80, 48))
+    assert features.shape == (1, 3, 60, 40, 8)
+    assert features.min() >= 0  # the U-Net ends in a ReLU: features, not logits
+
+
+@pytest.mark.parametrize(("size", "expected"), [(196, 102), (204, 110), (212, 118)])
+def test_incasem_output_sizes(size: int, expected: int) -> None:
+    model = ASEMUNet(num_fmaps=2)
+    assert spatial_output(model, (size, 100, 100)) == (expected, 6, 6)
+    assert model.output_shape((size, 100, 100)) == (expected, 6, 6)
+
+
+def test_bare_unet_output_size() -> None:
+    assert spatial_output(UNet(1, 2, 2), (204, 100, 100)) == (112, 8, 8)
+
+
+def test_train_and_eval_mode_share_geometry() -> None:
+    """Unlike current funlib, the equivariance crop applies in training too (108 -> 14, not 18)."""
+    torch.manual_seed(0)
+    model = ASEMUNet(num_fmaps=2)
+    x = torch.rand(1, 1, 100, 100, 108)
+    with torch.no_grad():
+        trained = model.train()(x)
+        evaluated = model.eval()(x)
+    assert trained.shape[2:] == (6, 6, 14)
+    torch.testing.assert_close(trained, evaluated, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("constant_upsample", [True, False])
+def test_anisotropic_factors(constant_upsample: bool) -> None:
+    model = ASEMUNet(
+        num_fmaps=2, downsample_factors=ANISOTROPIC, constant_upsample=constant_upsample
+    )
+    assert spatial_output(model, (38, 100, 108)) == (4, 6, 14)
+    assert model.context == (17, 47, 47)
+
+
+def test_invalid_size_raises_clear_error() -> None:
+    model = ASEMUNet(num_fmaps=2)
+    with pytest.raises(ValueError, match="input size 205 along z is not valid .* 204 and 212"):
+        model(torch.rand(1, 1, 205, 100, 100))
+    with pytest.raises(ValueError, match="input size 80 along y is not valid"):
+        UNet(1, 2, 2, [[2, 3, 2], [2, 2, 2]])(torch.rand(1, 1, 100, 80, 48))
+
+
+def test_wrong_layout_raises_clear_error() -> None:
+    model = ASEMUNet(num_fmaps=2)
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 1, z, y, x\)"):
+        model(torch.rand(1, 100, 100, 100))
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 1, z, y, x\)"):
+        model(torch.rand(1, 2, 100, 100, 100))
+
+
+@pytest.mark.parametrize(("constant_upsample", "axis"), [(True, 2), (False, 4)])
+def test_translation_equivariance(constant_upsample: bool, axis: int) -> None:
+    """Tiles offset by a multiple of 8 voxels reproduce the untiled prediction; others do not."""
+    torch.manual_seed(1)
+    model = ASEMUNet(num_fmaps=2, constant_upsample=constant_upsample).eval()
+    # He initialisation keeps the coarse levels' contribution large enough for a misaligned tile
+    # to show (with torch's default initialisation it is ~1e-6).
+    for parameter in model.parameters():
+        if parameter.dim() > 1:
+            torch.nn.init.kaiming_normal_(parameter, nonlinearity="relu")
+    shape = [1, 1, 100, 100, 100]
+    shape[axis] = 124
+    x = torch.rand(*shape) * 2 - 1
+    with torch.no_grad():
+        whole = model(x)
+        tiles = {offset: model(x.narrow(axis, offset, 116)) for offset in (0, 4, 8)}
+    for offset in (0, 8):
+        torch.testing.assert_close(tiles[offset], whole.narrow(axis, offset, 22), rtol=0, atol=1e-5)
+    assert (tiles[4] - whole.narrow(axis, 4, 22)).abs().max() > 1e-2
+
+
+def test_hparams_round_trip_through_json() -> None:
+    model = ASEMUNet(num_fmaps=4, downsample_factors=ANISOTROPIC, constant_upsample=False)
+    hparams = json.loads(json.dumps(model.hparams()))
+    assert hparams["downsample_factors"] == [[1, 2, 2], [1, 2, 2], [2, 2, 2]]
+    rebuilt = ASEMUNet(**hparams)
+    assert rebuilt.hparams() == model.hparams()
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+
+
+def test_load_original_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    hparams = {"num_fmaps": 2, "constant_upsample": False}
+    names = ASEMUNet(**hparams).state_dict()
+    # An incasem checkpoint: the state dict under its original names, next to optimizer state.
+    original = {name: torch.randn_like(value) for name, value in names.items()}
+    path = tmp_path / "model_checkpoint_1000"
+    torch.save({"model_state_dict": original, "optimizer_state_dict": {"state": {}}}, path)
+
+    from_file = ASEMUNet(**hparams)
+    load_model_state(from_file, path)
+    from_dict = ASEMUNet(**hparams)
+    load_model_state(from_dict, original)
+    for name, value in from_file.state_dict().items():
+        torch.testing.assert_close(value, original[name], rtol=0, atol=0)
+    x = torch.rand(1, 1, 100, 100, 108)
+    with torch.no_grad():
+        torch.testing.assert_close(from_file(x), from_dict(x), rtol=0, atol=0)
+
+
+def test_load_mismatched_checkpoint_names_keys() -> None:
+    state = ASEMUNet(num_fmaps=2).state_dict()
+    state["unet.extra.weight"] = state.pop("final_conv_pass.conv_pass.0.bias")
+    with pytest.raises(ValueError) as raised:
+        load_model_state(ASEMUNet(num_fmaps=2), {"model_state_dict": state})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "missing keys: final_conv_pass.conv_pass.0.bias" in message
+    assert "unexpected keys: unet.extra.weight" in message
+
+
+def test_load_checkpoint_with_other_width_names_shapes() -> None:
+    with pytest.raises(
+        ValueError, match=r"shape mismatches: unet\.l_conv\.0\.conv_pass\.0\.weight"
+    ):
+        load_model_state(ASEMUNet(num_fmaps=2), ASEMUNet(num_fmaps=3).state_dict())
