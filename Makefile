@@ -22,7 +22,7 @@ $(DEMO)/synthetic_cell.zarr: | $(STAMP)
 
 demo: $(STAMP) $(DEMO)/synthetic_cell.zarr
 	$(VENV)/bin/incasem validate configs/data/synthetic_mito_train.json,configs/data/synthetic_mito_validation.json --data-root $(DEMO) --num-classes 2
-	$(VENV)/bin/incasem plot-slice $(DEMO)/synthetic_cell.zarr --labels volumes/labels/mito volumes/labels/er volumes/labels/golgi volumes/labels/nucleus -o $(DEMO)/synthetic_cell_z128.png
+	$(VENV)/bin/incasem plot-slice $(DEMO)/synthetic_cell.zarr --z 40 --labels volumes/labels/mito volumes/labels/er volumes/labels/golgi volumes/labels/nucleus -o $(DEMO)/synthetic_cell_z40.png
 	@echo "demo done: outputs in $(DEMO)/"
 
 lint: $(STAMP)

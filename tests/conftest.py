@@ -15,6 +15,12 @@ SHARED_DATA = Path(os.environ.get("INCASEM_SHARED_DATA", REPO.parent / "shared" 
 
 
 @pytest.fixture
+def repo_root() -> Path:
+    """The repository checkout (configs/, scripts/)."""
+    return REPO
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` (real FIB-SEM volumes); tests using it skip only if it is absent."""
     if not SHARED_DATA.is_dir():

@@ -46,6 +46,7 @@ class MergeLabels(gp.BatchFilter):
 
     def prepare(self, request):
         deps = gp.BatchRequest()
+        deps[self.reference] = request[self.output].copy()
         for key in self.labels:
             deps[key] = request[self.output].copy()
         return deps

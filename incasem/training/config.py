@@ -216,6 +216,8 @@ def parse_config(config: dict[str, Any]) -> TrainingConfig:
             key = ".".join(str(part) for part in error["loc"])
             if error["type"] == "extra_forbidden":
                 problems.append(f"unknown config key '{key}'")
+            elif not key:
+                problems.append(error["msg"].removeprefix("Value error, "))
             else:
                 value = error.get("input")
                 shown = f" = {value!r}" if not isinstance(value, dict) else ""

@@ -55,6 +55,28 @@ class TrainingResult:
     empty_batches: int = 0
 
 
+@dataclass
+class TrainingData:
+    """The data configs of a training run, validated against the data on disk."""
+
+    train: DataConfig
+    train_files: list[str]
+    validation: DataConfig | None
+
+
+def check_training_config(config: TrainingConfig) -> TrainingData:
+    """Everything that can be checked before training: sizes against the network, data configs
+    against the data on disk, voxel sizes against ``data.voxel_size``. Raises `IncasemError`."""
+    if config.training.data is None:
+        raise IncasemError("training.data is not set: give a data config JSON")
+    _check_sizes(config)
+    train, train_files = _load_data(config.training.data, "training.data", config)
+    validation = None
+    if config.validation.data:
+        validation, _ = _load_data(config.validation.data, "validation.data", config)
+    return TrainingData(train, train_files, validation)
+
+
 def _check_sizes(config: TrainingConfig) -> None:
     factors = config.model.downsample_factors
     input_size = config.training.input_size_voxels
@@ -147,6 +169,19 @@ class _Validator:
         return False
 
 
+def _request_batch(pipeline: gp.Pipeline, request: gp.BatchRequest) -> gp.Batch:
+    try:
+        return pipeline.request_batch(request)
+    except Exception as e:
+        # gunpowder re-raises node errors as its own type with the original only in the text;
+        # a sampling dead end is a user error (config vs annotations), not a crash.
+        for line in str(e).splitlines():
+            _, marker, message = line.partition("SamplingError: ")
+            if marker:
+                raise IncasemError(message) from None
+        raise
+
+
 def train(
     config: TrainingConfig,
     run_dir: str | os.PathLike,
@@ -170,14 +205,11 @@ def train(
     Raises `IncasemError` (one line) for any problem found before training starts.
     """
     run_dir = Path(run_dir)
-    if config.training.data is None:
-        raise IncasemError("training.data is not set: give a data config JSON")
-    _check_sizes(config)
-    train_data, train_files = _load_data(config.training.data, "training.data", config)
+    data = check_training_config(config)
+    train_data = data.train
     validation = None
-    if config.validation.data:
-        validation_data, _ = _load_data(config.validation.data, "validation.data", config)
-        validation = _Validator(config, validation_data, run_dir)
+    if data.validation is not None:
+        validation = _Validator(config, data.validation, run_dir)
 
     _seed(config.training.seed)
     model = _build_model(config)
@@ -215,7 +247,7 @@ def train(
         output_size_voxels=list(config.training.output_size_voxels),
         voxel_size=list(config.data.voxel_size),
         class_names=config.class_names,
-        data_digest=digest_files(train_files),
+        data_digest=digest_files(data.train_files),
     )
     loss = MaskedBalancedCrossEntropy(config.loss.weight)
     from incasem.pipeline import TrainingKeys, training_pipeline, training_request
@@ -240,7 +272,9 @@ def train(
 
     def log(name: str, value: float, iteration: int) -> None:
         writer.add_scalar(name, value, iteration)
-        if log_scalar is not None:
+        # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation.
+        thinned = iteration % config.sacred.log_every != 0 and not name.startswith("validation")
+        if log_scalar is not None and not thinned:
             log_scalar(name, float(value), iteration)
 
     def save(iteration: int, metrics: dict[str, float] | None = None) -> None:
@@ -268,7 +302,7 @@ def train(
         with gp.build(pipeline):
             train_node.iteration = first_iteration
             for iteration in bar:
-                batch = pipeline.request_batch(request)
+                batch = _request_batch(pipeline, request)
                 loss_value = float(batch.loss)
                 result.losses.append(loss_value)
                 result.last_iteration = iteration

@@ -1,0 +1,167 @@
+"""The training command line, Sacred style, as users of the original know it::
+
+    python scripts/train.py --name er_cell1 with configs/training.yaml \\
+        training.data=configs/data/x.json torch.device=cpu training.iterations=20000
+    python scripts/train.py --start_from runs/3/checkpoints/model_checkpoint_5000.pt with ...
+    python scripts/train.py --start_from 3 best with ...     # fine-tune from run 3's best
+    python scripts/train.py --continue_run 3                  # resume run 3 where it stopped
+
+We parse our own flags and hand ``with`` updates to ``Experiment.run`` instead of Sacred's
+``run_commandline``, so that a user error ends with one line (Sacred would print a traceback) and
+the experiment is built by a function, not at import. Every run is recorded by a file observer
+under ``directories.runs``; ``--mongodb`` adds a MongoDB observer for Omniboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sacred import Experiment
+from sacred.arg_parser import get_config_updates
+from sacred.utils import set_by_dotted_path
+
+from incasem.errors import IncasemError
+from incasem.tracking.observers import add_observers
+from incasem.training.config import default_config, parse_config
+from incasem.training.loop import check_training_config, train
+from incasem.training.run_dir import resolve_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def build_training_experiment(runs_dir: str, mongodb: str | None = None) -> Experiment:
+    """A Sacred experiment that trains with `incasem.training.loop.train`.
+
+    The run folder of the file observer is the training run folder (checkpoints, best.json,
+    TensorBoard, snapshots), except for ``training.continue_id``, which trains on in that
+    earlier run's folder.
+    """
+    experiment = Experiment("incasem_training", save_git_info=False)
+    experiment.add_config(default_config())
+    add_observers(experiment, runs_dir, mongodb)
+
+    @experiment.main
+    def _train(_config: dict[str, Any], _run) -> dict[str, Any]:
+        config = parse_config(_config)
+        observer_dir = Path(_run.observers[0].dir)
+        resume = config.training.continue_id is not None
+        run_dir = Path(runs_dir) / str(config.training.continue_id) if resume else observer_dir
+        result = train(
+            config,
+            run_dir,
+            log_scalar=_run.log_scalar,
+            start_from=config.training.start_from,
+            resume=resume,
+        )
+        return {
+            "run_dir": str(result.run_dir),
+            "iterations": [result.first_iteration, result.last_iteration],
+            "final_loss": result.losses[-1] if result.losses else None,
+            "best_iteration": result.best_iteration,
+            "validation": {str(k): v for k, v in result.validation.items()},
+            "empty_batches": result.empty_batches,
+        }
+
+    return experiment
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a 3D U-Net for one organelle. Config: configs/training.yaml documents "
+        "every key; override with 'with FILE.yaml key=value ...'. Sizes are voxels (z, y, x), "
+        "voxel sizes nm.",
+    )
+    parser.add_argument("--name", help="run name shown in listings")
+    parser.add_argument(
+        "--start_from",
+        nargs="+",
+        metavar="CHECKPOINT | RUN_ID [ITERATION]",
+        help="fine-tune from a checkpoint file, or from run RUN_ID at ITERATION (a number, best "
+        "or last; default last)",
+    )
+    parser.add_argument(
+        "--continue_run", metavar="RUN_ID", help="resume a stopped run at its last checkpoint"
+    )
+    parser.add_argument("--mongodb", help="also record runs in MongoDB: mongodb://HOST[:PORT][/DB]")
+    parser.add_argument(
+        "--print_config", action="store_true", help="print the resolved config and exit"
+    )
+    parser.add_argument("updates", nargs="*", help="'with' followed by YAML files and key=value")
+    return parser
+
+
+def _split_updates(updates: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    if updates and updates[0] == "with":
+        updates = updates[1:]
+    elif updates:
+        raise IncasemError(f"unexpected argument {updates[0]!r}; config updates follow 'with'")
+    config_updates, named = get_config_updates(list(updates))
+    for name in named:
+        if not Path(name).is_file():
+            raise IncasemError(f"config file {name} not found")
+    return config_updates, named
+
+
+def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> dict[str, Any]:
+    """Defaults < YAML files < key=value updates, as Sacred will combine them."""
+
+    def merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    config = default_config()
+    for name in files:
+        loaded = yaml.safe_load(Path(name).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise IncasemError(f"config file {name}: expected a mapping of keys")
+        merge(config, loaded)
+    merge(config, config_updates)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the training command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config_updates, files = _split_updates(args.updates)
+        runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
+        if args.continue_run is not None:
+            run_config = Path(runs_dir) / args.continue_run / "config.json"
+            if not run_config.is_file():
+                raise IncasemError(f"--continue_run {args.continue_run}: no {run_config}")
+            files = [str(run_config), *files]
+            set_by_dotted_path(config_updates, "training.continue_id", args.continue_run)
+            set_by_dotted_path(config_updates, "training.start_from", None)
+        if args.start_from:
+            source = args.start_from[0]
+            if Path(source).is_file():
+                checkpoint = Path(source)
+            else:
+                iteration = args.start_from[1] if len(args.start_from) > 1 else "last"
+                checkpoint = resolve_checkpoint(runs_dir, source, iteration)
+            set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
+        config = parse_config(_resolved_config(config_updates, files))
+        check_training_config(config)
+        if args.print_config:
+            print(json.dumps(config.model_dump(), indent=2))
+            return 0
+        experiment = build_training_experiment(runs_dir, args.mongodb)
+        options = {"--name": args.name} if args.name else {}
+        run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
+    except IncasemError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(run.result, indent=2))
+    return 0

@@ -1,0 +1,59 @@
+"""The training config: documented defaults, original key names, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from incasem.errors import IncasemError
+from incasem.training.config import default_config, parse_config
+
+
+def test_documented_yaml_equals_defaults(repo_root):
+    documented = yaml.safe_load((repo_root / "configs" / "training.yaml").read_text())
+    assert documented == default_config()
+
+
+def test_original_key_names_are_accepted():
+    config = parse_config(
+        {
+            "training": {
+                "data": "x.json",
+                "iterations": 10,
+                "input_size_voxels": [204, 204, 204],
+                "output_size_voxels": [110, 110, 110],
+                "save_every": 5,
+                "reject": {"min_masked": 0.1, "reject_probability": 0.5},
+            },
+            "validation": {"data": "v.json", "validate_every": 5},
+            "model": {"num_fmaps": 12, "fmap_inc_factor": 2, "downsample_factors": [[1, 2, 2]] * 3},
+            "data": {"voxel_size": [40, 6, 6], "num_classes": 2},
+            "loss": {"balance_labels": {"clipmin": 0.01, "clipmax": 0.99}},
+            "torch": {"device": 0},
+            "directories": {"runs": "r", "data": "d"},
+            "seed": 123,
+        }
+    )
+    assert config.torch.device == "cuda:0"
+    assert config.class_names == ["background", "class_1"]
+
+
+@pytest.mark.parametrize(
+    "update, message",
+    [
+        ({"training": {"iteration": 5}}, "unknown config key 'training.iteration'"),
+        ({"training": {"iterations": 0}}, "config key 'training.iterations' = 0"),
+        ({"torch": {"device": "gpu"}}, "config key 'torch.device' = 'gpu'"),
+        ({"model": {"type": "Resnet"}}, "only 'Unet' is available"),
+        (
+            {"data": {"class_names": ["a"]}},
+            "data.class_names has 1 names but data.num_classes is 2",
+        ),
+        ({"training": {"input_size_voxels": [204, 204]}}, "training.input_size_voxels"),
+    ],
+)
+def test_bad_config_values_fail_in_one_line(update, message):
+    with pytest.raises(IncasemError) as error:
+        parse_config(update)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)

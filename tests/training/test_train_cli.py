@@ -1,0 +1,130 @@
+"""End to end: scripts/train.py trains, checkpoints, snapshots, logs, resumes and fine-tunes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from incasem.io import create_array
+from incasem.torch.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def _make_data(folder: Path) -> tuple[Path, Path]:
+    """A 140x140x140 voxel volume with dark cubes labelled as class 1 and two data configs."""
+    rng = np.random.default_rng(0)
+    shape = (140, 140, 140)
+    labels = np.zeros(shape, np.uint8)
+    for z, y, x in rng.integers(10, 110, size=(12, 3)):
+        labels[z : z + 20, y : y + 20, x : x + 20] = 1
+    raw = rng.normal(160, 20, shape)
+    raw[labels > 0] -= 80
+    container = folder / "cubes.zarr"
+    raw_array = create_array(container, "volumes/raw", shape, (5, 5, 5))
+    raw_array[raw_array.roi] = np.clip(raw, 0, 255).astype(np.uint8)
+    labels_array = create_array(container, "volumes/labels/cubes", shape, (5, 5, 5))
+    labels_array[labels_array.roi] = labels
+    entry = {
+        "file": "cubes.zarr",
+        "voxel_size": [5, 5, 5],
+        "raw": "volumes/raw",
+        "labels": {"volumes/labels/cubes": 1},
+    }
+    train = folder / "train.json"
+    train.write_text(
+        json.dumps({"train": {**entry, "offset": [0, 0, 0], "shape": [100, 140, 140]}})
+    )
+    validation = folder / "validation.json"
+    validation.write_text(
+        json.dumps({"val": {**entry, "offset": [100, 0, 0], "shape": [40, 140, 140]}})
+    )
+    return train, validation
+
+
+def _train(repo_root: Path, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(repo_root / "scripts" / "train.py"), *args]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_train_continue_and_fine_tune(tmp_path, repo_root):
+    train, validation = _make_data(tmp_path)
+    common = [
+        f"training.data={train}",
+        f"validation.data={validation}",
+        "directories.runs=runs",
+        "directories.data=.",
+        "model.num_fmaps=2",
+        "training.input_size_voxels=[108,108,108]",
+        "training.output_size_voxels=[14,14,14]",
+        "validation.input_size_voxels=[124,124,124]",
+        "training.save_every=2",
+        "validation.validate_every=2",
+        "training.snapshot.every=2",
+        "training.augmentation.elastic.enabled=False",
+        "sacred.log_every=1",
+    ]
+    first = _train(repo_root, tmp_path, "--name", "cubes", "with", *common, "training.iterations=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "runs" / "1"
+    assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
+    assert json.loads((run / "run.json").read_text())["experiment"]["name"] == "incasem_training"
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == ["model_checkpoint_2.pt", "model_checkpoint_4.pt"]
+    card = load_checkpoint(run / "checkpoints" / "model_checkpoint_4.pt").card
+    assert card.iteration == 4 and card.output_size_voxels == [14, 14, 14]
+    assert card.voxel_size == [5, 5, 5] and "f1" in card.metrics
+    best = json.loads((run / "best.json").read_text())
+    assert best["iteration"] in (2, 4) and best["metric"] == "f1"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    snapshot = next((run / "snapshots").glob("*.zarr"))
+    assert (snapshot / "volumes" / "prediction").is_dir()
+    metrics = _metrics(run)
+    assert metrics["loss"]["steps"] == [1, 2, 3, 4]
+    assert metrics["validation/f1"]["steps"] == [0, 2, 4]
+    assert all(np.isfinite(metrics["loss"]["values"]))
+
+    resumed = _train(repo_root, tmp_path, "--continue_run", "1", "with", "training.iterations=6")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run / "checkpoints" / "model_checkpoint_6.pt").is_file()
+    assert _metrics(tmp_path / "runs" / "2")["loss"]["steps"] == [5, 6]
+    config = json.loads((tmp_path / "runs" / "2" / "config.json").read_text())
+    assert config["training"]["continue_id"] == "1"
+
+    tuned = _train(
+        repo_root, tmp_path, "--start_from", "1", "best", "with", *common, "training.iterations=2"
+    )
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    run3 = tmp_path / "runs" / "3"
+    assert load_checkpoint(run3 / "checkpoints" / "model_checkpoint_2.pt").card.iteration == 2
+    start_from = json.loads((run3 / "config.json").read_text())["training"]["start_from"]
+    assert start_from.endswith(f"model_checkpoint_{best['iteration']}.pt")
+
+
+def test_bad_config_fails_before_training_in_one_line(tmp_path, repo_root):
+    train, _ = _make_data(tmp_path)
+    result = _train(
+        repo_root,
+        tmp_path,
+        "with",
+        f"training.data={train}",
+        "training.input_size_voxels=[110,110,110]",
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "train.py: error: training.input_size_voxels [110, 110, 110]: input size 110 along z"
+        )
+    )
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/checkpoints"))
