@@ -24,6 +24,13 @@ _COMMANDS = (
     "incasem.cli.validate",
     "incasem.cli.phantom",
     "incasem.cli.plot_slice",
+    "incasem.cli.convert",
+    "incasem.cli.equalize",
+    "incasem.cli.mask",
+    "incasem.cli.metric_mask",
+    "incasem.cli.pyramid",
+    "incasem.cli.crop",
+    "incasem.cli.relabel",
 )
 
 

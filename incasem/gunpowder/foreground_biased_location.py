@@ -124,9 +124,10 @@ class ForegroundBiasedLocation(gp.RandomLocation):
         self.attempts += 1
         self.rejected += 1
         if self.attempts >= self.max_attempts:
+            window = request[self.valid_mask].roi.shape / self._voxel_size
             raise SamplingError(
                 f"{self.source_name or 'source'}: no location with at least "
-                f"{self.min_valid:.0%} known labels in a {request[self.valid_mask].roi.shape / self._voxel_size} voxel window "
+                f"{self.min_valid:.0%} known labels in a {window} voxel window "
                 f"after {self.max_attempts} attempts; lower training.reject.min_valid or enlarge "
                 "the annotated ROI / mask"
             )
