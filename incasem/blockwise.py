@@ -1,0 +1,247 @@
+"""Run a function over a volume block by block, in worker processes, with daisy 2.
+
+Every command that touches a whole volume (conversion, equalisation, masks, pyramids, prediction)
+has the same needs, so they live here once:
+
+* **Chunk-aligned writes.** Two workers writing parts of one zarr chunk silently lose data (a
+  read-modify-write race that daisy cannot see), so write blocks start at the output's first voxel
+  and their shape must be a multiple of the output's chunk shape. `run_blockwise` checks this when
+  it is given the output array instead of trusting every caller to remember.
+* **Context.** A block may read more than it writes (``read_roi`` = ``write_roi`` grown by
+  ``context``) so that filters see their whole neighbourhood and blockwise results equal a
+  single-pass result. At the volume's faces the read ROI reaches outside the data; daisy's
+  ``fit="shrink"`` clips the last blocks to the volume and process functions clip what they read
+  (`read_clipped`).
+* **Worker processes.** daisy 2 always runs distributed workers as spawned subprocesses with the
+  process function cloudpickled, so process functions must be module-level callables (e.g. frozen
+  dataclasses holding paths, not open arrays). ``num_workers=0`` runs every block in this process,
+  which is what debuggers and profilers need.
+* **Timeouts from the block size.** daisy's watchdog kills a block after its timeout (600 s when
+  unset), which a large CPU block can exceed; the timeout here grows with the read volume.
+* **Failures are reported, not swallowed.** daisy returns ``False`` (or counts failures) when
+  blocks fail; we turn that into one `IncasemError` line naming the first failing block's ROI in
+  voxels and its error, and keep the worker logs for the details.
+* **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
+  them in a temporary folder that is deleted after success and kept (and named) after a failure.
+
+Done-markers (daisy's block tracking) are deliberately not used: callers write into staged
+datasets that only appear under their final name once every block succeeded, so a rerun starts
+clean and a half-written result is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+from funlib.persistence import Array
+
+from incasem.errors import IncasemError
+from incasem.io.roi import format_roi_voxels
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of the message a failed block raises; the driver finds it in daisy's error text.
+_FAILED = "IncasemBlockFailed"
+
+
+class BlockError(RuntimeError):
+    """Raised inside a worker when a block fails; its message names the block (voxels)."""
+
+
+@dataclass(frozen=True)
+class _GuardedBlockFunction:
+    """Calls the user's process function and rewrites any failure into one line with the ROI.
+
+    Runs in the worker processes, so it must stay picklable: it only holds the user's function
+    and the voxel size.
+    """
+
+    function: Callable[[Any], None]
+    voxel_size: tuple[int, ...]
+
+    def __call__(self, block: Any) -> None:
+        try:
+            self.function(block)
+        except Exception as e:
+            where = describe_roi(block.write_roi, self.voxel_size)
+            reason = str(e) if isinstance(e, IncasemError) else f"{type(e).__name__}: {e}"
+            one_line = " ".join(reason.split())
+            raise BlockError(f"{_FAILED}: block {where}: {one_line}") from e
+
+
+def describe_roi(roi: Roi, voxel_size: Sequence[int]) -> str:
+    """``[z0:z1, y0:y1, x0:x1] (voxels)`` for a world ROI (nm) on the grid of ``voxel_size``."""
+    voxel_size = Coordinate(voxel_size)
+    return format_roi_voxels(roi.offset / voxel_size, roi.shape / voxel_size) + " (voxels)"
+
+
+def read_clipped(array: Array, roi: Roi) -> tuple[np.ndarray, Roi]:
+    """Read the part of ``roi`` (nm) that lies inside ``array``; returns the data and that part.
+
+    Process functions with context use it at the volume's faces, where the read ROI reaches
+    outside the data; they then decide how to treat the outside (zero, reflect, "ignore").
+    """
+    inside = roi.intersect(array.roi)
+    return array[inside], inside
+
+
+def aligned_block_shape(chunk_shape: Sequence[int], minimum: Sequence[int]) -> Coordinate:
+    """The smallest multiple of ``chunk_shape`` that is at least ``minimum`` (voxels, z, y, x)."""
+    return Coordinate(
+        max(1, math.ceil(m / c)) * c for c, m in zip(chunk_shape, minimum, strict=True)
+    )
+
+
+def _spatial_chunks(output: Array) -> Coordinate:
+    return Coordinate(output.chunk_shape[-output.voxel_size.dims :])
+
+
+def _check_alignment(
+    output: Array, total_roi: Roi, block_shape: Coordinate, voxel_size: Coordinate, name: str
+) -> None:
+    chunks = _spatial_chunks(output)
+    if output.voxel_size != voxel_size:
+        raise ValueError(
+            f"{name}: output voxel size {list(output.voxel_size)} nm differs from the block grid's "
+            f"{list(voxel_size)} nm"
+        )
+    if not block_shape.is_multiple_of(chunks):
+        raise ValueError(
+            f"{name}: block shape {list(block_shape)} voxels is not a multiple of the output chunk "
+            f"shape {list(chunks)}; workers would race on shared chunks"
+        )
+    start = (total_roi.offset - output.roi.offset) / voxel_size
+    if not start.is_multiple_of(chunks):
+        raise ValueError(
+            f"{name}: blocks start at voxel {list(start)} of the output, not on its chunk grid "
+            f"{list(chunks)}"
+        )
+
+
+def _block_failure_message(error_text: str | None) -> str | None:
+    if not error_text:
+        return None
+    found = re.findall(rf"{_FAILED}: (.*)", error_text)
+    if found:
+        return found[-1].strip()
+    lines = [line.strip() for line in error_text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def run_blockwise(
+    process_block: Callable[[Any], None],
+    total_roi: Roi,
+    block_shape: Sequence[int],
+    voxel_size: Sequence[int],
+    *,
+    context: Sequence[int] | int = 0,
+    output: Array | None = None,
+    num_workers: int = 1,
+    name: str = "incasem",
+    seconds_per_megavoxel: float = 10.0,
+    progress: bool = True,
+) -> None:
+    """Call ``process_block(block)`` for every block of ``total_roi``; raise if any block failed.
+
+    Args:
+        process_block: a picklable callable (module-level function or instance of a module-level
+            class) taking a daisy block. ``block.write_roi`` is the part it must write and
+            ``block.read_roi`` the part it may read (``write_roi`` grown by ``context``, clipped
+            at ``total_roi`` grown by ``context``); both are world ROIs in nm, z, y, x.
+            Neighbouring blocks run at the same time, so it must not read what other blocks
+            write (read from one dataset, write to another).
+        total_roi: the region to write, in nm (z, y, x); usually the output array's ROI. Blocks
+            start at its offset; the last blocks along each axis are shrunk to fit.
+        block_shape: write block shape in voxels (z, y, x).
+        voxel_size: nm (z, y, x) of the grid the blocks live on.
+        context: voxels (z, y, x, or one number for all axes) read on each side of a write block.
+        output: the array the blocks write to. If given, the block shape and start are checked
+            against its chunk grid (raises ``ValueError``, a programming error, if misaligned).
+        num_workers: worker processes; ``0`` runs all blocks serially in this process.
+        name: task name shown in the progress bar and in errors.
+        seconds_per_megavoxel: per-block timeout budget; a block is killed after
+            ``120 s + seconds_per_megavoxel * (read voxels / 1e6)`` and retried.
+        progress: show daisy's progress bar.
+
+    Raises:
+        IncasemError: one line naming how many blocks failed, the first failing block's write
+            ROI in voxels and its error, and where the worker logs are.
+    """
+    import daisy.v2 as daisy
+    from daisy import logging as daisy_logging
+
+    voxel_size = Coordinate(voxel_size)
+    dims = voxel_size.dims
+    block_shape = Coordinate(block_shape)
+    context = Coordinate((context,) * dims if isinstance(context, int) else context)
+    if output is not None:
+        _check_alignment(output, total_roi, block_shape, voxel_size, name)
+
+    context_nm = context * voxel_size
+    write_roi = Roi(context_nm, block_shape * voxel_size)
+    read_roi = Roi((0,) * dims, block_shape * voxel_size + context_nm * 2)
+    read_megavoxels = math.prod(block_shape + context * 2) / 1e6
+    timeout = 120.0 + seconds_per_megavoxel * read_megavoxels
+    guarded = _GuardedBlockFunction(process_block, tuple(voxel_size))
+
+    log_dir = Path(tempfile.mkdtemp(prefix=f"incasem-{name}-logs-"))
+    previous_log_dir = daisy_logging.get_log_basedir()
+    daisy_logging.set_log_basedir(log_dir)
+    task = daisy.Task(
+        name,
+        total_roi=total_roi.grow(context_nm, context_nm),
+        read_roi=read_roi,
+        write_roi=write_roi,
+        process_function=guarded,
+        read_write_conflict=False,
+        fit="shrink",
+        max_workers=max(1, num_workers),
+        max_retries=1,
+        timeout=timeout,
+    )
+    start = time.monotonic()
+    error: str | None = None
+    try:
+        states = daisy.run_blockwise(
+            task,
+            multiprocessing=num_workers > 0,
+            progress=progress,
+            return_states=True,
+            host="127.0.0.1",
+            summary=False,
+        )
+    except BlockError as e:  # serial mode re-raises the block's exception here
+        states = None
+        error = _block_failure_message(str(e))
+    except RuntimeError as e:  # daisy abandons a task whose workers keep dying
+        states = None
+        error = " ".join(str(e).split())
+    finally:
+        daisy_logging.set_log_basedir(previous_log_dir)
+
+    if states is not None:
+        state = states[name]
+        failed = state.total_block_count - state.completed_count
+        if failed == 0:
+            shutil.rmtree(log_dir, ignore_errors=True)
+            logger.info(
+                "%s: %d blocks done in %.1f s",
+                name,
+                state.total_block_count,
+                time.monotonic() - start,
+            )
+            return
+        reason = _block_failure_message(state.first_worker_error) or "no error recorded"
+        error = f"{failed} of {state.total_block_count} blocks failed; first: {reason}"
+    raise IncasemError(f"{name}: {error} (worker logs: {log_dir})")

@@ -1,0 +1,56 @@
+"""``incasem mask``: cell (foreground) mask of a raw dataset from gray-value bounds."""
+
+from __future__ import annotations
+
+import argparse
+
+from incasem.cli.convert import add_run_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mask",
+        help="cell (foreground) mask from gray-value bounds",
+        description="Write a 0/255 uint8 mask of the voxels whose gray value lies strictly "
+        "between --min and --max (the original's 2 and 180: excludes black margins and bright "
+        "resin), cleaned by a binary opening (ball, --opening-radius voxels) and closing (ball, "
+        "--closing-radius voxels). Blockwise with enough context that the result equals a "
+        "single-block run. Radii are in voxels, axis order z y x.",
+    )
+    parser.add_argument("container", help="the .zarr container (output is written into it)")
+    parser.add_argument("-d", "--dataset", default="volumes/raw", help="raw dataset")
+    parser.add_argument(
+        "--out-dataset", default="volumes/mask", help="output dataset (default: volumes/mask)"
+    )
+    parser.add_argument(
+        "--min", type=float, default=2, help="gray value must exceed this (default: 2)"
+    )
+    parser.add_argument(
+        "--max", type=float, default=180, help="gray value must be below this (default: 180)"
+    )
+    parser.add_argument(
+        "--opening-radius", type=int, default=3, help="opening ball radius, voxels (default: 3)"
+    )
+    parser.add_argument(
+        "--closing-radius", type=int, default=2, help="closing ball radius, voxels (default: 2)"
+    )
+    add_run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from incasem.prepare.masks import create_foreground_mask
+
+    path = create_foreground_mask(
+        args.container,
+        args.dataset,
+        out_dataset=args.out_dataset,
+        min_value=args.min,
+        max_value=args.max,
+        opening_radius=args.opening_radius,
+        closing_radius=args.closing_radius,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,116 @@
+"""incasem.blockwise: blocks tile the volume, carry their context, run in real worker processes,
+and a failing block is reported as one line naming its ROI in voxels."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from funlib.geometry import Coordinate, Roi
+
+from incasem.blockwise import describe_roi, run_blockwise
+from incasem.errors import IncasemError
+from incasem.io import create_array, open_array
+
+VOXEL = (10, 5, 5)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Appends each block's ROIs to a JSON-lines file and marks its write ROI in a zarr."""
+
+    log: str
+    container: str
+
+    def __call__(self, block: Any) -> None:
+        out = open_array(self.container, "out", "r+")
+        out[block.write_roi] = out[block.write_roi] + 1
+        with open(self.log, "a") as f:
+            rois = [list(block.write_roi.offset), list(block.write_roi.shape)]
+            rois += [list(block.read_roi.offset), list(block.read_roi.shape)]
+            f.write(json.dumps(rois) + "\n")
+
+
+@dataclass(frozen=True)
+class _FailAt:
+    """Writes ones, but raises on the block that starts at ``bad_offset`` (nm)."""
+
+    container: str
+    bad_offset: tuple[int, int, int]
+
+    def __call__(self, block: Any) -> None:
+        if tuple(block.write_roi.offset) == self.bad_offset:
+            raise ValueError("corrupt chunk\nsecond line")
+        out = open_array(self.container, "out", "r+")
+        out[block.write_roi] = np.ones(block.write_roi.shape / out.voxel_size, np.uint8)
+
+
+def _output(tmp_path: Path, shape=(20, 30, 40), chunks=(8, 8, 8)):
+    return create_array(tmp_path / "c.zarr", "out", shape, VOXEL, (100, 50, 0), chunks=chunks)
+
+
+def test_blocks_tile_the_volume_once_with_clipped_context(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = _output(tmp_path)
+    log = tmp_path / "blocks.jsonl"
+    run_blockwise(
+        _Record(str(log), str(tmp_path / "c.zarr")),
+        out.roi,
+        (8, 16, 16),
+        VOXEL,
+        context=(1, 2, 3),
+        output=out,
+        num_workers=0,
+        progress=False,
+    )
+    assert (out[out.roi] == 1).all()  # every voxel written exactly once
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 3 * 2 * 3
+    grown = out.roi.grow((10, 10, 15), (10, 10, 15))
+    for w_off, w_shape, r_off, r_shape in records:
+        write, read = Roi(w_off, w_shape), Roi(r_off, r_shape)
+        assert read == write.grow((10, 10, 15), (10, 10, 15)).intersect(grown)
+        assert ((write.offset - out.roi.offset) / out.voxel_size).is_multiple_of((8, 16, 16))
+    assert not (tmp_path / "daisy_logs").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failing_block_is_one_line_with_its_roi(tmp_path: Path, workers: int):
+    out = _output(tmp_path, shape=(16, 16, 16))
+    bad = (100 + 8 * 10, 50, 0)  # second block along z
+    with pytest.raises(IncasemError) as info:
+        run_blockwise(
+            _FailAt(str(tmp_path / "c.zarr"), bad),
+            out.roi,
+            (8, 8, 8),
+            VOXEL,
+            output=out,
+            num_workers=workers,
+            name="demo",
+            progress=False,
+        )
+    message = str(info.value)
+    assert "\n" not in message
+    assert "block [18:26, 10:18, 0:8] (voxels): ValueError: corrupt chunk second line" in message
+    assert message.startswith("demo: ")
+    if workers:
+        assert "1 of 8 blocks failed" in message
+        log_dir = Path(message.rsplit("worker logs: ", 1)[1].rstrip(")"))
+        assert any(log_dir.rglob("*.err"))
+
+
+def test_blocks_must_align_with_the_output_chunks(tmp_path: Path):
+    out = _output(tmp_path)
+    with pytest.raises(ValueError, match="not a multiple of the output chunk"):
+        run_blockwise(print, out.roi, (8, 12, 8), VOXEL, output=out, num_workers=0)
+    shifted = Roi(out.roi.offset + Coordinate(40, 0, 0), (80, 150, 200))
+    with pytest.raises(ValueError, match="not on its chunk grid"):
+        run_blockwise(print, shifted, (8, 8, 8), VOXEL, output=out, num_workers=0)
+
+
+def test_describe_roi_is_in_voxels():
+    assert describe_roi(Roi((100, 50, 0), (80, 40, 40)), VOXEL) == ("[10:18, 10:18, 0:8] (voxels)")
