@@ -42,7 +42,8 @@ def _is_n5(container: Path) -> bool:
 
 
 def list_datasets(container: str | os.PathLike) -> list[str]:
-    """Paths of all arrays inside a container, e.g. ``["volumes/raw", "volumes/labels/mito"]``."""
+    """Paths of all arrays inside a container, e.g. ``["volumes/raw", "volumes/labels/mito"]``,
+    without hidden (``.``-prefixed) ones."""
     try:
         group = zarr.open_group(str(container), mode="r")
     except (zarr.errors.GroupNotFoundError, zarr.errors.PathNotFoundError, ValueError):
@@ -51,7 +52,8 @@ def list_datasets(container: str | os.PathLike) -> list[str]:
     group.visititems(
         lambda name, item: found.append(name) if isinstance(item, zarr.Array) else None
     )
-    return sorted(found)
+    # Hidden names are outputs still being written (or left by a crash), not datasets.
+    return sorted(n for n in found if not any(part.startswith(".") for part in n.split("/")))
 
 
 def _open_zarr_array(container: Path, dataset: str, mode: str) -> zarr.Array:

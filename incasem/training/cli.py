@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--print_config", action="store_true", help="print the resolved config and exit"
     )
-    parser.add_argument("updates", nargs="*", help="'with' followed by YAML files and key=value")
+    parser.add_argument(
+        "updates", nargs="*", help="'with' followed by YAML files and key=value updates"
+    )
     return parser
 
 
@@ -132,7 +134,11 @@ def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> di
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Split at 'with' ourselves: argparse would let '--start_from RUN_ID [ITERATION]' swallow it.
+    split = argv.index("with") if "with" in argv else len(argv)
+    args = _parser().parse_args(argv[:split])
+    args.updates = [*args.updates, *argv[split:]]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config_updates, files = _split_updates(args.updates)

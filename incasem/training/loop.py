@@ -111,7 +111,8 @@ def _load_data(paths: str, role: str, config: TrainingConfig) -> tuple[DataConfi
     return data, [p.strip() for p in paths.split(",") if p.strip()]
 
 
-def _build_model(config: TrainingConfig) -> ASEMUNet:
+def build_model(config: TrainingConfig) -> ASEMUNet:
+    """The network described by ``config.model`` and ``config.data`` (untrained)."""
     return ASEMUNet(
         in_channels=1,
         num_classes=config.data.num_classes,
@@ -122,7 +123,9 @@ def _build_model(config: TrainingConfig) -> ASEMUNet:
     )
 
 
-def _seed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's random generators (gunpowder draws from the first
+    two), so that a run's initial weights and first batches are reproducible."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -211,8 +214,8 @@ def train(
     if data.validation is not None:
         validation = _Validator(config, data.validation, run_dir)
 
-    _seed(config.training.seed)
-    model = _build_model(config)
+    seed_everything(config.training.seed)
+    model = build_model(config)
     optimizer = torch.optim.Adam(
         model.parameters(),
         lr=config.training.optimizer.lr,

@@ -66,7 +66,7 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
         "model.num_fmaps=2",
         "training.input_size_voxels=[108,108,108]",
         "training.output_size_voxels=[14,14,14]",
-        "validation.input_size_voxels=[124,124,124]",
+        "validation.input_size_voxels=[140,236,236]",
         "training.save_every=2",
         "validation.validate_every=2",
         "training.snapshot.every=2",
@@ -77,7 +77,7 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "runs" / "1"
     assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
-    assert json.loads((run / "run.json").read_text())["experiment"]["name"] == "incasem_training"
+    assert json.loads((run / "run.json").read_text())["experiment"]["name"] == "cubes"
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert checkpoints == ["model_checkpoint_2.pt", "model_checkpoint_4.pt"]
     card = load_checkpoint(run / "checkpoints" / "model_checkpoint_4.pt").card
