@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--raw", default="volumes/raw", help="raw dataset (default: volumes/raw)")
     parser.add_argument("--labels", nargs="*", default=[], help="label datasets to outline")
     parser.add_argument("--z", type=int, help="section index in voxels (default: middle)")
+    parser.add_argument("--probabilities", help="probability dataset to show in its own panel")
     parser.add_argument("-o", "--out", required=True, help="PNG file to write")
     parser.set_defaults(func=run)
 
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from incasem.viz.slices import plot_slice
 
-    path = plot_slice(args.file, args.raw, args.labels, args.out, z=args.z)
+    path = plot_slice(
+        args.file, args.raw, args.labels, args.out, z=args.z, probabilities=args.probabilities
+    )
     print(f"wrote {path}")
     return 0

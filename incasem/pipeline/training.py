@@ -9,6 +9,7 @@ training as in prediction, so a 204³ request gives 110³ in both.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -67,16 +68,14 @@ def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchF
     augment = config.training.augmentation
     nodes: list[gp.BatchFilter] = []
     if augment.elastic.enabled:
-        # The config speaks voxels, as the original; DeformAugment takes nm.
+        # ElasticAugment, as the original: spacing and jitter in voxels, rotation about z.
+        # (gunpowder 1.4.4's DeformAugment with subsample > 1 samples a 10 nm box and returns a
+        # constant batch; tests/training/test_train_cli.py checks that snapshots are not flat.)
         nodes.append(
-            gp.DeformAugment(
-                control_point_spacing=gp.Coordinate(augment.elastic.control_point_spacing)
-                * voxel_size,
-                jitter_sigma=[
-                    s * v for s, v in zip(augment.elastic.jitter_sigma, voxel_size, strict=True)
-                ],
-                rotate=augment.elastic.rotate_in_plane,
-                rotation_axes=[1, 2] if augment.elastic.rotate_in_plane else None,
+            gp.ElasticAugment(
+                control_point_spacing=augment.elastic.control_point_spacing,
+                jitter_sigma=augment.elastic.jitter_sigma,
+                rotation_interval=(0, math.pi / 2) if augment.elastic.rotate_in_plane else (0, 0),
                 subsample=augment.elastic.subsample,
                 spatial_dims=3,
             )

@@ -72,6 +72,20 @@ def test_plot_slice_writes_png(tmp_path, small_container):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
+def test_plot_slice_with_partial_probability_panel(tmp_path, small_container):
+    from incasem.io import create_array
+
+    probabilities = create_array(
+        small_container, "volumes/p", (20, 30, 30), (10, 5, 5), (200, 100, 50), dtype=np.uint8
+    )
+    probabilities[probabilities.roi] = 200
+    out = tmp_path / "slice.png"
+    args = ["plot-slice", str(small_container), "--probabilities", "volumes/p", "-o", str(out)]
+    assert main([*args, "--labels", "volumes/labels/mito"]) == 0
+    assert out.stat().st_size > 10_000
+    assert main([*args, "--z", "2"]) == 2  # the probabilities do not reach section 2
+
+
 def test_plot_slice_bad_section_is_one_line(small_container, tmp_path, capsys):
     assert main(["plot-slice", str(small_container), "--z", "99", "-o", str(tmp_path / "x.png")])
     assert capsys.readouterr().err.strip() == (

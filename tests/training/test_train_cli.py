@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from incasem.io import create_array
+from incasem.io import create_array, open_array
 from incasem.torch.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,6 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
         "training.save_every=2",
         "validation.validate_every=2",
         "training.snapshot.every=2",
-        "training.augmentation.elastic.enabled=False",
         "sacred.log_every=1",
     ]
     first = _train(repo_root, tmp_path, "--name", "cubes", "with", *common, "training.iterations=4")
@@ -87,7 +86,11 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     assert best["iteration"] in (2, 4) and best["metric"] == "f1"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     snapshot = next((run / "snapshots").glob("*.zarr"))
-    assert (snapshot / "volumes" / "prediction").is_dir()
+    raw = open_array(snapshot, "volumes/raw")[...]
+    labels = open_array(snapshot, "volumes/labels")[...]
+    assert raw.shape == (108, 108, 108) and labels.shape == (14, 14, 14)
+    assert raw.std() > 0.05 and -1 <= raw.min() < raw.max() <= 1  # augmented, not flat
+    assert open_array(snapshot, "volumes/prediction").shape == (2, 14, 14, 14)
     metrics = _metrics(run)
     assert metrics["loss"]["steps"] == [1, 2, 3, 4]
     assert metrics["validation/f1"]["steps"] == [0, 2, 4]
