@@ -17,13 +17,8 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-$(DEMO)/synthetic_cell.zarr: | $(STAMP)
-	$(VENV)/bin/incasem phantom --out $@ --shape 256 256 256 --seed 0
-
-demo: $(STAMP) $(DEMO)/synthetic_cell.zarr
-	$(VENV)/bin/incasem validate configs/data/synthetic_mito_train.json,configs/data/synthetic_mito_validation.json --data-root $(DEMO) --num-classes 2
-	$(VENV)/bin/incasem plot-slice $(DEMO)/synthetic_cell.zarr --z 40 --labels volumes/labels/mito volumes/labels/er volumes/labels/golgi volumes/labels/nucleus -o $(DEMO)/synthetic_cell_z40.png
-	@echo "demo done: outputs in $(DEMO)/"
+demo: $(STAMP)
+	$(PY) scripts/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check incasem scripts tests benchmarks

@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument(
         "--input-size", type=int, nargs=3, default=[132, 244, 244], help="block input, voxels"
     )
+    parser.add_argument(
+        "--every", type=int, default=1, help="score only checkpoints whose iteration is a multiple"
+    )
     args = parser.parse_args()
 
     config = parse_config(json.loads((args.run_dir / "config.json").read_text()))
@@ -63,11 +66,16 @@ def main() -> None:
         return {k: sum(r[k] for r in results) / len(results) for k in results[0]}
 
     seed_everything(config.training.seed)
-    models = {0: build_model(config)}
-    curve = {}
-    for iteration, path in [(0, None), *list_checkpoints(args.run_dir).items()]:
+    untrained = build_model(config)
+    # Scores already computed are kept, so the script can be rerun while training goes on.
+    cache = args.run_dir / "validation_curve.json"
+    curve = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.is_file() else {}
+    checkpoints = [(0, None), *list_checkpoints(args.run_dir).items()]
+    for iteration, path in checkpoints:
+        if iteration in curve or iteration % args.every:
+            continue
         start = time.time()
-        model = models[0] if path is None else load_checkpoint(path).model
+        model = untrained if path is None else load_checkpoint(path).model
         curve[iteration] = score(model)
         print(
             f"iteration {iteration:6d}: f1 {curve[iteration]['f1']:.3f} "
@@ -76,7 +84,7 @@ def main() -> None:
             f"({time.time() - start:.0f} s)",
             flush=True,
         )
-    (args.run_dir / "validation_curve.json").write_text(json.dumps(curve, indent=2))
+        cache.write_text(json.dumps(dict(sorted(curve.items())), indent=2))
 
     iterations = sorted(curve)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)

@@ -16,7 +16,9 @@ def test_the_dataset_appears_only_when_complete(tmp_path: Path):
     container = tmp_path / "c.zarr"
     with staged_dataset(container, "volumes/mask", (2, 3, 4), (5, 5, 5), (10, 0, 0)) as staged:
         assert staged.staging_name.startswith("volumes/.mask.incomplete-")
-        assert list_datasets(container) == [staged.staging_name]
+        # The staging dataset exists but is hidden from listings (and so from users).
+        assert open_array(container, staged.staging_name).shape == (2, 3, 4)
+        assert list_datasets(container) == []
         staged.array[staged.array.roi] = np.ones((2, 3, 4), np.uint8)
     assert list_datasets(container) == ["volumes/mask"]
     mask = open_array(container, "volumes/mask")
