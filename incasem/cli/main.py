@@ -31,6 +31,7 @@ _COMMANDS = (
     "incasem.cli.pyramid",
     "incasem.cli.crop",
     "incasem.cli.relabel",
+    "incasem.cli.predict",
 )
 
 

@@ -1,0 +1,272 @@
+"""Throughput and memory of incasem's blockwise prediction, against the model's own forward pass
+and MONAI's ``sliding_window_inference``.
+
+Why these three: the forward pass on an in-memory tensor is the ceiling (no I/O, no context
+recomputed between blocks beyond what one block needs); MONAI is what most people reach for;
+incasem's daisy prediction should approach the ceiling with workers and, unlike an in-memory
+sliding window, keep its memory flat however large the volume. Peak memory is the resident set
+of the whole process tree (workers included), sampled from /proc every 0.2 s.
+
+The volume is generated (smooth noise, uint8) and the model has random weights: throughput does
+not depend on either. Sizes are voxels (z, y, x). Example (the measured configuration)::
+
+    PYTHONPATH=. python benchmarks/predict_throughput.py --shape 512 512 512 --fmaps 12 \\
+        --input-size 244 --workers 1 2 --memory-shape 256 256 256 --out bench.json
+
+MONAI is optional (``pip install .[benchmark]``); without it that row is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from funlib.geometry import Roi
+
+from incasem.io import create_array, open_array
+from incasem.predict import predict
+from incasem.predict.block import normalise
+from incasem.torch.checkpoint import ModelCard, save_checkpoint
+from incasem.torch.models import ASEMUNet, shapes
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+class PeakTreeRSS:
+    """Samples the summed RSS of this process and all its descendants; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(_rss(p) for p in _tree(os.getpid())))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakTreeRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def make_volume(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Path:
+    """A uint8 volume of smooth noise (nm voxel size 5), written slab by slab (z)."""
+    array = create_array(path, "volumes/raw", shape, (5, 5, 5), (0, 0, 0), chunks=(64, 64, 64))
+    rng = np.random.default_rng(seed)
+    for z in range(0, shape[0], 64):
+        depth = min(64, shape[0] - z)
+        coarse = rng.normal(size=(depth // 8 + 1, shape[1] // 8 + 1, shape[2] // 8 + 1))
+        slab = np.kron(coarse, np.ones((8, 8, 8)))[:depth, : shape[1], : shape[2]]
+        slab = np.clip(128 + 40 * slab + rng.normal(0, 10, slab.shape), 0, 255)
+        array[Roi((z * 5, 0, 0), (depth * 5, shape[1] * 5, shape[2] * 5))] = slab.astype(np.uint8)
+    return path
+
+
+def make_checkpoint(path: Path, fmaps: int, input_size: int) -> Path:
+    """A checkpoint of a randomly initialised incasem U-Net with ``fmaps`` feature maps."""
+    torch.manual_seed(0)
+    model = ASEMUNet(num_fmaps=fmaps)
+    card = ModelCard(
+        hparams=model.hparams(),
+        input_size_voxels=[input_size] * 3,
+        output_size_voxels=list(model.output_shape([input_size] * 3)),
+        voxel_size=[5, 5, 5],
+        class_names=["background", "foreground"],
+    )
+    return save_checkpoint(path, model, card)
+
+
+def bench_daisy(volume: Path, checkpoint: Path, workers: int, input_size: int, out: Path) -> dict:
+    """Our daisy prediction of the whole volume; voxels/s over the wall time (startup included)."""
+    shape = open_array(volume, "volumes/raw").shape
+    with PeakTreeRSS() as rss:
+        started = time.monotonic()
+        result = predict(
+            checkpoint=str(checkpoint),
+            input=str(volume),
+            input_size_voxels=[input_size] * 3,
+            num_workers=workers,
+            device="cpu",
+            progress=False,
+            output=str(out),
+        )
+        wall = time.monotonic() - started
+    (entry,) = result.entries
+    return {
+        "method": f"incasem daisy, {workers} worker(s)",
+        "voxels": int(np.prod(shape)),
+        "wall_s": wall,
+        "voxels_per_s": float(np.prod(shape)) / wall,
+        "blocks": entry.blocks,
+        "peak_rss_gb": rss.peak / 1e9,
+    }
+
+
+def bench_forward(fmaps: int, sizes: list[int], memory_fraction: float = 0.5) -> list[dict]:
+    """Forward passes on in-memory tensors, growing the block while it is predicted to fit in
+    ``memory_fraction`` of the available memory; output voxels/s per size."""
+    torch.manual_seed(0)
+    model = ASEMUNet(num_fmaps=fmaps).eval()
+    available = _mem_available()
+    rows, bytes_per_voxel = [], None
+    for size in sizes:
+        if bytes_per_voxel is not None and bytes_per_voxel * size**3 > memory_fraction * available:
+            break
+        x = torch.randn(1, 1, size, size, size)
+        with torch.no_grad(), PeakTreeRSS(0.05) as rss:
+            base = _rss(os.getpid())
+            model(x[..., :108, :108, :108])
+            started = time.monotonic()
+            y = model(x)
+            seconds = time.monotonic() - started
+        bytes_per_voxel = max(rss.peak - base, 1) / size**3
+        out = int(np.prod(y.shape[2:]))
+        rows.append({
+            "method": f"pure forward {size}^3 -> {y.shape[2]}^3",
+            "voxels": out,
+            "wall_s": seconds,
+            "voxels_per_s": out / seconds,
+            "peak_rss_gb": rss.peak / 1e9,
+        })  # fmt: skip
+        del x, y
+    return rows
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
+def bench_monai(volume: Path, fmaps: int, input_size: int, overlap: float) -> dict | None:
+    """MONAI sliding_window_inference over the in-memory volume.
+
+    MONAI expects a window's output to be as large as the window, so the valid U-Net is wrapped:
+    each window is mirror-padded by the network's context, then predicted (the usual way to use
+    a valid-convolution network with MONAI; context comes from the mirror, not the neighbours).
+    """
+    try:
+        from monai.inferers import sliding_window_inference
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    model = ASEMUNet(num_fmaps=fmaps).eval()
+    context = shapes.context()
+    window = input_size - 2 * context[0]
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of one window (batch, classes, z, y, x), the window mirror-padded."""
+        padded = torch.nn.functional.pad(x, (context[0],) * 6, mode="reflect")
+        return torch.softmax(model(padded), dim=1)
+
+    array = open_array(volume, "volumes/raw")
+    with PeakTreeRSS() as rss:
+        started = time.monotonic()
+        raw = normalise(array[array.roi], {"input_range": [0, 255], "output_range": [-1, 1]})
+        with torch.no_grad():
+            result = sliding_window_inference(
+                torch.from_numpy(raw)[None, None], (window,) * 3, 1, predictor, overlap=overlap
+            )
+        wall = time.monotonic() - started
+    return {
+        "method": f"MONAI sliding_window_inference {window}^3, overlap {overlap}",
+        "voxels": int(np.prod(result.shape[2:])),
+        "wall_s": wall,
+        "voxels_per_s": float(np.prod(result.shape[2:])) / wall,
+        "peak_rss_gb": rss.peak / 1e9,
+    }
+
+
+def main() -> None:
+    """Run the benchmarks given on the command line and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 512])
+    parser.add_argument(
+        "--memory-shape", type=int, nargs=3, default=None,
+        help="a second volume (e.g. 8x larger) for the memory comparison",
+    )  # fmt: skip
+    parser.add_argument("--fmaps", type=int, default=12)
+    parser.add_argument("--input-size", type=int, default=244)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--forward-sizes", type=int, nargs="+", default=[244, 284, 324, 364, 404])
+    parser.add_argument("--overlap", type=float, default=0.25, help="MONAI window overlap")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["daisy", "forward", "monai"])
+    parser.add_argument("--workdir", default=None, help="where volumes go (default: a temp dir)")
+    parser.add_argument("--out", default=None, help="write the results as JSON")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="incasem-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpoint = make_checkpoint(workdir / f"f{args.fmaps}.pt", args.fmaps, args.input_size)
+    shapes_to_run = [tuple(args.shape)] + ([tuple(args.memory_shape)] if args.memory_shape else [])
+    rows: list[dict] = []
+    print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}", flush=True)
+    for shape in shapes_to_run:
+        name = "x".join(map(str, shape))
+        volume = workdir / f"volume_{name}.zarr"
+        if not volume.exists():
+            make_volume(volume, shape)
+        for workers in args.workers if "daisy" not in args.skip else []:
+            row = bench_daisy(volume, checkpoint, workers, args.input_size,
+                              workdir / f"out_{name}_{workers}.zarr")  # fmt: skip
+            rows.append({"shape": name, **row})
+            print(json.dumps(rows[-1]), flush=True)
+        if "monai" not in args.skip:
+            row = bench_monai(volume, args.fmaps, args.input_size, args.overlap)
+            if row is not None:
+                rows.append({"shape": name, **row})
+                print(json.dumps(rows[-1]), flush=True)
+    if "forward" not in args.skip:
+        for row in bench_forward(args.fmaps, args.forward_sizes):
+            rows.append({"shape": "in memory", **row})
+            print(json.dumps(rows[-1]), flush=True)
+    print("\n| volume | method | voxels/s | wall s | peak RSS (tree) GB |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['shape']} | {r['method']} | {r['voxels_per_s']:,.0f} | {r['wall_s']:.1f} | "
+              f"{r['peak_rss_gb']:.2f} |")  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

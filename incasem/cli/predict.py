@@ -1,0 +1,292 @@
+"""``incasem predict`` and ``scripts/predict.py``: blockwise prediction, recorded as a Sacred run.
+
+Both take the same flags and Sacred's ``with`` clause, so the original's command lines keep
+working (``with prediction.data=... prediction.checkpoint=... prediction.num_workers=4``) next to
+plain flags (``--checkpoint``, ``--run_id``, ``--input``, ``--num_workers``, ...); flags win over
+``with`` updates, which win over YAML files named in the ``with`` clause and the defaults. Every
+run is recorded under ``<directories.runs>/predictions/<id>/`` (config, metrics, output, result)
+by Sacred's file observer, plus MongoDB with ``--mongodb``. The experiment is built when the
+command runs, not at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from incasem.errors import IncasemError
+
+logger = logging.getLogger("incasem.predict")
+
+#: Flag destination -> dotted Sacred config key.
+_FLAG_KEYS = {
+    "checkpoint": "prediction.checkpoint",
+    "run_id": "prediction.run_id_training",
+    "iteration": "prediction.iteration",
+    "data": "prediction.data",
+    "data_root": "directories.data",
+    "runs_dir": "directories.runs",
+    "input": "prediction.input",
+    "dataset": "prediction.dataset",
+    "roi": "prediction.roi",
+    "output": "prediction.output.container",
+    "output_group": "prediction.output.group",
+    "resume": "prediction.resume",
+    "overwrite": "prediction.overwrite",
+    "num_workers": "prediction.num_workers",
+    "gpus": "prediction.gpus",
+    "worker_command": "prediction.worker_command",
+    "host": "prediction.scheduler_host",
+    "device": "prediction.torch.device",
+    "log_metrics": "prediction.log_metrics",
+    "probabilities": "prediction.probabilities",
+    "threshold": "prediction.threshold",
+    "input_size": "prediction.input_size_voxels",
+    "deterministic": "prediction.deterministic",
+    "block_timeout": "prediction.block_timeout",
+}
+
+
+def _resume_value(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a prediction id, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the prediction flags (all optional: unset flags leave the configuration alone)."""
+    s = argparse.SUPPRESS
+    model = parser.add_argument_group("model")
+    model.add_argument("--checkpoint", default=s, help="checkpoint file (.pt)")
+    model.add_argument(
+        "-r", "--run_id", "--run-id", dest="run_id", type=int, default=s,
+        help="training run N in the runs folder (uses its best checkpoint, else the latest)",
+    )  # fmt: skip
+    model.add_argument("--iteration", default=s, help="with --run_id: an iteration K, or 'best'")
+    model.add_argument(
+        "--runs_dir", "--runs-dir", dest="runs_dir", default=s,
+        help="training runs folder (directories.runs, default: runs)",
+    )  # fmt: skip
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default=s, help="data config JSON (several: comma-separated)")
+    data.add_argument(
+        "--data_root", "--data-root", dest="data_root", default=s,
+        help="folder that relative 'file' paths are joined to (directories.data)",
+    )  # fmt: skip
+    data.add_argument("--input", default=s, help="container to predict instead of --data")
+    data.add_argument("--dataset", default=s, help="raw dataset in --input (volumes/raw)")
+    data.add_argument(
+        "--roi", type=int, nargs=6, metavar=("Z", "Y", "X", "DZ", "DY", "DX"), default=s,
+        help="with --input: offset and shape in voxels (default: the whole dataset)",
+    )  # fmt: skip
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output", default=s,
+        help="container to write into (default: each entry's input container)",
+    )  # fmt: skip
+    out.add_argument(
+        "--output_group", "--output-group", dest="output_group", default=s,
+        help="group for the outputs (default: volumes/predictions/<model>/predict_<new id>)",
+    )  # fmt: skip
+    out.add_argument(
+        "--resume", nargs="?", const=True, type=_resume_value, default=s, metavar="ID",
+        help="continue prediction ID (or --output_group without ID), skipping its done blocks",
+    )  # fmt: skip
+    out.add_argument("--overwrite", action="store_true", default=s, help="replace outputs")
+    out.add_argument(
+        "--probabilities", choices=("uint8", "float32"), default=s,
+        help="probability dtype (uint8 = p*255, the default)",
+    )  # fmt: skip
+    out.add_argument("--threshold", type=float, default=s, help="foreground threshold (0.5)")
+    out.add_argument(
+        "--log_metrics", "--log-metrics", dest="log_metrics", action="store_true", default=s,
+        help="score against the entries' labels while predicting",
+    )  # fmt: skip
+    run = parser.add_argument_group("execution")
+    run.add_argument(
+        "--num_workers", "--num-workers", dest="num_workers", type=int, default=s,
+        help="daisy worker processes, each with its own model (default 1)",
+    )  # fmt: skip
+    run.add_argument("--gpus", default=s, help="GPUs to spread workers over, e.g. 0,1")
+    run.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:N or N")
+    run.add_argument(
+        "--worker-command", "--worker_command", dest="worker_command", default=s,
+        help="launch each worker through this template, e.g. 'srun --gpus=1 {command}'",
+    )  # fmt: skip
+    run.add_argument(
+        "--host", default=s, help="scheduler address workers connect to (default 127.0.0.1)"
+    )
+    run.add_argument(
+        "--input_size", "--input-size", dest="input_size", type=int, nargs=3, default=s,
+        metavar=("Z", "Y", "X"), help="network input per block, voxels",
+    )  # fmt: skip
+    run.add_argument(
+        "--deterministic", action="store_true", default=s,
+        help="bit-identical results for any block layout (CPU: several times slower)",
+    )  # fmt: skip
+    run.add_argument(
+        "--block_timeout", "--block-timeout", dest="block_timeout", type=float, default=s,
+        help="seconds before a stuck block is retried (default: derived from the block size)",
+    )  # fmt: skip
+    track = parser.add_argument_group("tracking")
+    track.add_argument("--name", default=None, help="name of the Sacred run")
+    track.add_argument("--mongodb", default=None, help="also record in MongoDB (mongodb://...)")
+    track.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    track.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "updates", nargs="*", metavar="with ...",
+        help="Sacred: 'with' followed by key=value updates and YAML files",
+    )  # fmt: skip
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``incasem predict``."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict organelles blockwise with daisy (many workers, resumable)",
+        description="Predict a data config's ROIs (or one container) blockwise: every ROI "
+        "whole, seam-free, with N daisy workers, resumable. Sizes are in voxels (z y x).",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _config_updates(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    from sacred.arg_parser import get_config_updates
+    from sacred.utils import set_by_dotted_path
+
+    updates = list(args.updates)
+    if updates and updates[0] == "with":
+        updates = updates[1:]
+    config_updates, named_configs = get_config_updates(updates)
+    for dest, key in _FLAG_KEYS.items():
+        if dest in vars(args):
+            value = getattr(args, dest)
+            set_by_dotted_path(config_updates, key, value)
+    return config_updates, named_configs
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def resolve_config(config_updates: dict[str, Any], named_configs: Sequence[str]) -> dict[str, Any]:
+    """The configuration Sacred will run with: defaults, then config files, then updates.
+
+    Computed up front so that a bad request fails before Sacred records a run.
+    """
+    from sacred.config.config_files import load_config_file
+
+    from incasem.predict.settings import default_config
+
+    config = default_config()
+    for named in named_configs:
+        if not Path(named).is_file():
+            raise IncasemError(f"{named}: no such configuration file")
+        _merge(config, load_config_file(named))
+    config = _merge(config, json.loads(json.dumps(config_updates)))
+    unknown = sorted(_dotted_keys(config) - _dotted_keys(default_config()))
+    if unknown:
+        logger.warning("configuration keys not used by prediction: %s", ", ".join(unknown))
+    return config
+
+
+def _dotted_keys(config: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def build_experiment(
+    runs_dir: str | Path, mongodb: str | None = None, progress: bool = True
+) -> Any:
+    """The Sacred experiment of a prediction, observed under ``<runs_dir>/predictions``."""
+    from sacred import Experiment
+    from sacred.utils import apply_backspaces_and_linefeeds
+
+    from incasem.predict.run import PredictionFailed, PredictionResult, predict, result_as_json
+    from incasem.predict.settings import PredictionSettings, default_config
+    from incasem.tracking.observers import add_observers
+
+    experiment = Experiment("incasem_prediction", save_git_info=False)
+    experiment.add_config(default_config())
+    experiment.captured_out_filter = apply_backspaces_and_linefeeds
+    add_observers(experiment, Path(runs_dir) / "predictions", mongodb)
+
+    def log_scores(run: Any, result: PredictionResult) -> None:
+        """Log every entry's scores as Sacred metrics ``<entry>/<score>``."""
+        for entry in result.entries:
+            for key, value in entry.scores.items():
+                run.log_scalar(f"{entry.name}/{key}", value)
+
+    @experiment.main
+    def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
+        """Predict with the run's configuration; the result (JSON) is the run's result."""
+        settings = PredictionSettings.from_config(
+            _config, sacred_run_id=_run._id, progress=progress
+        )
+        try:
+            result = predict(settings)
+        except PredictionFailed as e:
+            log_scores(_run, e.result)
+            _run.info["result"] = json.loads(result_as_json(e.result))
+            raise
+        log_scores(_run, result)
+        return json.loads(result_as_json(result))
+
+    return experiment
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a prediction from parsed arguments; returns the exit code (0: every block done)."""
+    from incasem.predict.run import plan_prediction
+    from incasem.predict.settings import PredictionSettings
+
+    config_updates, named_configs = _config_updates(args)
+    config = resolve_config(config_updates, named_configs)
+    plan_prediction(PredictionSettings.from_config(config))
+    experiment = build_experiment(
+        config["directories"].get("runs") or "runs", args.mongodb, args.progress
+    )
+    # Unknown keys (e.g. the original's prediction.pipeline) were already reported by
+    # resolve_config; --force stops Sacred from refusing them.
+    options: dict[str, Any] = {"--capture": "sys", "--force": True}
+    if args.name:
+        options["--name"] = args.name
+    sacred_run = experiment.run(
+        config_updates=config_updates, named_configs=named_configs, options=options
+    )
+    if args.json:
+        print(json.dumps(sacred_run.result, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/predict.py``: the same command as ``incasem predict``."""
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Blockwise prediction with daisy (see 'incasem predict --help').",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except IncasemError as e:
+        print(f"predict: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,32 @@
+"""Segmentation scores computed block by block, so no volume ever has to fit in memory.
+
+`ConfusionCounts` (TP/FP/FN per class) and `ThresholdHistograms` (uint8 probability levels per
+class) are additive: workers count each block, the counts are summed, and the scores (F1 = Dice,
+precision, recall, IoU = Jaccard) follow from the sums, identical to a whole-volume evaluation.
+"""
+
+from incasem.metrics.confusion import (
+    ConfusionCounts,
+    class_names_for,
+    flat_scores,
+    format_scores,
+    scores,
+)
+from incasem.metrics.histograms import (
+    LEVELS,
+    ThresholdHistograms,
+    level_for_threshold,
+    quantise,
+)
+
+__all__ = [
+    "LEVELS",
+    "ConfusionCounts",
+    "ThresholdHistograms",
+    "class_names_for",
+    "flat_scores",
+    "format_scores",
+    "level_for_threshold",
+    "quantise",
+    "scores",
+]

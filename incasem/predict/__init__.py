@@ -1,0 +1,34 @@
+"""Blockwise prediction with daisy: out-of-memory volumes, many workers, seam-free, resumable.
+
+`predict` runs a whole prediction (library form of ``scripts/predict.py``); `evaluate_entry`
+scores a model on one data-config entry in process (what training calls to validate);
+`predict_block` is the one function both use to predict a block. Names are resolved on first
+use, so that daisy worker processes importing this package do not pay for what they do not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BlockLayout": "incasem.predict.geometry",
+    "EntryResult": "incasem.predict.run",
+    "PredictionFailed": "incasem.predict.run",
+    "PredictionResult": "incasem.predict.run",
+    "PredictionSettings": "incasem.predict.settings",
+    "evaluate_entry": "incasem.predict.evaluate",
+    "plan_prediction": "incasem.predict.run",
+    "predict": "incasem.predict.run",
+    "predict_block": "incasem.predict.block",
+    "read_mirrored": "incasem.predict.block",
+    "resolve_checkpoint": "incasem.predict.checkpoints",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

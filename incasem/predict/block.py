@@ -1,0 +1,141 @@
+"""Predict one block: read raw with context, normalise as in training, run the network.
+
+This is the single implementation of "the network's view of one block". Daisy workers, the
+in-process validation during training (`incasem.predict.evaluate_entry`) and the tests' single
+pass all call it, so what the network sees cannot drift between training, validation and
+prediction:
+
+* context is read from the dataset wherever it has data, also outside the ROI being predicted
+  (the original cropped raw to the ROI and never predicted its outer 47 voxels);
+* beyond the dataset, raw is mirrored (``numpy.pad`` mode ``reflect``), as gunpowder's
+  ``Pad(mode="reflect")`` does during training. The mirror is taken about the dataset's borders,
+  whatever the block, so two blocks that see the same place outside the data see the same
+  values (a per-block pad of a short fetch would differ);
+* intensities map like training's ``Normalize`` + ``IntensityScaleShift``: ``x / 255`` then
+  ``* 2 - 1``, in float32, in that order (the card's ``normalisation`` gives the ranges).
+
+ROIs are in nm, arrays (channel,) z, y, x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+from funlib.persistence import Array
+
+from incasem.errors import IncasemError
+from incasem.predict.geometry import BlockLayout
+
+if TYPE_CHECKING:
+    import torch
+
+
+def mirror_indices(start: int, stop: int, size: int) -> np.ndarray:
+    """Indices into an axis of length ``size`` for positions ``start..stop-1`` (voxels).
+
+    Positions inside ``[0, size)`` map to themselves; positions outside are mirrored about the
+    borders without repeating the border voxel, repeatedly if needed: ``numpy.pad``'s
+    ``reflect`` of the whole axis.
+    """
+    positions = np.arange(start, stop)
+    if size == 1:
+        return np.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < size, folded, period - folded)
+
+
+def read_mirrored(array: Array, roi: Roi) -> np.ndarray:
+    """Read ``roi`` (nm) of a 3D dataset, mirroring the dataset beyond its borders.
+
+    Reads only the part of the dataset the mirrored ROI needs (the ROI's intersection with the
+    data, plus whatever a mirror reaches further in when the ROI sticks out by more than that).
+    Returns a (z, y, x) array of the dataset's dtype.
+    """
+    voxel_size = array.voxel_size
+    begin = (roi.begin - array.roi.begin) / voxel_size
+    shape = roi.shape / voxel_size
+    data_shape = array.roi.shape / voxel_size
+    indices = [
+        mirror_indices(b, b + s, n) for b, s, n in zip(begin, shape, data_shape, strict=True)
+    ]
+    low = Coordinate(int(i.min()) for i in indices)
+    high = Coordinate(int(i.max()) + 1 for i in indices)
+    fetched = array[Roi(array.roi.begin + low * voxel_size, (high - low) * voxel_size)]
+    local = [axis_indices - axis_low for axis_indices, axis_low in zip(indices, low, strict=True)]
+    if all(np.array_equal(axis, np.arange(len(axis))) for axis in local):
+        return fetched
+    return fetched[np.ix_(*local)]
+
+
+def normalise(raw: np.ndarray, normalisation: Mapping[str, Any]) -> np.ndarray:
+    """Map raw intensities to network input, float32, exactly as the training pipeline does.
+
+    ``normalisation`` is a checkpoint card's: ``{"type": "scale_shift", "input_range": [0, 255],
+    "output_range": [-1, 1]}`` means ``x * float32(1/255)`` (gunpowder ``Normalize``) followed by
+    ``* 2 + -1`` (``IntensityScaleShift``).
+    """
+    if normalisation.get("type", "scale_shift") != "scale_shift":
+        raise IncasemError(f"unsupported normalisation {dict(normalisation)}")
+    in_low, in_high = (float(v) for v in normalisation["input_range"])
+    out_low, out_high = (float(v) for v in normalisation["output_range"])
+    x = raw.astype(np.float32)
+    if in_low != 0:
+        x = x - np.float32(in_low)
+    x = x * np.float32(1.0 / (in_high - in_low))
+    return x * np.float32(out_high - out_low) + np.float32(out_low)
+
+
+def predict_block(
+    model: torch.nn.Module,
+    raw: Array,
+    write_roi: Roi,
+    layout: BlockLayout,
+    normalisation: Mapping[str, Any],
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Class probabilities (softmax) for one block, float32, shape (classes, z, y, x).
+
+    Args:
+        model: the network, already on ``device`` and in eval mode; run under
+            ``torch.no_grad``.
+        raw: the raw dataset (3D, with voxel size and offset).
+        write_roi: nm; starts on the block grid (the ROI offset plus a multiple of
+            ``layout.write_shape``) and is at most ``layout.write_shape`` voxels long. The
+            network input is ``layout.read_roi_for(write_roi)``, whatever the write ROI's shape,
+            so a block clipped at the ROI's end computes the same voxels as an unclipped one.
+        layout: the block geometry.
+        normalisation: the checkpoint card's normalisation (see `normalise`).
+        device: where to run the network.
+    """
+    import torch
+
+    read_roi = layout.read_roi_for(write_roi)
+    x = normalise(read_mirrored(raw, read_roi), normalisation)
+    with torch.no_grad():
+        tensor = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
+        logits = model(tensor)
+        expected = (1, *layout.output_shape)
+        if logits.shape[0] != 1 or tuple(logits.shape[2:]) != tuple(expected[1:]):
+            raise IncasemError(
+                f"the network returned {tuple(logits.shape)} for an input of "
+                f"{tuple(layout.input_shape)}; expected an output of {tuple(layout.output_shape)}"
+            )
+        probabilities = torch.softmax(logits[0], dim=0)
+        z, y, x_ = write_roi.shape / layout.voxel_size
+        return probabilities[:, :z, :y, :x_].float().cpu().numpy()
+
+
+def classify(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class id per voxel (uint8 (z, y, x)) from probabilities (classes, z, y, x).
+
+    With two classes a voxel is foreground when p(class 1) >= ``threshold`` (0.5 is the argmax,
+    up to exact ties); with more classes the argmax (``threshold`` is then unused).
+    """
+    if probabilities.shape[0] == 2:
+        return (probabilities[1] >= threshold).astype(np.uint8)
+    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.uint16
+    return np.argmax(probabilities, axis=0).astype(dtype)

@@ -1,0 +1,129 @@
+"""Score a model on one data-config entry, in process, block by block.
+
+Training validates every N iterations. Going through daisy for that would start worker
+processes and reload the model each time; instead `evaluate_entry` walks the same blocks a
+prediction would (same layout, same `predict_block`, same truth rules, same counting), so the
+validation score of a checkpoint is the score its prediction will report, and it never holds
+more than one block in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from incasem.errors import IncasemError
+from incasem.io import open_array
+from incasem.io.data_config import DataEntry
+from incasem.metrics import ConfusionCounts, ThresholdHistograms, flat_scores, quantise
+from incasem.predict.block import classify, predict_block
+from incasem.predict.geometry import BlockLayout
+from incasem.predict.truth import EntryTruth
+from incasem.torch.models import shapes
+
+if TYPE_CHECKING:
+    import torch
+
+
+def block_scores(
+    probabilities: np.ndarray,
+    prediction: np.ndarray,
+    class_ids: np.ndarray,
+    region: np.ndarray,
+) -> tuple[ConfusionCounts, ThresholdHistograms]:
+    """Counts and probability histograms of one block.
+
+    Args:
+        probabilities: (classes, z, y, x) float probabilities.
+        prediction: (z, y, x) predicted class ids (see `incasem.predict.block.classify`).
+        class_ids: (z, y, x) true class ids.
+        region: (z, y, x) bool, where voxels count.
+    """
+    num_classes = probabilities.shape[0]
+    counts = ConfusionCounts.from_arrays(prediction, class_ids, region, num_classes)
+    histograms = ThresholdHistograms.from_arrays(quantise(probabilities), class_ids, region)
+    return counts, histograms
+
+
+def layout_for_model(
+    model: torch.nn.Module, input_size_voxels: Sequence[int], voxel_size: Sequence[int]
+) -> BlockLayout:
+    """Block layout for a model (its downsample factors and head, defaults if it has none)."""
+    return BlockLayout.for_network(
+        input_size_voxels,
+        voxel_size,
+        getattr(model, "downsample_factors", shapes.DEFAULT_DOWNSAMPLE_FACTORS),
+        getattr(model, "head_kernel_size", 3),
+    )
+
+
+def evaluate_entry(
+    model: torch.nn.Module,
+    entry: DataEntry,
+    data_root: str | os.PathLike | None,
+    input_size_voxels: Sequence[int],
+    voxel_size: Sequence[int],
+    normalisation: Mapping[str, Any],
+    device: str = "cpu",
+    threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Predict an entry's whole ROI block by block and score it against its labels.
+
+    Args:
+        model: the network (e.g. `ASEMUNet`), already on ``device``. It is switched to eval
+            mode for the call and back to its previous mode afterwards; no gradients are kept.
+        entry: the data-config entry (ROI in voxels, z, y, x; labels, mask, metric masks,
+            ignore value). An entry without labels is all background.
+        data_root: folder that the entry's relative ``file`` is joined to.
+        input_size_voxels: network input per block (z, y, x); the blocks written are its
+            output rounded down to the network's downsampling grid, as in a prediction.
+        voxel_size: the model's voxel size in nm (z, y, x); must equal the entry's.
+        normalisation: the checkpoint card's raw normalisation.
+        device: where the model's parameters are and where inputs are sent.
+        threshold: two classes: foreground where p(class 1) >= threshold; more classes: argmax.
+        class_names: one per class, background first; default ``class_<c>``.
+
+    Returns:
+        ``{"f1", "precision", "recall", "iou"}`` of the first foreground class and
+        ``"<class name>/<score>"`` of every foreground class, over the voxels inside the mask
+        and all metric masks and not ``ignore_value``. A class absent from both truth and
+        prediction scores 1.0.
+    """
+    import torch
+
+    if tuple(entry.voxel_size) != tuple(voxel_size):
+        raise IncasemError(
+            f"{entry.name}: voxel size {entry.voxel_size} nm differs from the model's "
+            f"{list(voxel_size)} nm"
+        )
+    parameter = next(model.parameters(), None)
+    wanted = torch.device(device)
+    if parameter is not None and (
+        parameter.device.type != wanted.type
+        or (wanted.index is not None and parameter.device.index != wanted.index)
+    ):
+        raise ValueError(f"the model is on {parameter.device}, but device={device!r}")
+    layout = layout_for_model(model, input_size_voxels, voxel_size)
+    raw = open_array(entry.path(data_root), entry.raw)
+    truth = EntryTruth(entry, data_root)
+    total: ConfusionCounts | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for write_roi in layout.write_rois(entry.roi):
+                probabilities = predict_block(model, raw, write_roi, layout, normalisation, device)
+                class_ids, region = truth.read(write_roi)
+                counts = ConfusionCounts.from_arrays(
+                    classify(probabilities, threshold), class_ids, region, probabilities.shape[0]
+                )
+                total = counts if total is None else total + counts
+    finally:
+        model.train(was_training)
+    if total is None:
+        raise IncasemError(f"{entry.name}: empty ROI {entry.roi_voxels}")
+    return flat_scores(total, class_names)

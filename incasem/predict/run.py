@@ -1,0 +1,718 @@
+"""Run a blockwise prediction: check everything, create the outputs, run one daisy task per entry.
+
+A prediction is planned completely before anything is written: the checkpoint is loaded and
+compared with the data (voxel size, class ids), every ROI is checked against its datasets, the
+block layout is validated for the network, and every output location is checked (exists without
+``overwrite``? writable? when resuming: made by the same inputs?). Only then are the outputs
+created and the workers started, so a bad request fails with one line and writes nothing.
+
+Entries run one after another, each as one daisy task with ``num_workers`` workers; the outcome
+(blocks computed, skipped, failed with their ROIs, voxels per second, scores) is summarised per
+entry and recorded in the entry group's attributes. A run with failed blocks raises
+`PredictionFailed` after the summary; rerunning it with ``resume`` computes just those blocks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import daisy.logging as daisy_logging
+import daisy.v2 as daisy
+import numpy as np
+from funlib.geometry import Coordinate
+
+from incasem import __version__
+from incasem.errors import IncasemError
+from incasem.io import format_roi_voxels, open_array
+from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
+from incasem.metrics import class_names_for, flat_scores, format_scores
+from incasem.predict.checkpoints import ResolvedCheckpoint, resolve_checkpoint
+from incasem.predict.geometry import BlockLayout
+from incasem.predict.output import (
+    EntryOutputs,
+    check_writable,
+    container_path,
+    delete_group,
+    existing_ids,
+    group_exists,
+    model_folder,
+    prediction_group,
+    reserve_prediction,
+    safe_name,
+    set_group_attrs,
+)
+from incasem.predict.progress import PredictionProgress
+from incasem.predict.resume import (
+    file_sha256,
+    load_metrics,
+    metrics_path,
+    provenance_hash,
+    tracking_path,
+)
+from incasem.predict.settings import PredictionSettings
+from incasem.predict.task import block_timeout, make_task
+from incasem.predict.worker import BlockFailed, WorkerSpec
+from incasem.torch.models import shapes
+
+logger = logging.getLogger("incasem.predict")
+
+#: Smallest default network output per axis (voxels): blocks smaller than the original's 110
+#: spend most of their time on context.
+DEFAULT_MIN_OUTPUT = 110
+
+
+class PredictionFailed(IncasemError):
+    """Some blocks could not be predicted; ``result`` holds the full outcome."""
+
+    def __init__(self, message: str, result: PredictionResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class EntryResult:
+    """Outcome of one entry.
+
+    Attributes:
+        name: the entry's name.
+        container: output container.
+        group: the entry's output group.
+        datasets: probability datasets (class 0 first), then the segmentation.
+        roi_voxels: the predicted ROI, ``[z0:z1, y0:y1, x0:x1]`` voxels.
+        blocks: blocks covering the ROI.
+        computed: blocks computed in this run.
+        skipped: blocks skipped because an earlier run of the same prediction did them.
+        failed: blocks that failed (or could not run).
+        failures: ``block <id> at <ROI>`` of each failed block.
+        first_error: the first worker error, one line.
+        seconds: wall time of the entry's task.
+        voxels_per_second: voxels of the computed blocks per second.
+        scores: flat scores (see `incasem.metrics.flat_scores`), if metrics were logged.
+        best_thresholds: per foreground class, the sweep item with the best F1.
+        log_dir: the workers' log folder.
+    """
+
+    name: str
+    container: Path
+    group: str
+    datasets: list[str]
+    roi_voxels: str
+    blocks: int
+    computed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    first_error: str | None = None
+    seconds: float = 0.0
+    voxels_per_second: float = 0.0
+    scores: dict[str, float] = field(default_factory=dict)
+    best_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """All blocks are done (computed now or earlier)."""
+        return self.failed == 0 and self.computed + self.skipped == self.blocks
+
+
+@dataclass
+class PredictionResult:
+    """Outcome of a prediction run."""
+
+    prediction_id: int | None
+    group: str
+    model: str
+    checkpoint: Path
+    entries: list[EntryResult]
+
+    @property
+    def ok(self) -> bool:
+        """Every block of every entry is done."""
+        return all(entry.ok for entry in self.entries)
+
+    def summary(self) -> str:
+        """A few lines per entry for the terminal and the log."""
+        lines = [f"prediction {self.group} with {self.checkpoint}"]
+        for e in self.entries:
+            status = "done" if e.ok else "FAILED"
+            lines.append(
+                f"  {e.name} {e.roi_voxels}: {status}; {e.blocks} blocks: {e.computed} computed, "
+                f"{e.skipped} skipped, {e.failed} failed; {e.seconds:.1f} s, "
+                f"{e.voxels_per_second:,.0f} voxels/s"
+            )
+            lines.append(f"    output: {e.container}/{e.group}")
+            if e.scores:
+                lines.append(f"    scores: {format_scores(e.scores)}")
+            for class_name, best in e.best_thresholds.items():
+                lines.append(
+                    f"    {class_name}: best F1 {best['f1']:.4f} at threshold "
+                    f"{best['threshold']:.3f}"
+                )
+            for failure in e.failures[:10]:
+                lines.append(f"    failed: {failure}")
+            if len(e.failures) > 10:
+                lines.append(f"    ... and {len(e.failures) - 10} more failed blocks")
+            if e.first_error:
+                lines.append(f"    first error: {e.first_error}")
+            if not e.ok and e.log_dir is not None:
+                lines.append(f"    worker logs: {e.log_dir}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _EntryPlan:
+    entry: DataEntry
+    data_root: Path | None
+    outputs: EntryOutputs | None
+    container: Path
+    digest: str
+    provenance: dict[str, Any]
+    action: str = "create"  # "create", "resume" or "recreate"
+
+
+@dataclass
+class _Plan:
+    settings: PredictionSettings
+    resolved: ResolvedCheckpoint
+    checkpoint_sha256: str
+    card: Any
+    num_classes: int
+    class_names: list[str]
+    num_fmaps: int
+    layout: BlockLayout
+    device: str
+    gpus: list[int] | None
+    threads: int
+    model: str
+    group: str | None
+    prediction_id: int | None
+    replace_group: bool
+    entries: list[_EntryPlan]
+
+
+def default_input_size(card_output: list[int], downsample_factors: Any, head: int) -> list[int]:
+    """Smallest valid input (voxels, z y x) whose output covers both the training output and
+    `DEFAULT_MIN_OUTPUT`."""
+    wanted = [max(int(o), DEFAULT_MIN_OUTPUT) for o in card_output]
+    return list(shapes.input_shape_for_output(wanted, downsample_factors, head))
+
+
+def resolve_device(
+    device: str | int, gpus: list[int] | None, template: str | None
+) -> tuple[str, list[int] | None]:
+    """(``"cpu"`` or ``"cuda"``, GPU indices) from the device setting and ``gpus``.
+
+    ``"auto"`` means CUDA when this machine has it. Asking for CUDA on a machine without it is
+    an error, unless workers run elsewhere (a worker command template).
+    """
+    import torch
+
+    text = str(device).strip().lower()
+    if gpus:
+        kind = "cuda"
+    elif text == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    elif text == "cpu":
+        kind = "cpu"
+    elif text.isdigit():
+        kind, gpus = "cuda", [int(text)]
+    elif text.startswith("cuda"):
+        kind = "cuda"
+        index = text.partition(":")[2]
+        if index:
+            if not index.isdigit():
+                raise IncasemError(f"device {device!r}: expected cuda:N")
+            gpus = [int(index)]
+    else:
+        raise IncasemError(f"device {device!r}: expected auto, cpu, cuda, cuda:N or a GPU index")
+    if kind == "cuda" and template is None and not torch.cuda.is_available():
+        raise IncasemError(
+            f"device {device!r}{' / gpus ' + str(gpus) if gpus else ''} asks for a GPU, but "
+            "CUDA is not available here; use device=cpu"
+        )
+    return kind, gpus
+
+
+def _input_entry(settings: PredictionSettings) -> DataEntry:
+    """A data-config entry for ``--input CONTAINER --dataset DS [--roi ...]``."""
+    container = container_path(str(settings.input))
+    raw = open_array(container, settings.dataset)
+    if len(raw.voxel_size) != 3 or raw.channel_dims:
+        raise IncasemError(
+            f"{container}/{settings.dataset} has shape {list(raw.shape)}; expected 3 axes"
+        )
+    if settings.roi is not None:
+        offset, shape = settings.roi[:3], settings.roi[3:]
+    else:
+        offset = list(raw.roi.begin / raw.voxel_size)
+        shape = list(raw.roi.shape / raw.voxel_size)
+    return DataEntry(
+        name=safe_name(container.stem),
+        source="--input",
+        file=str(container),
+        offset=[int(o) for o in offset],
+        shape=[int(s) for s in shape],
+        voxel_size=[int(v) for v in raw.voxel_size],
+        raw=settings.dataset,
+    )
+
+
+def _load_entries(
+    settings: PredictionSettings, num_classes: int
+) -> tuple[list[DataEntry], Path | None]:
+    if settings.input is not None:
+        from incasem.io.data_config import DataConfig
+
+        entry = _input_entry(settings)
+        validate_against_data(DataConfig(entries=[entry]), num_classes=num_classes)
+        return [entry], None
+    data_root = container_path(settings.data_root) if settings.data_root else None
+    config = load_data_config(settings.data, data_root=data_root)
+    validate_against_data(config, num_classes=num_classes, data_root=data_root)
+    return list(config.entries), data_root
+
+
+def _entry_record(entry: DataEntry, data_root: Path | None) -> dict[str, Any]:
+    return {
+        "container": str(container_path(entry.path(data_root))),
+        "raw": entry.raw,
+        "offset_voxels": list(entry.offset),
+        "shape_voxels": list(entry.shape),
+        "voxel_size_nm": list(entry.voxel_size),
+        "labels": dict(entry.labels),
+        "mask": entry.mask,
+        "metric_masks": list(entry.metric_masks),
+        "ignore_value": entry.ignore_value,
+    }
+
+
+def plan_prediction(settings: PredictionSettings) -> _Plan:
+    """Check a request completely and decide every output location; writes nothing.
+
+    Raises `IncasemError` (one line) for any problem: missing or unreadable checkpoint, a data
+    voxel size the model was not trained for, a ROI outside its data, an invalid block size,
+    existing outputs without ``overwrite``, an unwritable output, a resume that does not match.
+    """
+    from incasem.torch.checkpoint import load_checkpoint
+
+    resolved = resolve_checkpoint(
+        settings.checkpoint, settings.run_id, settings.iteration, settings.runs_dir
+    )
+    checkpoint = load_checkpoint(resolved.path)
+    card, network = checkpoint.card, checkpoint.model
+    num_classes = int(network.num_classes)
+    class_names = class_names_for(
+        num_classes, card.class_names if len(card.class_names) == num_classes else None
+    )
+    input_size = settings.input_size_voxels or default_input_size(
+        card.output_size_voxels, network.downsample_factors, network.head_kernel_size
+    )
+    layout = BlockLayout.for_network(
+        input_size, card.voxel_size, network.downsample_factors, network.head_kernel_size
+    )
+    if settings.output_size_voxels is not None and list(layout.output_shape) != list(
+        settings.output_size_voxels
+    ):
+        raise IncasemError(
+            f"output_size_voxels {settings.output_size_voxels} does not match the network: an "
+            f"input of {list(layout.input_shape)} gives {list(layout.output_shape)}"
+        )
+    entries, data_root = _load_entries(settings, num_classes)
+    for entry in entries:
+        if Coordinate(entry.voxel_size) != Coordinate(card.voxel_size):
+            raise IncasemError(
+                f"{entry.name}: the data has voxel size {entry.voxel_size} nm, but the model "
+                f"{resolved.path} was trained at {card.voxel_size} nm"
+            )
+    device, gpus = resolve_device(settings.device, settings.gpus, settings.worker_command)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // settings.num_workers)
+
+    model = model_folder(resolved.run_id, resolved.path)
+    containers = {}
+    for entry in entries:
+        target = container_path(settings.output) if settings.output else None
+        containers[entry.name] = target or container_path(entry.path(data_root))
+    for container in sorted(set(containers.values())):
+        check_writable(container)
+        names = [safe_name(e.name) for e in entries if containers[e.name] == container]
+        if len(set(names)) != len(names):
+            raise IncasemError(
+                f"entries {names} write to {container} under the same group names; rename them"
+            )
+
+    prediction_id: int | None = None
+    group: str | None = None
+    replace_group = False
+    if settings.resume is not None and settings.resume is not True:
+        prediction_id = int(settings.resume)
+        group = prediction_group(model, prediction_id)
+        for container in set(containers.values()):
+            if not group_exists(container, group):
+                found = ", ".join(map(str, existing_ids(container, model))) or "none"
+                raise IncasemError(
+                    f"{container}: no prediction {prediction_id} of {model} to resume "
+                    f"(predictions there: {found})"
+                )
+    elif settings.output_group is not None:
+        group = settings.output_group.strip("/")
+        for container in set(containers.values()):
+            exists = group_exists(container, group)
+            if settings.resume is True and not exists:
+                raise IncasemError(f"{container}/{group}: nothing to resume (no such group)")
+            if exists and settings.resume is None:
+                if not settings.overwrite:
+                    raise IncasemError(
+                        f"{container}/{group} already exists; pass --overwrite to replace it"
+                    )
+                replace_group = True
+
+    checkpoint_sha256 = file_sha256(resolved.path)
+    plans = []
+    for entry in entries:
+        container = containers[entry.name]
+        provenance = {
+            "checkpoint_sha256": checkpoint_sha256,
+            "entry": _entry_record(entry, data_root),
+            "layout": layout.describe(),
+            "normalisation": card.normalisation,
+            "probabilities": settings.probabilities,
+            "threshold": float(settings.threshold),
+            "log_metrics": bool(settings.log_metrics),
+            "deterministic": bool(settings.deterministic),
+            "incasem_version": __version__,
+        }
+        digest = provenance_hash(provenance)
+        outputs = (
+            EntryOutputs.for_entry(container, group, entry.name, num_classes) if group else None
+        )
+        action = "create"
+        if settings.resume is not None and outputs is not None:
+            if group_exists(container, outputs.group):
+                previous = outputs.attrs().get("provenance_hash")
+                if previous == digest:
+                    outputs.check_existing(entry.roi, layout)
+                    action = "resume"
+                elif settings.overwrite:
+                    action = "recreate"
+                else:
+                    raise IncasemError(
+                        f"{container}/{outputs.group} was predicted with different inputs "
+                        "(checkpoint, data, ROI, block size or output type changed), so no "
+                        "block can be reused; pass --overwrite to recompute it, or drop "
+                        "--resume for a new prediction"
+                    )
+        plans.append(_EntryPlan(entry, data_root, outputs, container, digest, provenance, action))
+    return _Plan(
+        settings=settings,
+        resolved=resolved,
+        checkpoint_sha256=checkpoint_sha256,
+        card=card,
+        num_classes=num_classes,
+        class_names=class_names,
+        num_fmaps=int(network.num_fmaps),
+        layout=layout,
+        device=device,
+        gpus=gpus,
+        threads=threads,
+        model=model,
+        group=group,
+        prediction_id=prediction_id,
+        replace_group=replace_group,
+        entries=plans,
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _create_outputs(plan: _Plan) -> None:
+    """Create (or reuse, when resuming) the prediction group and every entry's datasets."""
+    settings = plan.settings
+    containers = sorted({p.container for p in plan.entries})
+    if plan.group is None:
+        plan.prediction_id, plan.group = reserve_prediction(containers, plan.model)
+        for p in plan.entries:
+            p.outputs = EntryOutputs.for_entry(
+                p.container, plan.group, p.entry.name, plan.num_classes
+            )
+    elif plan.replace_group:
+        for container in containers:
+            delete_group(container, plan.group)
+    record = {
+        "id": plan.prediction_id,
+        "incasem_version": __version__,
+        "created": _now(),
+        "host": socket.gethostname(),
+        "checkpoint": str(plan.resolved.path.absolute()),
+        "checkpoint_sha256": plan.checkpoint_sha256,
+        "training_run": plan.resolved.run_id,
+        "iteration": plan.resolved.iteration,
+        "card": {
+            "class_names": plan.class_names,
+            "voxel_size": list(plan.card.voxel_size),
+            "input_size_voxels": list(plan.card.input_size_voxels),
+            "output_size_voxels": list(plan.card.output_size_voxels),
+            "iteration": plan.card.iteration,
+            "data_digest": plan.card.data_digest,
+            "hparams": plan.card.hparams,
+            "normalisation": plan.card.normalisation,
+        },
+        "layout": plan.layout.describe(),
+        "settings": settings.as_dict(),
+        "sacred_run_id": settings.sacred_run_id,
+        "entries": [p.entry.name for p in plan.entries],
+    }
+    for container in containers:
+        key = "incasem_prediction_resumed" if settings.resume is not None else "incasem_prediction"
+        set_group_attrs(container, plan.group, {key: record})
+    for p in plan.entries:
+        assert p.outputs is not None
+        if p.action == "resume":
+            p.outputs.update_attrs({"status": "running", "resumed": _now()})
+            continue
+        if p.action == "recreate":
+            p.outputs.delete()
+        p.outputs.create(
+            p.entry.roi,
+            plan.layout,
+            settings.probabilities,
+            plan.class_names,
+            {
+                "entry": p.entry.model_dump(),
+                "provenance": p.provenance,
+                "provenance_hash": p.digest,
+                "status": "running",
+                "created": _now(),
+            },
+        )
+
+
+def _last_line(text: str | None) -> str | None:
+    """The last line of a traceback, without the exception type if it is our `BlockFailed`."""
+    if not text:
+        return None
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    return lines[-1].removeprefix(f"{BlockFailed.__module__}.{BlockFailed.__name__}: ")
+
+
+def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
+    settings, layout, outputs = plan.settings, plan.layout, p.outputs
+    assert outputs is not None
+    entry = p.entry
+    roi = entry.roi
+    work_dir = outputs.work_dir
+    tracking = tracking_path(work_dir, p.digest)
+    metrics_dir = metrics_path(work_dir, p.digest)
+    log_metrics = settings.log_metrics and bool(entry.labels)
+    spec = WorkerSpec(
+        checkpoint=str(plan.resolved.path.absolute()),
+        checkpoint_sha256=plan.checkpoint_sha256,
+        device=plan.device,
+        gpus=plan.gpus,
+        threads=plan.threads,
+        deterministic=settings.deterministic,
+        entry=entry.model_dump(),
+        data_root=str(p.data_root) if p.data_root else None,
+        layout=layout.describe(),
+        normalisation=dict(plan.card.normalisation),
+        output_container=str(outputs.container),
+        probabilities=list(outputs.probabilities),
+        segmentation=outputs.segmentation,
+        probability_dtype=settings.probabilities,
+        threshold=float(settings.threshold),
+        metrics_dir=str(metrics_dir) if log_metrics else None,
+    )
+    spec_path = work_dir / f"worker-{p.digest[:16]}.json"
+    spec.save(spec_path)
+    blocks = layout.num_blocks(roi)
+    result = EntryResult(
+        name=entry.name,
+        container=outputs.container,
+        group=outputs.group,
+        datasets=outputs.datasets(),
+        roi_voxels=entry.roi_voxels,
+        blocks=blocks,
+        log_dir=work_dir / "logs" / safe_name(entry.name),
+    )
+    timeout = settings.block_timeout or block_timeout(layout, plan.num_fmaps)
+    task = make_task(
+        safe_name(entry.name),
+        roi,
+        layout,
+        spec_path,
+        settings.num_workers,
+        settings.worker_command,
+        timeout,
+        settings.max_retries,
+        tracking,
+    )
+    roi_voxels = int(np.prod(roi.shape / layout.voxel_size))
+    progress = PredictionProgress(entry.name, roi_voxels / blocks, enabled=settings.progress)
+    logger.info(
+        "%s: %s voxels in %d blocks of %s (input %s, %d workers, %s, block timeout %.0f s)",
+        entry.name,
+        entry.roi_voxels,
+        blocks,
+        list(layout.write_shape),
+        list(layout.input_shape),
+        settings.num_workers,
+        plan.device + (f" {plan.gpus}" if plan.gpus else ""),
+        timeout,
+    )
+    previous_log_dir = daisy_logging.get_log_basedir()
+    daisy_logging.set_log_basedir(work_dir / "logs")
+    started = time.monotonic()
+    state = None
+    try:
+        states = daisy.run_blockwise(
+            task,
+            progress=progress,
+            return_states=True,
+            host=settings.scheduler_host,
+            summary=False,
+        )
+        state = states[task.task_id]
+    except RuntimeError as e:  # daisy abandons a task whose workers keep dying
+        states = getattr(e, "daisy_states", None) or {}
+        state = states.get(task.task_id)
+        result.first_error = _last_line(str(e))
+    finally:
+        daisy_logging.set_log_basedir(previous_log_dir)
+    result.seconds = time.monotonic() - started
+    if state is not None:
+        result.skipped = int(state.skipped_count)
+        result.computed = int(state.completed_count) - result.skipped
+        result.failed = blocks - int(state.completed_count)
+        result.first_error = result.first_error or _last_line(state.first_worker_error)
+    else:
+        result.failed = blocks
+    result.voxels_per_second = result.computed * roi_voxels / blocks / max(result.seconds, 1e-9)
+    voxel_size = layout.voxel_size
+    for block in task.failed_blocks():
+        clipped = block.write_roi.intersect(roi)
+        where = format_roi_voxels(clipped.begin / voxel_size, clipped.shape / voxel_size)
+        result.failures.append(f"block {block.block_id[1]} at {where}")
+    if log_metrics:
+        counts, histograms, scored = load_metrics(metrics_dir, plan.num_classes)
+        if scored == blocks:
+            result.scores = flat_scores(counts, plan.class_names)
+            for class_id in range(1, plan.num_classes):
+                result.best_thresholds[plan.class_names[class_id]] = histograms.best_threshold(
+                    class_id
+                )
+    elif settings.log_metrics:
+        logger.info("%s: no labels, so no metrics", entry.name)
+    outputs.update_attrs(
+        {
+            "status": "complete" if result.ok else "incomplete",
+            "finished": _now(),
+            "blocks": {
+                "total": blocks,
+                "computed_last_run": result.computed,
+                "skipped_last_run": result.skipped,
+                "failed": result.failed,
+            },
+            "metrics": result.scores,
+            "best_thresholds": result.best_thresholds,
+        }
+    )
+    return result
+
+
+def predict(settings: PredictionSettings | None = None, **overrides: Any) -> PredictionResult:
+    """Predict every entry of a data config (or one input container) blockwise with daisy.
+
+    Args:
+        settings: a `PredictionSettings`; or leave it out and give its fields as keywords,
+            e.g. ``predict(checkpoint="model.pt", input="cell.zarr", num_workers=2)``.
+        overrides: fields to change in ``settings``.
+
+    Returns:
+        The outcome per entry (output paths, block counts, voxels/s, scores).
+
+    Raises:
+        IncasemError: the request is invalid (nothing was written).
+        PredictionFailed: some blocks failed (after all others were done); its ``result`` is
+            the `PredictionResult`. Rerun with ``resume=<id>`` to compute just those.
+    """
+    if settings is None:
+        settings = PredictionSettings(**overrides)
+    elif overrides:
+        settings = settings.replace(**overrides)
+    plan = plan_prediction(settings)
+    _create_outputs(plan)
+    assert plan.group is not None
+    logger.info(
+        "prediction %s with %s%s",
+        plan.group,
+        plan.resolved.path,
+        f" (continue an interrupted run with --resume {plan.prediction_id})"
+        if plan.prediction_id is not None and settings.resume is None
+        else "",
+    )
+    results = [_run_entry(plan, p) for p in plan.entries]
+    result = PredictionResult(
+        prediction_id=plan.prediction_id,
+        group=plan.group,
+        model=plan.model,
+        checkpoint=plan.resolved.path,
+        entries=results,
+    )
+    logger.info("%s", result.summary())
+    if not result.ok:
+        failed = sum(e.failed for e in results)
+        first = next(
+            (e.first_error or (e.failures[0] if e.failures else None) for e in results if not e.ok),
+            None,
+        )
+        hint = f"--resume {plan.prediction_id}" if plan.prediction_id is not None else "--resume"
+        raise PredictionFailed(
+            f"{failed} of {sum(e.blocks for e in results)} blocks failed"
+            + (f" (first: {first})" if first else "")
+            + f"; rerun with {hint} to compute only those",
+            result,
+        )
+    return result
+
+
+def result_as_json(result: PredictionResult) -> str:
+    """The result as JSON (for ``--json`` output and the Sacred run's result)."""
+    return json.dumps(
+        {
+            "prediction_id": result.prediction_id,
+            "group": result.group,
+            "model": result.model,
+            "checkpoint": str(result.checkpoint),
+            "ok": result.ok,
+            "entries": [
+                {
+                    "name": e.name,
+                    "container": str(e.container),
+                    "group": e.group,
+                    "datasets": e.datasets,
+                    "blocks": e.blocks,
+                    "computed": e.computed,
+                    "skipped": e.skipped,
+                    "failed": e.failed,
+                    "seconds": e.seconds,
+                    "voxels_per_second": e.voxels_per_second,
+                    "scores": e.scores,
+                    "best_thresholds": e.best_thresholds,
+                }
+                for e in result.entries
+            ],
+        },
+        indent=2,
+    )

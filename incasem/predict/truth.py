@@ -1,0 +1,60 @@
+"""Ground truth of one data-config entry, read block by block for the metrics.
+
+The rules are those of the training pipeline, so that a score means the same thing in training,
+validation and prediction: each label dataset's voxels > 0 get its class id (a later dataset
+wins where two overlap), everything else in the ROI is background; voxels count only inside
+``mask`` > 0 and every ``metric_masks`` > 0, and not where any label dataset holds the entry's
+``ignore_value`` ("not annotated"). An entry without labels is all background.
+
+ROIs are in nm, arrays (z, y, x).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+
+from incasem.io import open_array
+from incasem.io.data_config import DataEntry
+
+
+class EntryTruth:
+    """Opens an entry's label, mask and metric-mask datasets once and reads blocks of them.
+
+    Args:
+        entry: the data-config entry.
+        data_root: folder that relative ``file`` paths are joined to.
+    """
+
+    def __init__(self, entry: DataEntry, data_root: str | os.PathLike | None):
+        container = Path(entry.path(data_root))
+        self.labels = [
+            (open_array(container, ds), class_id) for ds, class_id in entry.labels.items()
+        ]
+        self.mask = open_array(container, entry.mask) if entry.mask else None
+        self.metric_masks = [open_array(container, ds) for ds in entry.metric_masks]
+        self.ignore_value = entry.ignore_value
+        self.voxel_size = Coordinate(entry.voxel_size)
+
+    def read(self, roi: Roi) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids (uint8) and evaluation region (bool) of ``roi`` (nm), both (z, y, x)."""
+        region = self.read_mask(roi)
+        class_ids = np.zeros(region.shape, np.uint8)
+        for array, class_id in self.labels:
+            data = array[roi]
+            if self.ignore_value is not None:
+                region &= data != self.ignore_value
+                data = np.where(data == self.ignore_value, 0, data)
+            class_ids[data > 0] = class_id
+        for array in self.metric_masks:
+            region &= array[roi] > 0
+        return class_ids, region
+
+    def read_mask(self, roi: Roi) -> np.ndarray:
+        """The entry's mask > 0 on ``roi`` (nm), or all True without a mask; (z, y, x) bool."""
+        if self.mask is None:
+            return np.ones(tuple(roi.shape / self.voxel_size), bool)
+        return np.asarray(self.mask[roi] > 0)

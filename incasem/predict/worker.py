@@ -1,0 +1,225 @@
+"""A prediction worker: load the model once, then predict blocks until the scheduler runs dry.
+
+One process per worker, whoever starts it: daisy's local worker process calls `run_worker`
+directly, and a cluster template (``srun ... {command}``) runs ``python -m
+incasem.predict.worker SPEC.json`` on another machine, which calls the same function. Either
+way the process finds the scheduler through daisy's ``DAISY_CONTEXT`` environment variable.
+
+The GPU is chosen from the worker id (worker i gets ``gpus[i % len(gpus)]``) by setting
+``CUDA_VISIBLE_DEVICES`` before torch touches CUDA. On the CPU, torch gets the worker's share of
+the cores, so N workers do not oversubscribe the machine.
+
+A block that raises is reported to the scheduler with its ROI and error (it is retried up to
+the task's ``max_retries``, then counted as failed) and the worker moves on to the next block
+with its model still loaded. A worker that dies (killed, out of memory) is restarted by daisy,
+and its unfinished block is handed out again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import daisy.v2 as daisy
+from funlib.geometry import Roi
+
+from incasem.errors import IncasemError
+from incasem.io import format_roi_voxels, open_array
+from incasem.io.data_config import DataEntry
+from incasem.metrics import quantise
+from incasem.predict.block import classify, predict_block
+from incasem.predict.evaluate import block_scores
+from incasem.predict.geometry import BlockLayout
+from incasem.predict.resume import file_sha256, save_block_metrics
+from incasem.predict.truth import EntryTruth
+
+logger = logging.getLogger("incasem.predict.worker")
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs to predict the blocks of one entry (JSON-serialisable).
+
+    Attributes:
+        checkpoint: checkpoint file.
+        checkpoint_sha256: its digest; a worker refuses a file that changed since planning.
+        device: ``"cpu"`` or ``"cuda"``.
+        gpus: GPU indices to spread workers over, or None.
+        threads: torch CPU threads per worker.
+        deterministic: oneDNN off and one thread on the CPU, deterministic cuDNN on GPUs.
+        entry: the data-config entry (`DataEntry` fields).
+        data_root: folder the entry's relative ``file`` is joined to.
+        layout: `BlockLayout.describe` of the block geometry.
+        normalisation: the card's raw normalisation.
+        output_container: where the datasets are.
+        probabilities: probability dataset per class.
+        segmentation: class-id dataset.
+        probability_dtype: ``"uint8"`` or ``"float32"``.
+        threshold: foreground threshold for two classes.
+        metrics_dir: folder for per-block metric counts, or None for no metrics.
+    """
+
+    checkpoint: str
+    checkpoint_sha256: str
+    device: str
+    gpus: list[int] | None
+    threads: int
+    deterministic: bool
+    entry: dict[str, Any]
+    data_root: str | None
+    layout: dict[str, list[int]]
+    normalisation: dict[str, Any]
+    output_container: str
+    probabilities: list[str]
+    segmentation: str
+    probability_dtype: str
+    threshold: float
+    metrics_dir: str | None
+
+    def save(self, path: Path) -> None:
+        """Write the spec as JSON (workers on other machines read it from a shared folder)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> WorkerSpec:
+        """Read a spec written by `save`."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _select_device(spec: WorkerSpec, worker_id: int) -> str:
+    """Pin the worker's GPU (before CUDA initialises) and return the torch device string."""
+    if spec.device != "cuda":
+        return "cpu"
+    if spec.gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpus[worker_id % len(spec.gpus)])
+    return "cuda:0" if spec.gpus else "cuda"
+
+
+class BlockProcessor:
+    """Predicts, writes and (optionally) scores blocks of one entry.
+
+    Args:
+        spec: the worker spec.
+        model: the loaded network, on ``device``, in eval mode.
+        device: torch device string.
+    """
+
+    def __init__(self, spec: WorkerSpec, model: Any, device: str):
+        self.spec = spec
+        self.model = model
+        self.device = device
+        self.entry = DataEntry(**spec.entry)
+        self.roi: Roi = self.entry.roi
+        self.layout = BlockLayout.from_description(spec.layout)
+        self.raw = open_array(self.entry.path(spec.data_root), self.entry.raw)
+        self.truth = EntryTruth(self.entry, spec.data_root)
+        self.probabilities = [
+            open_array(spec.output_container, d, "r+") for d in spec.probabilities
+        ]
+        self.segmentation = open_array(spec.output_container, spec.segmentation, "r+")
+        self.metrics_dir = Path(spec.metrics_dir) if spec.metrics_dir else None
+
+    def process(self, block_id: int, write_roi: Roi) -> None:
+        """Predict the block whose write ROI is ``write_roi`` (nm) and write its outputs."""
+        roi = write_roi.intersect(self.roi)
+        probabilities = predict_block(
+            self.model, self.raw, roi, self.layout, self.spec.normalisation, self.device
+        )
+        prediction = classify(probabilities, self.spec.threshold)
+        if self.truth.mask is not None:
+            prediction[~self.truth.read_mask(roi)] = 0
+        stored = (
+            quantise(probabilities) if self.spec.probability_dtype == "uint8" else probabilities
+        )
+        for array, values in zip(self.probabilities, stored, strict=True):
+            array[roi] = values
+        self.segmentation[roi] = prediction
+        if self.metrics_dir is not None:
+            class_ids, region = self.truth.read(roi)
+            counts, histograms = block_scores(probabilities, prediction, class_ids, region)
+            save_block_metrics(self.metrics_dir, block_id, counts, histograms)
+
+
+class BlockFailed(RuntimeError):
+    """One block could not be predicted; the message names its ROI and the cause."""
+
+
+def _load_model(spec: WorkerSpec, device: str) -> Any:
+    from incasem.torch.checkpoint import load_checkpoint
+
+    digest = file_sha256(spec.checkpoint)
+    if digest != spec.checkpoint_sha256:
+        raise IncasemError(
+            f"{spec.checkpoint} changed since the prediction was planned (sha256 {digest[:12]} "
+            f"!= {spec.checkpoint_sha256[:12]}); start a new prediction"
+        )
+    checkpoint = load_checkpoint(spec.checkpoint, map_location=device)
+    return checkpoint.model.to(device).eval()
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Connect to the daisy scheduler (``DAISY_CONTEXT``) and process blocks until none are left."""
+    context = daisy.Context.from_env()
+    worker_id = int(context["worker_id"])
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s worker {worker_id} %(levelname)s: %(message)s",
+    )
+    device = _select_device(spec, worker_id)
+
+    import torch
+
+    if spec.deterministic:
+        torch.backends.mkldnn.enabled = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    if device == "cpu":
+        torch.set_num_threads(1 if spec.deterministic else max(1, spec.threads))
+    model = _load_model(spec, device)
+    processor = BlockProcessor(spec, model, device)
+    logger.info(
+        "model %s loaded on %s (%d torch threads)",
+        spec.checkpoint,
+        device if spec.device == "cpu" else f"GPU {os.environ.get('CUDA_VISIBLE_DEVICES', '?')}",
+        torch.get_num_threads(),
+    )
+    voxel_size = processor.layout.voxel_size
+    client = daisy.Client(context)
+    while True:
+        try:
+            with client.acquire_block() as block:
+                if block is None:
+                    break
+                roi = block.write_roi.intersect(processor.roi)
+                where = format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
+                try:
+                    processor.process(block.block_id[1], block.write_roi)
+                except Exception as e:
+                    logger.exception("block %s at %s failed", block.block_id[1], where)
+                    raise BlockFailed(
+                        f"block {block.block_id[1]} at {where} (voxels, z y x) failed: "
+                        f"{type(e).__name__}: {e}"
+                    ) from None
+        except BlockFailed:
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m incasem.predict.worker SPEC.json``: a worker started by a cluster template."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m incasem.predict.worker SPEC.json", file=sys.stderr)
+        return 2
+    run_worker(WorkerSpec.load(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
