@@ -43,6 +43,8 @@ def _completed_demo_run() -> str | None:
 
 
 def main() -> int:
+    # DEMO_ITERATIONS=4 checks the mechanics in a minute (the model learns little).
+    iterations = os.environ.get("DEMO_ITERATIONS")
     os.chdir(REPO)
     incasem = str(BIN / "incasem")
     if not CELL.exists():
@@ -64,9 +66,9 @@ def main() -> int:
 
     run_id = _completed_demo_run()
     if run_id is None:
-        _run(
-            [sys.executable, "scripts/train.py", "--name", "demo_mito", "with", "configs/demo.yaml"]
-        )
+        overrides = [f"training.iterations={iterations}"] if iterations else []
+        train = [sys.executable, "scripts/train.py", "--name", "demo_mito", "with"]
+        _run([*train, "configs/demo.yaml", *overrides])
         run_id = _completed_demo_run()
     else:
         print(f"reusing the completed demo training run {RUNS / run_id}")

@@ -324,6 +324,10 @@ def train(
                     or iteration == config.training.iterations
                 ):
                     save(iteration)
+        # The final model is always scored, so every validated run has a best.json.
+        last = result.last_iteration
+        if validation is not None and last > first_iteration and last not in result.validation:
+            validate(last)
     finally:
         writer.close()
     result.empty_batches = loss.empty_batches
