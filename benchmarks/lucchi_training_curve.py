@@ -28,9 +28,9 @@ import torch  # noqa: E402
 from incasem.io.data_config import check_data_config  # noqa: E402
 from incasem.predict import evaluate_entry  # noqa: E402
 from incasem.torch.checkpoint import DEFAULT_NORMALISATION, load_checkpoint  # noqa: E402
+from incasem.tracking.run_folder import list_checkpoints  # noqa: E402
 from incasem.training.config import parse_config  # noqa: E402
 from incasem.training.loop import build_model, seed_everything  # noqa: E402
-from incasem.training.run_dir import list_checkpoints  # noqa: E402
 
 
 def main() -> None:

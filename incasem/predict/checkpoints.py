@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from incasem.errors import IncasemError
+from incasem.tracking.run_folder import CHECKPOINT_NAME, list_checkpoints
 
 logger = logging.getLogger(__name__)
-
-_CHECKPOINT_NAME = re.compile(r"^model_checkpoint_(\d+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -31,21 +29,9 @@ class ResolvedCheckpoint:
     iteration: int | None
 
 
-def run_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """Checkpoints of a training run folder by iteration."""
-    found = {}
-    folder = run_dir / "checkpoints"
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = _CHECKPOINT_NAME.match(path.name)
-            if match:
-                found[int(match.group(1))] = path
-    return dict(sorted(found.items()))
-
-
 def _run_of(path: Path) -> tuple[int | None, int | None]:
     """(run id, iteration) of ``<runs>/<N>/checkpoints/model_checkpoint_<it>.pt``, else Nones."""
-    match = _CHECKPOINT_NAME.match(path.name)
+    match = CHECKPOINT_NAME.match(path.name)
     iteration = int(match.group(1)) if match else None
     run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
     return (int(run) if run.isdigit() else None), iteration
@@ -85,7 +71,7 @@ def resolve_checkpoint(
             f"{run_dir}: no such training run (runs in {runs_dir}: "
             f"{', '.join(map(str, runs)) or 'none'})"
         )
-    checkpoints = run_checkpoints(run_dir)
+    checkpoints = list_checkpoints(run_dir)
     best_file = run_dir / "best.json"
     if iteration == "best" or (iteration is None and best_file.is_file()):
         if not best_file.is_file():

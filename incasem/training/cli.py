@@ -28,10 +28,10 @@ from sacred.arg_parser import get_config_updates
 from sacred.utils import set_by_dotted_path
 
 from incasem.errors import IncasemError
+from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.tracking.observers import add_observers
 from incasem.training.config import default_config, parse_config
 from incasem.training.loop import check_training_config, train
-from incasem.training.run_dir import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "--start_from",
         nargs="+",
         metavar="CHECKPOINT | RUN_ID [ITERATION]",
-        help="fine-tune from a checkpoint file, or from run RUN_ID at ITERATION (a number, best "
-        "or last; default last)",
+        help="fine-tune from a checkpoint file, or from run RUN_ID at ITERATION (a number or "
+        "best; default: best if the run validated, else its latest checkpoint)",
     )
     parser.add_argument(
         "--continue_run", metavar="RUN_ID", help="resume a stopped run at its last checkpoint"
@@ -155,8 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if Path(source).is_file():
                 checkpoint = Path(source)
             else:
-                iteration = args.start_from[1] if len(args.start_from) > 1 else "last"
-                checkpoint = resolve_checkpoint(runs_dir, source, iteration)
+                iteration = args.start_from[1] if len(args.start_from) > 1 else None
+                if not source.isdigit():
+                    raise IncasemError(f"--start_from {source}: no such checkpoint file or run id")
+                checkpoint = resolve_checkpoint(None, int(source), iteration, runs_dir).path
             set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
         config = parse_config(_resolved_config(config_updates, files))
         check_training_config(config)

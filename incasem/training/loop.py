@@ -33,8 +33,8 @@ from incasem.torch.checkpoint import (
 )
 from incasem.torch.loss import MaskedBalancedCrossEntropy
 from incasem.torch.models import ASEMUNet, output_shape
+from incasem.tracking.run_folder import checkpoint_path, list_checkpoints, read_best, write_best
 from incasem.training.config import TrainingConfig
-from incasem.training.run_dir import checkpoint_path, list_checkpoints, read_best, write_best
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ metrics.json, cout.txt) and also holds our files::
     snapshots/<iteration>.zarr                    training batches with predictions
     validation.png                                validation curves (if matplotlib works)
 
-Prediction finds a model as ``--run_id N --iteration K|best|last`` from this layout alone.
+Prediction (and fine-tuning) find a model as ``--run_id N [--iteration K|best]`` from this
+layout alone (`incasem.predict.checkpoints.resolve_checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from incasem.errors import IncasemError
-
-_CHECKPOINT = re.compile(r"^model_checkpoint_(\d+)\.pt$")
+CHECKPOINT_NAME = re.compile(r"^model_checkpoint_(\d+)\.pt$")
 
 
 def checkpoint_path(run_dir: str | os.PathLike, iteration: int) -> Path:
@@ -37,7 +36,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:
     found = {}
     if folder.is_dir():
         for path in folder.iterdir():
-            match = _CHECKPOINT.match(path.name)
+            match = CHECKPOINT_NAME.match(path.name)
             if match:
                 found[int(match.group(1))] = path
     return dict(sorted(found.items()))
@@ -68,35 +67,3 @@ def read_best(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's ``best.json``, or None if the run has not validated yet."""
     path = Path(run_dir) / "best.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def resolve_checkpoint(
-    runs_dir: str | os.PathLike, run_id: str | int, iteration: str | int = "best"
-) -> Path:
-    """The checkpoint of run ``run_id`` at ``iteration`` (a number, ``best`` or ``last``).
-
-    Raises `IncasemError` naming the run folder if the run or checkpoint does not exist.
-    """
-    run_dir = Path(runs_dir) / str(run_id)
-    if not run_dir.is_dir():
-        raise IncasemError(f"run {run_id}: no run folder {run_dir}")
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
-        raise IncasemError(f"run {run_id}: no checkpoints in {run_dir / 'checkpoints'}")
-    if iteration == "last":
-        return checkpoints[max(checkpoints)]
-    if iteration == "best":
-        best = read_best(run_dir)
-        if best is None:
-            raise IncasemError(
-                f"run {run_id}: no best.json in {run_dir} (the run never validated); use "
-                f"--iteration last or one of {list(checkpoints)}"
-            )
-        iteration = best["iteration"]
-    try:
-        return checkpoints[int(iteration)]
-    except (KeyError, ValueError):
-        raise IncasemError(
-            f"run {run_id}: no checkpoint for iteration {iteration!r}; available: "
-            f"{list(checkpoints)}, best, last"
-        ) from None
