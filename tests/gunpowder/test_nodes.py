@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import gunpowder as gp
 import numpy as np
 import pytest
@@ -102,8 +104,6 @@ def test_foreground_biased_location_prefers_foreground():
     fractions = {}
     for probability in (0.0, 1.0):
         np.random.seed(0)
-        import random
-
         random.seed(0)
         pipeline, labels_key, valid_key = _location_pipeline(
             labels, valid, min_foreground=0.01, reject_probability=probability
