@@ -32,6 +32,11 @@ _COMMANDS = (
     "incasem.cli.crop",
     "incasem.cli.relabel",
     "incasem.cli.predict",
+    "incasem.cli.segment",
+    "incasem.cli.evaluate",
+    "incasem.cli.instances",
+    "incasem.cli.measure",
+    "incasem.cli.merge",
 )
 
 

@@ -1,0 +1,80 @@
+"""``incasem segment``: probability map → binary segmentation (p >= threshold), masked.
+
+Also holds the arguments every post-processing command shares (masks, block size, progress) so
+that ``segment``, ``evaluate``, ``instances``, ``measure`` and ``merge`` read alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from incasem.cli.convert import add_run_arguments
+
+DATASET_HELP = (
+    "datasets are DATASET (inside CONTAINER) or OTHER.zarr/DATASET; append @C for channel C of "
+    "a channel-first dataset"
+)
+
+
+def add_postprocess_arguments(parser: argparse.ArgumentParser, masks: bool = True) -> None:
+    """``--mask``, ``--block-size``, ``--no-progress`` plus ``--workers`` and ``--overwrite``."""
+    if masks:
+        parser.add_argument(
+            "--mask",
+            action="append",
+            default=[],
+            metavar="DATASET",
+            help="only voxels where this dataset is nonzero count (repeat for cell mask and "
+            "metric mask)",
+        )
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        default=128,
+        metavar="VOXELS",
+        help="block edge in voxels (default: 128; rounded up to the output chunks)",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    add_run_arguments(parser)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="threshold a probability map into a binary segmentation",
+        description="Write a uint8 dataset that is --value where the probability p >= "
+        "--threshold (a probability in [0, 1] for uint8 p*255 and float maps alike) and every "
+        "--mask is nonzero, 0 elsewhere; same ROI and voxel size as the input. Blockwise. "
+        + DATASET_HELP
+        + ".",
+    )
+    parser.add_argument("container", help="the .zarr container (output is written into it)")
+    parser.add_argument("-d", "--dataset", required=True, help="probability dataset")
+    parser.add_argument("--out-dataset", required=True, help="output dataset")
+    parser.add_argument("--threshold", type=float, default=0.5, help="default: 0.5")
+    parser.add_argument("--value", type=int, default=1, help="foreground value (default: 1)")
+    add_postprocess_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from incasem.postprocess.segment import segment
+    from incasem.postprocess.sources import BinarySource, parse_dataset
+
+    source = BinarySource(
+        parse_dataset(args.dataset, args.container),
+        threshold=args.threshold,
+        masks=tuple(parse_dataset(m, args.container) for m in args.mask),
+    )
+    path = segment(
+        source,
+        args.container,
+        args.out_dataset,
+        value=args.value,
+        block_edge=args.block_size,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"wrote {path}")
+    return 0

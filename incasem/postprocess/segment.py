@@ -1,0 +1,93 @@
+"""Probability map → binary segmentation, masked, block by block.
+
+Thresholding is voxel-local, so blocks need no context and the blockwise result is the
+whole-volume result. The output is a new uint8 dataset (``value`` where p >= threshold inside
+every mask, 0 elsewhere) with the ROI and voxel size of the probabilities, staged so that an
+interrupted run leaves no half-written segmentation under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.errors import IncasemError
+from incasem.io import default_chunks, open_array
+from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
+from incasem.postprocess.sources import BinarySource
+from incasem.prepare.staging import staged_dataset
+
+
+@dataclass(frozen=True)
+class _Threshold:
+    source: BinarySource
+    container: str
+    dataset: str
+    value: int
+
+    def __call__(self, block: Any) -> None:
+        foreground = self.source.read(block.write_roi)
+        if foreground.any():
+            out = open_array(self.container, self.dataset, "r+")
+            out[block.write_roi] = np.where(foreground, np.uint8(self.value), np.uint8(0))
+
+
+def segment(
+    source: BinarySource,
+    out_container: str | os.PathLike,
+    out_dataset: str,
+    *,
+    value: int = 1,
+    block_edge: int = DEFAULT_BLOCK_EDGE,
+    num_workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> str:
+    """Write ``value`` where ``source`` is True (p >= threshold, inside the masks), else 0.
+
+    Args:
+        source: probabilities with a threshold (or labels) and masks.
+        out_container: zarr container of the output (created if missing).
+        out_dataset: the uint8 output dataset; same ROI and voxel size (nm, z, y, x) as the
+            source's data.
+        value: the foreground value, 1..255.
+        block_edge: write block edge in voxels (rounded up to a multiple of the chunks).
+        num_workers: worker processes (0: every block in this process).
+        overwrite: replace an existing output (only once the new one is complete).
+        progress: show a progress bar.
+
+    Returns ``container/dataset`` of the output.
+    """
+    if not 1 <= value <= 255:
+        raise IncasemError(f"--value {value} must lie in 1..255")
+    roi, voxel_size = source.check()
+    shape = roi.shape / voxel_size
+    chunks = default_chunks(shape)
+    attrs = {"incasem_segment": {**source.describe(), "value": value}}
+    with staged_dataset(
+        out_container,
+        out_dataset,
+        shape,
+        voxel_size,
+        roi.offset,
+        np.uint8,
+        chunks,
+        overwrite=overwrite,
+        attrs=attrs,
+    ) as staged:
+        run_blockwise(
+            _Threshold(source, str(out_container), staged.staging_name, value),
+            roi,
+            aligned_block_shape(chunks, (block_edge,) * 3),
+            voxel_size,
+            output=staged.array,
+            num_workers=num_workers,
+            name="segment",
+            progress=progress,
+        )
+    return f"{Path(out_container)}/{out_dataset}"
