@@ -37,6 +37,10 @@ _COMMANDS = (
     "incasem.cli.instances",
     "incasem.cli.measure",
     "incasem.cli.merge",
+    "incasem.cli.runs",
+    "incasem.cli.view",
+    "incasem.cli.export",
+    "incasem.cli.models",
 )
 
 

@@ -3,7 +3,9 @@
 The original needed the MongoDB of the training runs to predict at all. Our training runs are
 folders, ``<runs>/<N>/`` (Sacred's file observer) with ``checkpoints/model_checkpoint_<it>.pt``
 and ``best.json``, and a checkpoint carries its own model card, so ``--run_id N [--iteration
-K|best]`` is resolved by looking at files.
+K|best]`` is resolved by looking at files. An exported model (`incasem.torch.export`) is a
+checkpoint too and is given as ``--checkpoint``; original ASEM weights are recognised and
+refused with the command that wraps them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ def _run_of(path: Path) -> tuple[int | None, int | None]:
     return (int(run) if run.isdigit() else None), iteration
 
 
+def _check_not_asem_weights(path: Path) -> None:
+    """Original ASEM weights carry no description: say how to wrap them instead of failing on
+    a missing model card."""
+    from incasem.torch.export import describe_model
+
+    if path.is_file() and describe_model(path).kind == "asem-weights":
+        raise IncasemError(
+            f"{path}: original ASEM weights without a model card; wrap them first with "
+            f"'incasem export --asem {path} --model-id N -o model.pt' (see README)"
+        )
+
+
 def resolve_checkpoint(
     checkpoint: str | os.PathLike | None,
     run_id: int | None,
@@ -57,6 +71,7 @@ def resolve_checkpoint(
     """
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        _check_not_asem_weights(path)
         found_run, found_iteration = _run_of(path)
         return ResolvedCheckpoint(
             path, run_id if run_id is not None else found_run, found_iteration

@@ -7,7 +7,8 @@ metrics.json, cout.txt) and also holds our files::
     best.json                                     the checkpoint with the best validation F1
     tensorboard/                                  TensorBoard event files
     snapshots/<iteration>.zarr                    training batches with predictions
-    validation.png                                validation curves (if matplotlib works)
+    training_curves.png                           loss and validation curves, redrawn at each
+                                                  validation (incasem.viz.curves)
 
 Prediction (and fine-tuning) find a model as ``--run_id N [--iteration K|best]`` from this
 layout alone (`incasem.predict.checkpoints.resolve_checkpoint`).
@@ -28,6 +29,11 @@ CHECKPOINT_NAME = re.compile(r"^model_checkpoint_(\d+)\.pt$")
 def checkpoint_path(run_dir: str | os.PathLike, iteration: int) -> Path:
     """Where the checkpoint of ``iteration`` lives (whether or not it exists)."""
     return Path(run_dir) / "checkpoints" / f"model_checkpoint_{iteration}.pt"
+
+
+def training_curves_path(run_dir: str | os.PathLike) -> Path:
+    """Where training draws its loss and validation curves (PNG)."""
+    return Path(run_dir) / "training_curves.png"
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:

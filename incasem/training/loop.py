@@ -33,8 +33,15 @@ from incasem.torch.checkpoint import (
 )
 from incasem.torch.loss import MaskedBalancedCrossEntropy
 from incasem.torch.models import ASEMUNet, output_shape
-from incasem.tracking.run_folder import checkpoint_path, list_checkpoints, read_best, write_best
+from incasem.tracking.run_folder import (
+    checkpoint_path,
+    list_checkpoints,
+    read_best,
+    training_curves_path,
+    write_best,
+)
 from incasem.training.config import TrainingConfig
+from incasem.viz.curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 
@@ -272,9 +279,14 @@ def train(
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     result = TrainingResult(run_dir, first_iteration, first_iteration)
+    curves: dict[str, tuple[list[int], list[float]]] = {}
 
     def log(name: str, value: float, iteration: int) -> None:
         writer.add_scalar(name, value, iteration)
+        if name == "loss" or name.startswith("validation/"):
+            steps, values = curves.setdefault(name, ([], []))
+            steps.append(iteration)
+            values.append(float(value))
         # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation.
         thinned = iteration % config.sacred.log_every != 0 and not name.startswith("validation")
         if log_scalar is not None and not thinned:
@@ -290,6 +302,7 @@ def train(
         for name, value in metrics.items():
             log(f"validation/{name}", value, iteration)
         result.validation[iteration] = metrics
+        plot_training_curves(curves, training_curves_path(run_dir), f"{run_dir.name}: training")
         if iteration > 0:
             save(iteration, metrics)
             if validation.is_best(iteration, metrics["f1"]):

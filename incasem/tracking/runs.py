@@ -1,0 +1,328 @@
+"""Browse the run store: every training and prediction run, read from its folder alone.
+
+The original kept runs in MongoDB only, so with no server nobody could see what had been
+trained. Our runs are Sacred ``FileStorageObserver`` folders (``config.json``, ``run.json``,
+``metrics.json``), training runs under ``<runs>/<id>/`` and predictions under
+``<runs>/predictions/<id>/``; this module reads those files (and ``best.json`` of a training run)
+and nothing else, so listing works on a laptop that has only a copy of the folder.
+
+Run ids: a training run is ``N``, a prediction ``pN`` (also accepted: ``predictions/N``).
+Sacred's metric files hold ``{name: {"steps": [...], "values": [...], "timestamps": [...]}}``;
+steps of training metrics are iterations.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from incasem.errors import IncasemError
+from incasem.tracking.run_folder import CHECKPOINT_NAME
+
+#: Sacred writes a heartbeat every 10 s; a RUNNING run silent for longer than this was killed.
+STALE_AFTER_SECONDS = 300
+
+PREDICTIONS = "predictions"
+
+
+@dataclass
+class Curve:
+    """One logged metric: ``steps`` (iterations) and ``values``, in logging order."""
+
+    name: str
+    steps: list[int]
+    values: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        """Points, first/last/min/max values with the step each was logged at."""
+        if not self.values:
+            return {"name": self.name, "points": 0}
+        low = min(range(len(self.values)), key=self.values.__getitem__)
+        high = max(range(len(self.values)), key=self.values.__getitem__)
+        return {
+            "name": self.name,
+            "points": len(self.values),
+            "first": [self.steps[0], self.values[0]],
+            "last": [self.steps[-1], self.values[-1]],
+            "min": [self.steps[low], self.values[low]],
+            "max": [self.steps[high], self.values[high]],
+        }
+
+
+@dataclass
+class RunRecord:
+    """What a run folder says about its run.
+
+    Attributes:
+        id: ``N`` for a training run, ``pN`` for a prediction.
+        kind: ``training`` or ``prediction``.
+        path: the run folder.
+        name: Sacred experiment name (``--name``).
+        status: Sacred status (COMPLETED, FAILED, INTERRUPTED, RUNNING), or STALE for a RUNNING
+            run whose heartbeat stopped more than `STALE_AFTER_SECONDS` ago.
+        start: start time (UTC, ISO format, seconds), or "".
+        iterations: training: last iteration reached; prediction: iteration of the model used.
+        best_f1: training: best validation F1 of a checkpointed iteration (> 0); prediction:
+            mean F1 over the scored entries. None if not scored.
+        best_iteration: the iteration of ``best_f1`` (prediction: of the model).
+        data: the data configs (prediction: or the input container) the run used.
+        config: the run's full Sacred configuration.
+        info: the run's ``run.json``.
+        curves: every logged metric.
+    """
+
+    id: str
+    kind: str
+    path: Path
+    name: str
+    status: str
+    start: str
+    iterations: int | None
+    best_f1: float | None
+    best_iteration: int | None
+    data: list[str]
+    config: dict[str, Any] = field(repr=False)
+    info: dict[str, Any] = field(repr=False)
+    curves: dict[str, Curve] = field(repr=False)
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise IncasemError(f"{path}: missing (not a Sacred run folder)")
+        return {}
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise IncasemError(f"{path}: unreadable ({e})") from None
+    if not isinstance(content, dict):
+        raise IncasemError(f"{path}: expected a JSON object")
+    return content
+
+
+def read_curves(run_dir: str | os.PathLike) -> dict[str, Curve]:
+    """Every metric of a run folder's ``metrics.json`` (empty if there is none yet)."""
+    path = Path(run_dir) / "metrics.json"
+    curves = {}
+    for name, metric in _read_json(path, required=False).items():
+        try:
+            curves[name] = Curve(name, [int(s) for s in metric["steps"]], list(metric["values"]))
+        except (KeyError, TypeError, ValueError):
+            raise IncasemError(f"{path}: metric {name!r} has no steps/values lists") from None
+    return curves
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+def _status(info: dict[str, Any], now: datetime.datetime) -> str:
+    status = str(info.get("status", "UNKNOWN"))
+    heartbeat = _parse_time(info.get("heartbeat"))
+    if status == "RUNNING" and heartbeat is not None:
+        if (now - heartbeat).total_seconds() > STALE_AFTER_SECONDS:
+            return "STALE"
+    return status
+
+
+def _split(paths: Any) -> list[str]:
+    if not paths:
+        return []
+    return [p.strip() for p in str(paths).split(",") if p.strip()]
+
+
+def _best_validation(curves: dict[str, Curve]) -> tuple[float | None, int | None]:
+    """Best ``validation/f1`` among checkpointed iterations (> 0), as training picks it."""
+    curve = curves.get("validation/f1")
+    if curve is None:
+        return None, None
+    points = [(v, s) for s, v in zip(curve.steps, curve.values, strict=True) if s > 0]
+    if not points:
+        return None, None
+    value, step = max(points, key=lambda p: (p[0], -p[1]))
+    return float(value), step
+
+
+def _model_iteration(config: dict[str, Any], result: dict[str, Any]) -> int | None:
+    checkpoint = (result or {}).get("checkpoint") or config.get("checkpoint") or ""
+    match = CHECKPOINT_NAME.match(Path(str(checkpoint)).name)
+    if match:
+        return int(match.group(1))
+    iteration = config.get("iteration")
+    return int(iteration) if isinstance(iteration, int) else None
+
+
+def read_run(
+    run_dir: str | os.PathLike, kind: str, now: datetime.datetime | None = None
+) -> RunRecord:
+    """Read one run folder into a `RunRecord`.
+
+    Args:
+        run_dir: ``<runs>/<N>`` (training) or ``<runs>/predictions/<N>`` (prediction).
+        kind: ``training`` or ``prediction``.
+        now: the time to judge heartbeats against (default: now, UTC).
+
+    Raises `IncasemError` naming the file if ``run.json``/``config.json`` is missing or broken.
+    """
+    run_dir = Path(run_dir)
+    now = now or datetime.datetime.now(datetime.UTC)
+    info = _read_json(run_dir / "run.json", required=True)
+    config = _read_json(run_dir / "config.json", required=True)
+    curves = read_curves(run_dir)
+    start = _parse_time(info.get("start_time"))
+    result = info.get("result") if isinstance(info.get("result"), dict) else {}
+    if kind == "training":
+        run_id = run_dir.name
+        training = config.get("training", {})
+        data = _split(training.get("data")) + _split(config.get("validation", {}).get("data"))
+        steps = [s for c in curves.values() if not c.name.startswith("validation") for s in c.steps]
+        iterations = result.get("iterations", [None, None])[-1] if result else None
+        if iterations is None and steps:
+            iterations = max(steps)
+        best_f1, best_iteration = _best_validation(curves)
+    else:
+        run_id = f"p{run_dir.name}"
+        prediction = config.get("prediction", {})
+        data = _split(prediction.get("data")) or _split(prediction.get("input"))
+        iterations = _model_iteration(prediction, result)
+        entries = {n.split("/")[0] for n in curves if n.endswith("/f1")}
+        # Entry scores are <entry>/f1 (class 1) and <entry>/<class>/f1: keep class 1 only.
+        scores = [curves[f"{e}/f1"].values[-1] for e in entries if f"{e}/f1" in curves]
+        best_f1 = sum(scores) / len(scores) if scores else None
+        best_iteration = iterations
+    return RunRecord(
+        id=run_id,
+        kind=kind,
+        path=run_dir,
+        name=str(info.get("experiment", {}).get("name", "")),
+        status=_status(info, now),
+        start=start.strftime("%Y-%m-%d %H:%M:%S") if start else "",
+        iterations=iterations,
+        best_f1=best_f1,
+        best_iteration=best_iteration,
+        data=data,
+        config=config,
+        info=info,
+        curves=curves,
+    )
+
+
+def _numbered(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(found, key=lambda p: int(p.name))
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[RunRecord]:
+    """Every training run (``<runs>/<N>``) and prediction (``<runs>/predictions/<N>``), ordered
+    by start time. Folders without ``run.json`` (a run starting right now) are left out.
+
+    Raises `IncasemError` if ``runs_dir`` does not exist.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise IncasemError(f"{runs_dir}: no runs folder (set --runs-dir)")
+    now = datetime.datetime.now(datetime.UTC)
+    records = []
+    for kind, folder in (("training", runs_dir), ("prediction", runs_dir / PREDICTIONS)):
+        for run_dir in _numbered(folder):
+            if (run_dir / "run.json").is_file():
+                records.append(read_run(run_dir, kind, now))
+    return sorted(records, key=lambda r: (r.start, r.kind, int(r.id.lstrip("p"))))
+
+
+def run_location(runs_dir: str | os.PathLike, run_id: str) -> tuple[Path, str]:
+    """The folder and kind of run ``N`` (training), ``pN`` or ``predictions/N`` (prediction).
+
+    Raises `IncasemError` naming the folder if there is no such run.
+    """
+    runs_dir = Path(runs_dir)
+    text = str(run_id).strip()
+    if text.startswith("p") and text[1:].isdigit():
+        path, kind = runs_dir / PREDICTIONS / text[1:], "prediction"
+    elif text.startswith(f"{PREDICTIONS}/") and text.partition("/")[2].isdigit():
+        path, kind = runs_dir / text, "prediction"
+    elif text.isdigit():
+        path, kind = runs_dir / text, "training"
+    else:
+        raise IncasemError(f"run id {run_id!r}: expected N (training) or pN (prediction)")
+    if not (path / "run.json").is_file():
+        raise IncasemError(f"{path}: no such run (no run.json)")
+    return path, kind
+
+
+def find_run(runs_dir: str | os.PathLike, run_id: str) -> RunRecord:
+    """The `RunRecord` of run ``run_id`` (see `run_location`)."""
+    path, kind = run_location(runs_dir, run_id)
+    return read_run(path, kind)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(records: list[RunRecord]) -> str:
+    """A plain-text table: id, name, kind, status, start, iterations, best F1 (iteration), data.
+
+    For a prediction, ``iterations`` and the F1's iteration are the model's iteration and F1 is
+    the mean over its scored entries.
+    """
+    header = ["id", "name", "kind", "status", "start (UTC)", "iterations", "best F1", "data"]
+    rows = [header]
+    for r in records:
+        best = "-" if r.best_f1 is None else f"{r.best_f1:.4f} @ {_cell(r.best_iteration)}"
+        data = ", ".join(Path(d).name if "/" in d else d for d in r.data) or "-"
+        rows.append([r.id, r.name, r.kind, r.status, r.start, _cell(r.iterations), best, data])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def format_run(record: RunRecord) -> str:
+    """Several lines about one run: the table fields, stop time, result and curve summaries."""
+    info = record.info
+    lines = [
+        f"run {record.id} ({record.kind}) {record.name}",
+        f"  folder:     {record.path}",
+        f"  status:     {record.status}",
+        f"  started:    {record.start or '-'} UTC",
+        f"  stopped:    {(info.get('stop_time') or '-')[:19]}",
+        f"  iterations: {_cell(record.iterations)}",
+        f"  best F1:    {_cell(record.best_f1)} at iteration {_cell(record.best_iteration)}",
+        f"  data:       {', '.join(record.data) or '-'}",
+    ]
+    if record.kind == "training":
+        best = _read_json(record.path / "best.json", required=False)
+        if best:
+            lines.append(
+                f"  best.json:  iteration {best.get('iteration')} ({best.get('checkpoint')})"
+            )
+    if info.get("fail_trace"):
+        lines.append(f"  error:      {info['fail_trace'][-1].strip()}")
+    lines.append("  metrics (points; first, last, min, max as value @ step):")
+    if not record.curves:
+        lines.append("    none logged")
+    for curve in record.curves.values():
+        s = curve.summary()
+        if not s["points"]:
+            continue
+        parts = [f"{_cell(float(s[k][1]))} @ {s[k][0]}" for k in ("first", "last", "min", "max")]
+        lines.append(f"    {curve.name}: {s['points']}; " + "; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""PNG plots of training curves and of a prediction's quality, for people rather than parsers.
+
+TensorBoard needs a server and a browser; a PNG in the run folder opens anywhere and goes
+straight into a report. Training writes its curves at every validation (so a run in progress
+can be checked by opening one file), ``incasem runs plot`` draws the same figure from a run's
+Sacred ``metrics.json``, and prediction with metrics draws a few slices next to the
+threshold-sweep curve. Matplotlib's Agg backend keeps this working on headless machines; files
+are written to a temporary name and renamed, so a viewer never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: Validation scores drawn in the right panel, in this order.
+SCORES = ("f1", "iou", "precision", "recall")
+
+#: A curve: (iterations, values).
+Series = tuple[Sequence[int], Sequence[float]]
+
+
+def save_figure(figure: plt.Figure, out: str | os.PathLike) -> Path:
+    """Write ``figure`` as PNG to ``out`` atomically (temporary file + rename) and close it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
+    try:
+        figure.savefig(tmp, dpi=100)
+        os.replace(tmp, out)
+    finally:
+        plt.close(figure)
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def plot_training_curves(
+    curves: Mapping[str, Series], out: str | os.PathLike, title: str = ""
+) -> Path:
+    """Write a PNG: training loss (left) and validation scores (right) over iterations.
+
+    Args:
+        curves: metric name -> (iterations, values); ``loss`` and ``validation/<score>`` (f1,
+            iou, precision, recall) are drawn, other names are ignored.
+        out: PNG path; replaced if it exists (it is derived data).
+        title: figure title, e.g. the run id and name.
+
+    Returns the path written. Panels without data say so instead of staying blank.
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    loss = curves.get("loss")
+    if loss is not None and len(loss[0]):
+        left.plot(loss[0], loss[1], color="#4363d8", linewidth=1, label="loss")
+        if len(loss[1]) >= 20:
+            window = max(len(loss[1]) // 20, 2)
+            smooth = np.convolve(loss[1], np.ones(window) / window, mode="valid")
+            left.plot(loss[0][window - 1 :], smooth, color="#e6194b", label=f"mean of {window}")
+        left.legend(loc="upper right")
+    else:
+        left.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=left.transAxes)
+    left.set_xlabel("iteration")
+    left.set_ylabel("training loss")
+    left.set_title("training loss")
+    left.grid(alpha=0.3)
+    drawn = False
+    for score in SCORES:
+        series = curves.get(f"validation/{score}")
+        if series is not None and len(series[0]):
+            right.plot(series[0], series[1], marker="o", markersize=3, label=score)
+            drawn = True
+    if drawn:
+        right.legend(loc="lower right")
+        right.set_ylim(-0.02, 1.02)
+    else:
+        right.text(
+            0.5, 0.5, "no validation logged", ha="center", va="center", transform=right.transAxes
+        )
+    right.set_xlabel("iteration")
+    right.set_ylabel("validation score")
+    right.set_title("validation (class 1)")
+    right.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, out)
+
+
+def plot_prediction_report(
+    sections: Sequence[Mapping[str, np.ndarray]],
+    section_names: Sequence[str],
+    sweep: Sequence[Mapping[str, float]],
+    out: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """Write a PNG: one row per section (raw | probability | segmentation | labels) and the
+    threshold sweep (F1, IoU, precision, recall over the foreground threshold) on the right.
+
+    Args:
+        sections: per row, 2D (y, x) arrays under ``raw``, ``probability`` (0-1),
+            ``segmentation`` and ``labels`` (class ids); a missing key leaves its panel empty.
+        section_names: a label per row, e.g. ``z = 12``.
+        sweep: items ``{"threshold", "f1", "iou", "precision", "recall"}`` (see
+            `incasem.metrics.ThresholdHistograms.sweep`); may be empty.
+        out: PNG path; replaced if it exists.
+        title: figure title.
+    """
+    rows = max(len(sections), 1)
+    figure = plt.figure(figsize=(15, 3.2 * rows), constrained_layout=True)
+    grid = figure.add_gridspec(rows, 6)
+    panels = (
+        ("raw", "raw", "gray", (None, None)),
+        ("probability", "probability", "magma", (0, 1)),
+        ("segmentation", "segmentation", "tab10", (0, 9)),
+        ("labels", "labels", "tab10", (0, 9)),
+    )
+    for row, (section, name) in enumerate(zip(sections, section_names, strict=True)):
+        for column, (key, heading, cmap, (vmin, vmax)) in enumerate(panels):
+            axis = figure.add_subplot(grid[row, column])
+            if key in section:
+                axis.imshow(section[key], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            else:
+                axis.text(0.5, 0.5, "none", ha="center", va="center", transform=axis.transAxes)
+            axis.set_title(f"{heading} ({name})", fontsize=9)
+            axis.set_xlabel("x (voxels)", fontsize=8)
+            axis.set_ylabel("y (voxels)", fontsize=8)
+            axis.tick_params(labelsize=7)
+    axis = figure.add_subplot(grid[:, 4:])
+    if sweep:
+        thresholds = [item["threshold"] for item in sweep]
+        for score in SCORES:
+            axis.plot(thresholds, [item[score] for item in sweep], marker=".", label=score)
+        best = max(sweep, key=lambda item: item["f1"])
+        axis.axvline(best["threshold"], color="gray", linestyle="--", linewidth=1)
+        axis.set_title(f"threshold sweep (best F1 {best['f1']:.3f} at {best['threshold']:.2f})")
+        axis.legend(loc="lower left")
+        axis.set_ylim(-0.02, 1.02)
+    else:
+        axis.text(0.5, 0.5, "no metrics", ha="center", va="center", transform=axis.transAxes)
+        axis.set_title("threshold sweep")
+    axis.set_xlabel("foreground threshold (probability)")
+    axis.set_ylabel("score")
+    axis.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, out)
