@@ -5,6 +5,12 @@ its time per iteration should be close to that of the same model's forward + bac
 on random tensors of the same shapes (target ratio <= 1.05). Runs on the synthetic cell (made if
 missing) or any data config.
 
+Also measured: the CPU seconds one process spends preparing a batch (`batch_pipeline` alone, no
+model). Batches are prepared in ``precache.num_workers`` processes while the model trains, so
+on a GPU the pipeline keeps up when ``num_workers >= preparation CPU s / GPU step s``; on a
+CPU-only machine preparation competes with the model for the same cores and adds its CPU time
+divided by the core count.
+
     python benchmarks/train_step.py --fmaps 8 --input 124 --iterations 20
 
 Prints a table and writes it as JSON (``--out``).
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -48,6 +55,24 @@ def _pure_step_seconds(config, iterations: int, warmup: int) -> list[float]:
         optimizer.step()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+    return times
+
+
+def _preparation_cpu_seconds(config, iterations: int, warmup: int) -> list[float]:
+    from incasem.pipeline import TrainingKeys, batch_pipeline, training_request
+
+    data = check_training_config(config)
+    seed_everything(0)
+    keys = TrainingKeys.create()
+    request = training_request(config, keys)
+    pipeline = batch_pipeline(config, data.train, keys, data_root=config.directories.data)
+    times = []
+    with gp.build(pipeline):
+        for i in range(warmup + iterations):
+            start = time.process_time()
+            pipeline.request_batch(request)
+            if i >= warmup:
+                times.append(time.process_time() - start)
     return times
 
 
@@ -87,6 +112,9 @@ def main() -> None:
     parser.add_argument("--input", type=int, default=124, help="input edge, voxels")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--precache-workers", type=int, default=1, help="batch-preparing processes (default 1)"
+    )
     parser.add_argument("--data", help="training data config (default: the synthetic cell)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/train_step.json"))
@@ -123,10 +151,12 @@ def main() -> None:
                 "output_size_voxels": out,
                 "snapshot": {"every": 10**9},
                 "profiling_stats": {"every": 10**9},
+                "precache": {"num_workers": args.precache_workers},
             },
             "model": {"num_fmaps": args.fmaps},
         }
     )
+    preparation = _preparation_cpu_seconds(config, args.iterations, args.warmup)
     pure = _pure_step_seconds(config, args.iterations, args.warmup)
     pipeline = _pipeline_seconds(config, work / "run", args.iterations, args.warmup)
     result = {
@@ -135,6 +165,9 @@ def main() -> None:
         "output_voxels": out,
         "iterations": args.iterations,
         "torch_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
+        "precache_workers": args.precache_workers,
+        "preparation_cpu_s_median": statistics.median(preparation),
         "pure_step_s_median": statistics.median(pure),
         "pipeline_s_median": statistics.median(pipeline),
         "pure_step_s_mean": statistics.mean(pure),

@@ -2,9 +2,11 @@
 
 They cover what gunpowder 1.4 does not: sparse annotations (a valid mask that is zero outside
 the annotated ROI, label values meaning "not annotated"), several label datasets merged into class
-ids, foreground-biased sampling that never loops forever, and gamma augmentation.
+ids, foreground-biased sampling that never loops forever, gamma augmentation, and an elastic
+deformation fast enough to feed a GPU.
 """
 
+from incasem.gunpowder.elastic_deform import ElasticDeform
 from incasem.gunpowder.exclude_value import ExcludeValue
 from incasem.gunpowder.foreground_biased_location import ForegroundBiasedLocation
 from incasem.gunpowder.gamma_augment import GammaAugment
@@ -12,6 +14,7 @@ from incasem.gunpowder.merge_labels import MergeLabels
 from incasem.gunpowder.valid_mask import ValidMask
 
 __all__ = [
+    "ElasticDeform",
     "ExcludeValue",
     "ForegroundBiasedLocation",
     "GammaAugment",

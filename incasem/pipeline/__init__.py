@@ -1,6 +1,11 @@
 """gunpowder pipelines assembled from data configs: one source branch per data-config entry,
 joined and augmented for training."""
 
-from incasem.pipeline.training import TrainingKeys, training_pipeline, training_request
+from incasem.pipeline.training import (
+    TrainingKeys,
+    batch_pipeline,
+    training_pipeline,
+    training_request,
+)
 
-__all__ = ["TrainingKeys", "training_pipeline", "training_request"]
+__all__ = ["TrainingKeys", "batch_pipeline", "training_pipeline", "training_request"]

@@ -48,6 +48,8 @@ class Elastic(_Section):
     jitter_sigma: Annotated[
         list[Annotated[float, Field(ge=0)]], Field(min_length=3, max_length=3)
     ] = [2.0, 2.0, 2.0]
+    # The original's ElasticAugment key; kept so its configs load. ElasticDeform computes the
+    # displacement at full resolution at no extra cost, so there is nothing to subsample.
     subsample: PositiveInt = 4
     rotate_in_plane: bool = True
 
