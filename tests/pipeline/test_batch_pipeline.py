@@ -1,0 +1,56 @@
+"""The batch-preparing half of the training pipeline on a real (synthetic) zarr volume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gunpowder as gp
+import numpy as np
+
+from incasem.io.phantom import write_cell
+from incasem.pipeline import TrainingKeys, batch_pipeline, training_request
+from incasem.training.config import parse_config
+from incasem.training.loop import check_training_config, seed_everything
+
+
+def test_rotated_batches_from_a_volume_smaller_than_the_network_input(tmp_path: Path):
+    # A 64³ annotated volume and a 124³ input: every batch needs raw from beyond the dataset,
+    # and rotations by up to 90 degrees widen that need by up to sqrt(2).
+    write_cell(tmp_path / "cell.zarr", shape=(64, 64, 64))
+    data = tmp_path / "data.json"
+    entry = {
+        "file": "cell.zarr",
+        "offset": [0, 0, 0],
+        "shape": [64, 64, 64],
+        "voxel_size": [5, 5, 5],
+        "raw": "volumes/raw",
+        "labels": {"volumes/labels/mito": 1},
+    }
+    data.write_text(json.dumps({"small": entry}))
+    config = parse_config(
+        {
+            "directories": {"data": str(tmp_path), "runs": str(tmp_path / "runs")},
+            "training": {
+                "data": str(data),
+                "input_size_voxels": [124, 124, 124],
+                "output_size_voxels": [30, 30, 30],
+                "reject": {"min_masked": 0.0},
+            },
+        }
+    )
+    keys = TrainingKeys.create()
+    request = training_request(config, keys)
+    pipeline = batch_pipeline(config, check_training_config(config).train, keys, tmp_path)
+    seed_everything(0)
+    with gp.build(pipeline):
+        batches = [pipeline.request_batch(request) for _ in range(4)]
+    for batch in batches:
+        raw, labels, scales = batch[keys.raw].data, batch[keys.labels].data, batch[keys.scales].data
+        assert raw.shape == (1, 1, 124, 124, 124) and raw.dtype == np.float32
+        assert -1 <= raw.min() and raw.max() <= 1 and raw.std() > 0.05
+        assert labels.shape == scales.shape == (1, 30, 30, 30) and labels.dtype == np.int64
+        assert set(np.unique(labels)) <= {0, 1}
+        # the loss weights are zero wherever labels are unknown (outside the annotated volume)
+        valid = batch[keys.valid].data
+        assert np.all(scales[0][valid == 0] == 0)
