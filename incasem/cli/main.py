@@ -41,6 +41,7 @@ _COMMANDS = (
     "incasem.cli.view",
     "incasem.cli.export",
     "incasem.cli.models",
+    "incasem.cli.annotate",
 )
 
 

@@ -1,0 +1,191 @@
+"""``incasem annotate``: ground truth from sparse brush strokes by a graph cut.
+
+``graphcut`` is the annotation itself; ``strokes`` draws simulated strokes from an existing label
+(for trying the method, tests and benchmarks). No sub-command needs a GUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from incasem.cli.convert import add_run_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "annotate",
+        help="graph-cut annotation from a few brush strokes",
+        description="Fill in a 3D organelle label from sparse seeds (0 unmarked, 1 organelle, "
+        "2 background) by a graph cut. Sizes in voxels, axis order z y x.",
+    )
+    commands = parser.add_subparsers(dest="annotate_command", metavar="STEP", required=True)
+
+    cut = commands.add_parser(
+        "graphcut",
+        help="label an ROI from seeds and print its data-config entry",
+        description="Graph cut of an ROI: unary terms from intensity models fitted to the "
+        "seeded voxels' smoothed gray values, contrast-sensitive Potts pairwise terms "
+        "(--lambda, --sigma), seeds as hard constraints, max-flow per 128³ block with "
+        "--context voxels of overlap; then only objects holding an organelle seed are kept. "
+        "Writes a uint8 0/1 label dataset over the ROI and a mask (1 in the ROI) and prints "
+        "the data-config entry to paste. Seeds: a dataset in the container, or a folder of 2D "
+        "masks named <axis>_<index>.png/.tif (e.g. z_0040.png; index in voxels, each image a "
+        "whole plane of the raw dataset, values 0/1/2).",
+    )
+    cut.add_argument("-f", "--file", required=True, help="the .zarr container (outputs go in it)")
+    cut.add_argument("--raw", default="volumes/raw", help="raw dataset (default: volumes/raw)")
+    cut.add_argument(
+        "--seeds", required=True, help="seeds dataset in --file, or a folder of 2D seed masks"
+    )
+    cut.add_argument(
+        "-o", "--output", required=True, help="label dataset to write, e.g. volumes/labels/golgi"
+    )
+    cut.add_argument(
+        "--mask", help="mask dataset to write (default: volumes/masks/<last name of --output>)"
+    )
+    cut.add_argument(
+        "--roi",
+        type=int,
+        nargs=6,
+        metavar=("Z", "Y", "X", "DZ", "DY", "DX"),
+        help="offset and shape in voxels (offset = world nm / voxel size; default: whole raw)",
+    )
+    energy = cut.add_argument_group("energy")
+    energy.add_argument(
+        "--lambda",
+        dest="smoothness",
+        type=float,
+        default=30.0,
+        help="pairwise weight (default: 30)",
+    )
+    energy.add_argument(
+        "--sigma",
+        dest="contrast",
+        type=float,
+        default=20.0,
+        help="gray-value difference scale of the pairwise term (default: 20)",
+    )
+    energy.add_argument(
+        "--smooth",
+        type=float,
+        default=2.0,
+        help="Gaussian sigma in voxels of the gray values the models see (default: 2)",
+    )
+    energy.add_argument(
+        "--model",
+        choices=("gmm", "histogram"),
+        default="gmm",
+        help="intensity model per class (default: gmm)",
+    )
+    energy.add_argument(
+        "--components", type=int, default=3, help="Gaussians per class for gmm (default: 3)"
+    )
+    energy.add_argument(
+        "--supervoxels",
+        type=int,
+        default=0,
+        metavar="VOXELS",
+        help="cut SLIC supervoxels of about this many voxels instead of voxels (default: 0 = "
+        "voxels)",
+    )
+    energy.add_argument(
+        "--context",
+        type=int,
+        default=16,
+        help="voxels each block reads beyond its faces (default: 16)",
+    )
+    energy.add_argument(
+        "--keep-unseeded",
+        action="store_true",
+        help="keep objects that hold no organelle seed (default: drop them)",
+    )
+    cut.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    add_run_arguments(cut)
+    cut.set_defaults(func=run_graphcut)
+
+    strokes = commands.add_parser(
+        "strokes",
+        help="simulated brush strokes drawn from an existing label (for trying the method)",
+        description="Write a seeds dataset (0/1/2) with the 2D skeletons of the eroded label "
+        "(organelle, 1) and of the eroded background (2) on --planes evenly spaced planes per "
+        "axis, over the label dataset's extent.",
+    )
+    strokes.add_argument("-f", "--file", required=True, help="the .zarr container")
+    strokes.add_argument("--labels", required=True, help="label dataset; nonzero = organelle")
+    strokes.add_argument("-o", "--output", required=True, help="seeds dataset to write")
+    strokes.add_argument("--planes", type=int, default=3, help="planes per axis (default: 3)")
+    strokes.add_argument(
+        "--erosion", type=int, default=3, help="distance of strokes from boundaries (default: 3)"
+    )
+    strokes.add_argument(
+        "--overwrite", action="store_true", help="replace an existing seeds dataset"
+    )
+    strokes.set_defaults(func=run_strokes)
+
+
+def run_graphcut(args: argparse.Namespace) -> int:
+    from incasem.annotate import CutSettings, annotate_graphcut
+
+    settings = CutSettings(
+        smoothness=args.smoothness,
+        contrast=args.contrast,
+        feature_sigma=args.smooth,
+        model=args.model,
+        components=args.components,
+        supervoxels=args.supervoxels,
+        context=args.context,
+        keep_unseeded=args.keep_unseeded,
+    )
+    result = annotate_graphcut(
+        args.file,
+        args.raw,
+        args.seeds,
+        args.output,
+        mask=args.mask,
+        roi_offset=args.roi[:3] if args.roi else None,
+        roi_shape=args.roi[3:] if args.roi else None,
+        settings=settings,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    organelle, background = result.seed_counts
+    print(
+        f"wrote {result.labels} ({100 * result.organelle_fraction:.2f} % organelle, from "
+        f"{organelle} organelle and {background} background seed voxels) and {result.mask}"
+    )
+    print("data-config entry:")
+    print(json.dumps(result.entry, indent=2))
+    return 0
+
+
+def run_strokes(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from incasem.annotate import simulate_strokes
+    from incasem.errors import IncasemError
+    from incasem.io import open_array
+    from incasem.prepare.staging import staged_dataset
+
+    if args.planes < 1 or args.erosion < 0:
+        raise IncasemError(f"--planes {args.planes} must be >= 1 and --erosion {args.erosion} >= 0")
+    labels = open_array(args.file, args.labels)
+    seeds = simulate_strokes(np.asarray(labels[labels.roi]), args.planes, args.erosion)
+    with staged_dataset(
+        args.file,
+        args.output,
+        seeds.shape,
+        labels.voxel_size,
+        labels.roi.offset,
+        np.uint8,
+        overwrite=args.overwrite,
+        attrs={"incasem_strokes": {"labels": args.labels, "planes_per_axis": args.planes}},
+    ) as staged:
+        staged.array[staged.array.roi] = seeds
+    print(
+        f"wrote {args.file}/{args.output}: {int((seeds == 1).sum())} organelle and "
+        f"{int((seeds == 2).sum())} background seed voxels "
+        f"({100 * float((seeds > 0).mean()):.3f} % of the volume)"
+    )
+    return 0
