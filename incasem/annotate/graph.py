@@ -115,13 +115,16 @@ def supervoxels(features: np.ndarray, size: int, compactness: float = 0.1) -> np
     from skimage.segmentation import slic
 
     segments = max(1, features.size // max(1, size))
+    # skimage's connectivity enforcement merges small fragments into a neighbour, across
+    # organelle boundaries as readily as not (a dark ball's best-case IoU fell from 0.99 to 0.80
+    # in tests/annotate). The cut does not need connected nodes: edges come from voxel faces.
     labels = slic(
         features.astype(np.float64),
         n_segments=segments,
         compactness=compactness,
         channel_axis=None,
         start_label=0,
-        enforce_connectivity=True,
+        enforce_connectivity=False,
     )
     return labels.astype(np.int32)
 

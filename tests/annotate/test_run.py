@@ -1,0 +1,90 @@
+"""Graph-cut annotation end to end on the synthetic cell: accuracy, outputs, ROI, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from incasem.annotate import CutSettings, annotate_graphcut, simulate_strokes
+from incasem.errors import IncasemError
+from incasem.io import create_array, list_datasets, open_array
+from incasem.io.data_config import DataEntry
+from incasem.io.phantom import write_cell
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    """A 96³ synthetic cell (5 nm voxels) with mitochondria and strokes on 3 planes per axis."""
+    path = tmp_path_factory.mktemp("annotate") / "cell.zarr"
+    write_cell(path, shape=(96, 96, 96))
+    truth = open_array(path, "volumes/labels/mito")[:]
+    seeds = create_array(path, "volumes/seeds/mito", truth.shape, (5, 5, 5))
+    seeds[seeds.roi] = simulate_strokes(truth, planes_per_axis=3)
+    return path
+
+
+def _f1(prediction: np.ndarray, truth: np.ndarray) -> float:
+    prediction, truth = prediction.astype(bool), truth.astype(bool)
+    return 2 * (prediction & truth).sum() / (prediction.sum() + truth.sum())
+
+
+def test_strokes_on_three_planes_per_axis_give_f1_above_090(cell):
+    seeds = open_array(cell, "volumes/seeds/mito")[:]
+    assert 0 < (seeds > 0).mean() < 0.01
+    result = annotate_graphcut(
+        cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/gc", num_workers=0,
+        progress=False,
+    )  # fmt: skip
+    labels = open_array(cell, "volumes/labels/gc")
+    assert labels.dtype == np.uint8 and set(np.unique(labels[:])) <= {0, 1}
+    truth = open_array(cell, "volumes/labels/mito")[:]
+    assert _f1(labels[:], truth) >= 0.90
+    assert result.labels == f"{cell}/volumes/labels/gc"
+    with pytest.raises(IncasemError, match="already exists; pass --overwrite"):
+        annotate_graphcut(cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/gc")
+
+
+def test_roi_outputs_and_data_config_entry(cell):
+    result = annotate_graphcut(
+        cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/roi", roi_offset=(16, 8, 0),
+        roi_shape=(64, 80, 96), num_workers=0, progress=False,
+    )  # fmt: skip
+    labels = open_array(cell, "volumes/labels/roi")
+    assert list(labels.roi.offset) == [80, 40, 0] and labels.shape == (64, 80, 96)
+    mask = open_array(cell, "volumes/masks/roi")[:]
+    assert mask.shape == (96, 96, 96)
+    assert mask[16:80, 8:88].all() and mask.sum() == 64 * 80 * 96
+    ((name, entry),) = result.entry.items()
+    parsed = DataEntry(name=name, **entry)
+    assert parsed.offset == [16, 8, 0] and parsed.shape == [64, 80, 96]
+    assert parsed.labels == {"volumes/labels/roi": 1} and parsed.mask == "volumes/masks/roi"
+
+
+def test_seed_array_and_supervoxels(cell):
+    truth = open_array(cell, "volumes/labels/mito")[:]
+    seeds = simulate_strokes(truth, planes_per_axis=3)
+
+    annotate_graphcut(
+        cell, "volumes/raw", seeds, "volumes/labels/sv", settings=CutSettings(supervoxels=200),
+        num_workers=0, progress=False,
+    )  # fmt: skip
+    assert _f1(open_array(cell, "volumes/labels/sv")[:], truth) >= 0.85
+
+
+def test_bad_seeds_are_one_line_errors(cell):
+    truth = open_array(cell, "volumes/labels/mito")[:]
+    with pytest.raises(IncasemError, match="only one class; mark some background"):
+        annotate_graphcut(cell, "volumes/raw", "volumes/labels/mito", "volumes/labels/bad")
+    with pytest.raises(IncasemError, match=r"no seeds .* inside the ROI \[0:4, 0:4, 0:4\]"):
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
+            roi_offset=(0, 0, 0), roi_shape=(4, 4, 4),
+        )  # fmt: skip
+    with pytest.raises(IncasemError, match="differs from the ROI"):
+        annotate_graphcut(cell, "volumes/raw", truth[:5], "volumes/labels/bad")
+    with pytest.raises(IncasemError, match=r"ROI \[90:190, 0:4, 0:4\] \(voxels\) is not inside"):
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
+            roi_offset=(90, 0, 0), roi_shape=(100, 4, 4),
+        )  # fmt: skip
+    assert "volumes/labels/bad" not in list_datasets(cell)
