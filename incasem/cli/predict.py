@@ -5,8 +5,9 @@ working (``with prediction.data=... prediction.checkpoint=... prediction.num_wor
 plain flags (``--checkpoint``, ``--run_id``, ``--input``, ``--num_workers``, ...); flags win over
 ``with`` updates, which win over YAML files named in the ``with`` clause and the defaults. Every
 run is recorded under ``<directories.runs>/predictions/<id>/`` (config, metrics, output, result)
-by Sacred's file observer, plus MongoDB with ``--mongodb``. The experiment is built when the
-command runs, not at import.
+by Sacred's file observer, plus MongoDB with ``--mongodb``; with metrics, a PNG per entry
+(sections raw | probability | segmentation | labels, and the threshold sweep) is added to the
+run as ``<entry>_report.png``. The experiment is built when the command runs, not at import.
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default=s, help="scheduler address workers connect to (default 127.0.0.1)"
     )
     run.add_argument(
-        "--input_size", "--input-size", dest="input_size", type=int, nargs=3, default=s,
-        metavar=("Z", "Y", "X"), help="network input per block, voxels",
+        "--input_size", "--input-size", dest="input_size", nargs="+", default=s,
+        metavar="Z Y X|auto", help="network input per block, voxels; 'auto': the largest block "
+        "that fits the memory per worker (fastest)",
     )  # fmt: skip
     run.add_argument(
         "--deterministic", action="store_true", default=s,
@@ -234,6 +236,21 @@ def build_experiment(
             for key, value in entry.scores.items():
                 run.log_scalar(f"{entry.name}/{key}", value)
 
+    def add_reports(run: Any, result: PredictionResult) -> None:
+        """A PNG per scored entry (sections and threshold sweep) as a run artifact."""
+        import tempfile
+
+        from incasem.viz.prediction import write_prediction_report
+
+        scored = [entry for entry in result.entries if entry.scores]
+        if not scored:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            for entry in scored:
+                png = Path(folder) / f"{entry.name}_report.png"
+                write_prediction_report(entry.container, entry.group, png)
+                run.add_artifact(str(png), png.name)
+
     @experiment.main
     def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
         """Predict with the run's configuration; the result (JSON) is the run's result."""
@@ -247,6 +264,7 @@ def build_experiment(
             _run.info["result"] = json.loads(result_as_json(e.result))
             raise
         log_scores(_run, result)
+        add_reports(_run, result)
         return json.loads(result_as_json(result))
 
     return experiment

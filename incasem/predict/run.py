@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -34,6 +35,7 @@ from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
 from incasem.metrics import class_names_for, flat_scores, format_scores
+from incasem.predict.block_size import largest_input_shape, memory_budget
 from incasem.predict.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.output import (
@@ -312,9 +314,24 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     class_names = class_names_for(
         num_classes, card.class_names if len(card.class_names) == num_classes else None
     )
-    input_size = settings.input_size_voxels or default_input_size(
+    minimum_input = default_input_size(
         card.output_size_voxels, network.downsample_factors, network.head_kernel_size
     )
+    entries, data_root = _load_entries(settings, num_classes)
+    device, gpus = resolve_device(settings.device, settings.gpus, settings.worker_command)
+    if settings.input_size_voxels == "auto":
+        sharing = math.ceil(settings.num_workers / len(gpus)) if gpus else settings.num_workers
+        input_size = largest_input_shape(
+            memory_budget(device, sharing),
+            network.num_fmaps,
+            network.downsample_factors,
+            network.head_kernel_size,
+            [entry.shape for entry in entries],
+            minimum_input,
+        )
+        logger.info("input_size_voxels auto: %s per block", input_size)
+    else:
+        input_size = settings.input_size_voxels or minimum_input
     layout = BlockLayout.for_network(
         input_size, card.voxel_size, network.downsample_factors, network.head_kernel_size
     )
@@ -325,14 +342,12 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             f"output_size_voxels {settings.output_size_voxels} does not match the network: an "
             f"input of {list(layout.input_shape)} gives {list(layout.output_shape)}"
         )
-    entries, data_root = _load_entries(settings, num_classes)
     for entry in entries:
         if Coordinate(entry.voxel_size) != Coordinate(card.voxel_size):
             raise IncasemError(
                 f"{entry.name}: the data has voxel size {entry.voxel_size} nm, but the model "
                 f"{resolved.path} was trained at {card.voxel_size} nm"
             )
-    device, gpus = resolve_device(settings.device, settings.gpus, settings.worker_command)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // settings.num_workers)
 

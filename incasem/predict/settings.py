@@ -72,8 +72,10 @@ class PredictionSettings:
         dataset: raw dataset inside ``input``.
         roi: with ``input``: ``[z, y, x, dz, dy, dx]`` offset and shape in voxels; default the
             whole dataset.
-        input_size_voxels: network input per block; default the smallest valid size whose
-            output covers both the training output and 110 voxels.
+        input_size_voxels: network input per block (voxels, z y x); default the smallest valid
+            size whose output covers both the training output and 110 voxels; ``"auto"``: the
+            largest block whose forward pass fits the memory per worker (fastest; see
+            `incasem.predict.block_size`).
         output_size_voxels: if given, must equal the network's output for
             ``input_size_voxels`` (kept from the original configuration as a check).
         num_workers: daisy worker processes; each loads the model once.
@@ -109,7 +111,7 @@ class PredictionSettings:
     input: str | None = None
     dataset: str = "volumes/raw"
     roi: list[int] | None = None
-    input_size_voxels: list[int] | None = None
+    input_size_voxels: list[int] | str | None = None
     output_size_voxels: list[int] | None = None
     num_workers: int = 1
     gpus: list[int] | None = None
@@ -152,8 +154,11 @@ class PredictionSettings:
                 raise IncasemError(f"roi {self.roi}: the shape (last three values) must be > 0")
         for name in ("input_size_voxels", "output_size_voxels"):
             value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, _ints(value, 3, name))
+            if isinstance(value, Sequence) and list(value) == ["auto"]:
+                value = "auto"
+            if value is not None and not (name == "input_size_voxels" and value == "auto"):
+                value = _ints(value, 3, name)
+            setattr(self, name, value)
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise IncasemError(f"num_workers must be a positive integer, got {self.num_workers!r}")
         if self.gpus is not None:

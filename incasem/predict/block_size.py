@@ -1,0 +1,93 @@
+"""Choosing the network input per block: ``input_size_voxels: auto``.
+
+Blockwise prediction with a valid U-Net wastes work at every block: each block recomputes 47
+voxels of context per side, and the output (``s - 94``, which is 6 mod 8) is cut to a multiple of
+the downsampling factor 8 so that blocks tile seamlessly. Both losses shrink with the block:
+per written voxel a 204³ block feeds 7.5 input voxels through the network, a 404³ block 2.4
+(measured on CPU with 4 feature maps: a 404³ forward pass gives 1.45 times the output voxels per
+second of a 244³ one). So the fastest prediction uses the largest block that fits in memory, and
+that is what ``auto`` picks, within a memory budget per worker and never larger than the ROIs
+need.
+
+The memory of a forward pass is not something torch reports before running it, so we estimate
+it from a fit to peak resident memory measured on CPU for this architecture (``fmap_inc_factor``
+2, three 2×2×2 levels; 4 to 16 feature maps, 204³ to 404³): ``(16 + 4·fmaps)`` float32 values
+per input voxel plus 0.5 GiB of runtime, which overestimates every measurement by 5–60 %. The
+budget comes from the machine's *total* memory (not what happens to be free), so ``auto`` gives
+the same blocks on the same machine every time and a resumed prediction finds its layout again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+from incasem.errors import IncasemError
+from incasem.torch.models import shapes
+
+#: Fraction of the machine's memory (RAM for CPU workers, the GPU's for GPU workers) that the
+#: forward passes of all workers sharing it may use together.
+MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8}
+
+RUNTIME_BYTES = 512 * 2**20
+
+
+def forward_bytes(input_shape: Sequence[int], num_fmaps: int) -> int:
+    """Estimated peak memory (bytes) of one forward pass of an input of ``input_shape`` voxels
+    (z, y, x) through an incasem U-Net with ``num_fmaps`` top-level feature maps."""
+    return int(math.prod(input_shape) * 4 * (16 + 4 * num_fmaps) + RUNTIME_BYTES)
+
+
+def memory_budget(device: str, workers_sharing: int) -> int:
+    """Bytes one worker's forward pass may use: a fixed fraction of the total memory of the CPU
+    or of GPU 0 (as CUDA numbers them here), split between the workers sharing it."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise IncasemError(
+                "input_size_voxels auto sizes blocks for the GPU, but no GPU is visible to "
+                "the scheduler here; give input_size_voxels explicitly"
+            )
+        total = torch.cuda.get_device_properties(0).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(total * MEMORY_FRACTION.get(device, MEMORY_FRACTION["cpu"]) / workers_sharing)
+
+
+def largest_input_shape(
+    budget_bytes: int,
+    num_fmaps: int,
+    downsample_factors: shapes.Factors,
+    head_kernel_size: int,
+    roi_shapes: Sequence[Sequence[int]],
+    minimum: Sequence[int],
+) -> list[int]:
+    """The largest cubic valid input (voxels, z, y, x) whose forward pass fits ``budget_bytes``,
+    then cut per axis to the smallest valid input whose blocks still cover the largest ROI
+    (``roi_shapes``, voxels) in one block, and never below ``minimum``.
+
+    Raises `IncasemError` when not even ``minimum`` fits the budget.
+    """
+    if forward_bytes(minimum, num_fmaps) > budget_bytes:
+        raise IncasemError(
+            f"a block of {list(minimum)} voxels needs about "
+            f"{forward_bytes(minimum, num_fmaps) / 2**30:.1f} GiB per worker, more than the "
+            f"{budget_bytes / 2**30:.1f} GiB available to each; use fewer workers or give "
+            "input_size_voxels explicitly"
+        )
+    factors = shapes.normalise_downsample_factors(downsample_factors)
+    periods = [math.prod(level[axis] for level in factors) for axis in range(3)]
+    best = list(minimum)
+    while True:
+        grown = [size + period for size, period in zip(best, periods, strict=True)]
+        if forward_bytes(grown, num_fmaps) > budget_bytes:
+            break
+        best = grown
+    extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
+    write = [period * math.ceil(e / period) for e, period in zip(extent, periods, strict=True)]
+    covering = shapes.input_shape_for_output(write, downsample_factors, head_kernel_size)
+    return [
+        max(low, min(size, cover)) for low, size, cover in zip(minimum, best, covering, strict=True)
+    ]

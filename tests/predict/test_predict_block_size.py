@@ -1,0 +1,80 @@
+"""``input_size_voxels: auto`` picks the largest block that fits the memory per worker, never
+more than the ROIs need, and predicts exactly what the smallest blocks predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from incasem.errors import IncasemError
+from incasem.predict import predict
+from incasem.predict.block_size import forward_bytes, largest_input_shape
+from incasem.predict.settings import PredictionSettings
+
+from .conftest import OFFSET, SHAPE, VOXEL_SIZE, read_dataset, single_pass, write_cell
+
+FACTORS = [[2, 2, 2]] * 3
+BIG_ROI = [[1000, 1000, 1000]]
+
+
+def test_estimate_grows_with_the_block_and_the_feature_maps():
+    assert forward_bytes([204] * 3, 12) < forward_bytes([212] * 3, 12)
+    assert forward_bytes([204] * 3, 12) < forward_bytes([204] * 3, 32)
+    # the published F32 model on a 204³ block: about 5 GiB
+    assert 4 * 2**30 < forward_bytes([204] * 3, 32) < 6 * 2**30
+
+
+def test_largest_valid_block_within_the_budget():
+    budget = 8 * 2**30
+    shape = largest_input_shape(budget, 12, FACTORS, 3, BIG_ROI, [204] * 3)
+    assert shape[0] == shape[1] == shape[2] and shape[0] % 8 == 4
+    assert forward_bytes(shape, 12) <= budget < forward_bytes([s + 8 for s in shape], 12)
+
+
+def test_blocks_are_cut_to_what_the_largest_roi_needs():
+    # a thin slab: z needs one 40-voxel block, y and x keep the budget's size
+    shape = largest_input_shape(
+        8 * 2**30, 12, FACTORS, 3, [[35, 384, 512], [20, 100, 100]], [204] * 3
+    )
+    assert shape[0] == 204  # never below the smallest (default) block
+    assert shape[1] == shape[2] > 300
+    small = largest_input_shape(8 * 2**30, 12, FACTORS, 3, [[100, 120, 130]], [204] * 3)
+    assert small == [204, 220, 236]  # outputs 110, 126, 142 -> blocks 104, 120, 136
+
+
+def test_a_budget_too_small_for_the_smallest_block_is_one_line():
+    with pytest.raises(IncasemError, match=r"\[204, 204, 204\] voxels needs about .* GiB"):
+        largest_input_shape(2**30, 32, FACTORS, 3, BIG_ROI, [204] * 3)
+
+
+@pytest.mark.parametrize("value", ["auto", ["auto"]])
+def test_settings_accept_auto(value):
+    settings = PredictionSettings(checkpoint="m.pt", input="c.zarr", input_size_voxels=value)
+    assert settings.input_size_voxels == "auto"
+
+
+def test_settings_refuse_other_words():
+    with pytest.raises(IncasemError, match="input_size_voxels must be 3 integers"):
+        PredictionSettings(checkpoint="m.pt", input="c.zarr", input_size_voxels=["big"])
+
+
+def test_auto_predicts_the_whole_roi_in_one_block_equal_to_a_single_pass(
+    tmp_path, checkpoint_factory
+):
+    cell = write_cell(tmp_path / "cell.zarr")
+    checkpoint = checkpoint_factory()
+    result = predict(
+        checkpoint=str(checkpoint),
+        input=str(cell),
+        input_size_voxels="auto",
+        probabilities="float32",
+        num_workers=1,
+        device="cpu",
+        progress=False,
+    )
+    (entry,) = result.entries
+    assert entry.blocks == 1  # 48 x 56 x 64 voxels fit one block (the default needs 8)
+    offset = tuple(o // v for o, v in zip(OFFSET, VOXEL_SIZE, strict=True))
+    reference = single_pass(checkpoint, cell, offset, SHAPE)
+    ours = np.stack([read_dataset(cell, d) for d in entry.datasets[:-1]])
+    assert np.abs(ours - reference).max() < 1e-5
