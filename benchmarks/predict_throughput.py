@@ -10,8 +10,11 @@ of the whole process tree (workers included), sampled from /proc every 0.2 s.
 The volume is generated (smooth noise, uint8) and the model has random weights: throughput does
 not depend on either. Sizes are voxels (z, y, x). Example (the measured configuration)::
 
-    PYTHONPATH=. python benchmarks/predict_throughput.py --shape 512 512 512 --fmaps 12 \\
-        --input-size 244 --workers 1 2 --memory-shape 256 256 256 --out bench.json
+    PYTHONPATH=. python benchmarks/predict_throughput.py --shape 512 512 512 --fmaps 4 \\
+        --input-size auto --workers 1 2 --skip monai --out bench.json
+
+The limit is the forward pass of the largest block that fits in memory for one process (the
+size ``input_size_voxels: auto`` picks for one worker); each daisy row reports its fraction of it.
 
 MONAI is optional (``pip install .[benchmark]``); without it that row is skipped.
 """
@@ -24,6 +27,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from funlib.geometry import Roi
 from incasem.io import create_array, open_array
 from incasem.predict import predict
 from incasem.predict.block import normalise
+from incasem.predict.block_size import largest_input_shape, memory_budget
 from incasem.torch.checkpoint import ModelCard, save_checkpoint
 from incasem.torch.models import ASEMUNet, shapes
 
@@ -114,7 +119,17 @@ def make_checkpoint(path: Path, fmaps: int, input_size: int) -> Path:
     return save_checkpoint(path, model, card)
 
 
-def bench_daisy(volume: Path, checkpoint: Path, workers: int, input_size: int, out: Path) -> dict:
+def auto_input_size(fmaps: int, workers: int, volume_shape: Sequence[int]) -> int:
+    """The block edge (voxels) ``input_size_voxels: auto`` picks for a CPU prediction."""
+    minimum = [204] * 3
+    budget = memory_budget("cpu", workers)
+    return largest_input_shape(budget, fmaps, shapes.DEFAULT_DOWNSAMPLE_FACTORS, 3,
+                               [volume_shape], minimum)[0]  # fmt: skip
+
+
+def bench_daisy(
+    volume: Path, checkpoint: Path, workers: int, input_size: int | str, out: Path
+) -> dict:
     """Our daisy prediction of the whole volume; voxels/s over the wall time (startup included)."""
     shape = open_array(volume, "volumes/raw").shape
     with PeakTreeRSS() as rss:
@@ -122,7 +137,7 @@ def bench_daisy(volume: Path, checkpoint: Path, workers: int, input_size: int, o
         result = predict(
             checkpoint=str(checkpoint),
             input=str(volume),
-            input_size_voxels=[input_size] * 3,
+            input_size_voxels="auto" if input_size == "auto" else [int(input_size)] * 3,
             num_workers=workers,
             device="cpu",
             progress=False,
@@ -131,7 +146,7 @@ def bench_daisy(volume: Path, checkpoint: Path, workers: int, input_size: int, o
         wall = time.monotonic() - started
     (entry,) = result.entries
     return {
-        "method": f"incasem daisy, {workers} worker(s)",
+        "method": f"incasem daisy, {workers} worker(s), input {input_size}",
         "voxels": int(np.prod(shape)),
         "wall_s": wall,
         "voxels_per_s": float(np.prod(shape)) / wall,
@@ -225,10 +240,16 @@ def main() -> None:
         help="a second volume (e.g. 8x larger) for the memory comparison",
     )  # fmt: skip
     parser.add_argument("--fmaps", type=int, default=12)
-    parser.add_argument("--input-size", type=int, default=244)
+    parser.add_argument(
+        "--input-size", default="auto", help="daisy block input edge (voxels) or 'auto'"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--forward-sizes", type=int, nargs="+", default=[244, 284, 324, 364, 404])
+    parser.add_argument(
+        "--forward-sizes", type=int, nargs="*", default=[],
+        help="block edges for the in-memory forward pass; always also the largest that fits",
+    )  # fmt: skip
     parser.add_argument("--overlap", type=float, default=0.25, help="MONAI window overlap")
+    parser.add_argument("--monai-input-size", type=int, default=244, help="MONAI window + context")
     parser.add_argument("--skip", nargs="*", default=[], choices=["daisy", "forward", "monai"])
     parser.add_argument("--workdir", default=None, help="where volumes go (default: a temp dir)")
     parser.add_argument("--out", default=None, help="write the results as JSON")
@@ -236,7 +257,7 @@ def main() -> None:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="incasem-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    checkpoint = make_checkpoint(workdir / f"f{args.fmaps}.pt", args.fmaps, args.input_size)
+    checkpoint = make_checkpoint(workdir / f"f{args.fmaps}.pt", args.fmaps, 204)
     shapes_to_run = [tuple(args.shape)] + ([tuple(args.memory_shape)] if args.memory_shape else [])
     rows: list[dict] = []
     print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}", flush=True)
@@ -246,17 +267,22 @@ def main() -> None:
         if not volume.exists():
             make_volume(volume, shape)
         for workers in args.workers if "daisy" not in args.skip else []:
+            size = args.input_size
+            if size == "auto":
+                size = f"auto ({auto_input_size(args.fmaps, workers, shape)})"
             row = bench_daisy(volume, checkpoint, workers, args.input_size,
                               workdir / f"out_{name}_{workers}.zarr")  # fmt: skip
+            row["method"] = f"incasem daisy, {workers} worker(s), input {size}"
             rows.append({"shape": name, **row})
             print(json.dumps(rows[-1]), flush=True)
         if "monai" not in args.skip:
-            row = bench_monai(volume, args.fmaps, args.input_size, args.overlap)
+            row = bench_monai(volume, args.fmaps, args.monai_input_size, args.overlap)
             if row is not None:
                 rows.append({"shape": name, **row})
                 print(json.dumps(rows[-1]), flush=True)
     if "forward" not in args.skip:
-        for row in bench_forward(args.fmaps, args.forward_sizes):
+        largest = auto_input_size(args.fmaps, 1, [10**6] * 3)
+        for row in bench_forward(args.fmaps, sorted(set(args.forward_sizes) | {largest})):
             rows.append({"shape": "in memory", **row})
             print(json.dumps(rows[-1]), flush=True)
     print("\n| volume | method | voxels/s | wall s | peak RSS (tree) GB |")
@@ -264,6 +290,14 @@ def main() -> None:
     for r in rows:
         print(f"| {r['shape']} | {r['method']} | {r['voxels_per_s']:,.0f} | {r['wall_s']:.1f} | "
               f"{r['peak_rss_gb']:.2f} |")  # fmt: skip
+    forward = [r for r in rows if r["method"].startswith("pure forward")]
+    if forward:
+        limit = max(forward, key=lambda r: r["voxels_per_s"])
+        print(f"\nlimit: {limit['method']}, {limit['voxels_per_s']:,.0f} voxels/s")
+        for r in rows:
+            if r["method"].startswith("incasem"):
+                r["fraction_of_limit"] = r["voxels_per_s"] / limit["voxels_per_s"]
+                print(f"{r['shape']} {r['method']}: {r['fraction_of_limit']:.2f} of the limit")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
 
