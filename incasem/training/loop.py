@@ -302,7 +302,7 @@ def train(
         for name, value in metrics.items():
             log(f"validation/{name}", value, iteration)
         result.validation[iteration] = metrics
-        plot_training_curves(curves, training_curves_path(run_dir), f"{run_dir.name}: training")
+        plot_training_curves(curves, training_curves_path(run_dir), f"run {run_dir.name}")
         if iteration > 0:
             save(iteration, metrics)
             if validation.is_best(iteration, metrics["f1"]):

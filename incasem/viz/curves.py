@@ -47,15 +47,20 @@ def save_figure(figure: plt.Figure, out: str | os.PathLike) -> Path:
 def plot_training_curves(
     curves: Mapping[str, Series], out: str | os.PathLike, title: str = ""
 ) -> Path:
-    """Write a PNG: training loss (left) and validation scores (right) over iterations.
+    """Write `training_curves_figure` as a PNG to ``out`` (replaced if it exists: it is derived
+    data) and return the path."""
+    return save_figure(training_curves_figure(curves, title), out)
+
+
+def training_curves_figure(curves: Mapping[str, Series], title: str = "") -> plt.Figure:
+    """Training loss (left) and validation scores (right) over iterations.
 
     Args:
         curves: metric name -> (iterations, values); ``loss`` and ``validation/<score>`` (f1,
             iou, precision, recall) are drawn, other names are ignored.
-        out: PNG path; replaced if it exists (it is derived data).
         title: figure title, e.g. the run id and name.
 
-    Returns the path written. Panels without data say so instead of staying blank.
+    Panels without data say so instead of staying blank.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     loss = curves.get("loss")
@@ -91,7 +96,7 @@ def plot_training_curves(
     right.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
-    return save_figure(figure, out)
+    return figure
 
 
 def plot_prediction_report(
@@ -141,7 +146,7 @@ def plot_prediction_report(
         best = max(sweep, key=lambda item: item["f1"])
         axis.axvline(best["threshold"], color="gray", linestyle="--", linewidth=1)
         axis.set_title(f"threshold sweep (best F1 {best['f1']:.3f} at {best['threshold']:.2f})")
-        axis.legend(loc="lower left")
+        axis.legend(loc="best")
         axis.set_ylim(-0.02, 1.02)
     else:
         axis.text(0.5, 0.5, "no metrics", ha="center", va="center", transform=axis.transAxes)
