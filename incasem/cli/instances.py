@@ -15,9 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a label dataset (nonzero, or == --class-id) inside every --mask into a uint64 dataset: "
         "objects get ids 1..N in the z, y, x raster order of their first voxel, exactly as "
         "scipy.ndimage.label on the whole volume, also for objects crossing block faces. "
-        "--min-size/--max-size drop objects by size (--size-unit voxels or nm3). "
-        + DATASET_HELP
-        + ".",
+        "--min-size/--max-size drop objects by size (--size-unit voxels or nm3); --split-depth "
+        "splits touching objects (new ids after N). " + DATASET_HELP + ".",
     )
     parser.add_argument("container", help="the .zarr container (output is written into it)")
     parser.add_argument("-d", "--dataset", required=True, help="probability or label dataset")
@@ -38,6 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("voxels", "nm3"),
         default="voxels",
         help="unit of --min-size/--max-size (default: voxels)",
+    )
+    parser.add_argument(
+        "--split-depth",
+        type=float,
+        metavar="NM",
+        help="split touching objects (seeded watershed of each object's distance transform) "
+        "where the neck is at least NM nm thinner in radius than both parts",
+    )
+    parser.add_argument(
+        "--split-max-voxels",
+        type=int,
+        default=512**3 // 2,
+        help="objects with a larger bounding box are not split (default: 67108864)",
     )
     add_postprocess_arguments(parser)
     parser.set_defaults(func=run)
@@ -60,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         min_size=args.min_size,
         max_size=args.max_size,
         size_unit=args.size_unit,
+        split_depth_nm=args.split_depth,
+        split_max_voxels=args.split_max_voxels,
         block_edge=args.block_size,
         num_workers=args.workers,
         overwrite=args.overwrite,
@@ -68,5 +82,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.dataset}: {result.num_objects} objects"
         + (f" ({result.removed} removed by the size filter)" if result.removed else "")
+        + (f"; {result.too_large_to_split} too large to split" if result.too_large_to_split else "")
     )
     return 0

@@ -19,6 +19,11 @@ blockwise passes and one small global step:
    voxel for voxel, whatever the block shape.
 4. **Relabel.** Each block maps its provisional ids to final ids (0 for filtered objects) and
    writes the uint64 instance dataset.
+5. **Optional split of touching objects.** A seeded watershed on each object's distance
+   transform (seeds: h-maxima, so only necks markedly thinner than both sides split) runs per
+   whole object inside its bounding box, never per block, so its result cannot depend on the
+   block layout. We chose it over waterz agglomeration because it needs no boundary
+   predictions, only the binary objects that a single-organelle network gives.
 
 Only the per-piece table (ids and sizes) and the face pairs go through the driver's memory; a
 volume with millions of pieces needs tens of MB there. Sizes are in voxels, axis order z, y, x.
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 from funlib.geometry import Coordinate, Roi
 
 from incasem.blockwise import aligned_block_shape, run_blockwise
@@ -45,6 +51,8 @@ from incasem.prepare.staging import check_new_dataset, staged_dataset
 
 #: Default write block edge in voxels (a multiple of the default 64-voxel chunks).
 DEFAULT_BLOCK_EDGE = 128
+#: Largest bounding box (voxels) of an object that the watershed split loads (about 1.5 GB).
+DEFAULT_SPLIT_MAX_VOXELS = 512**3 // 2
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,14 @@ class ComponentsResult:
         num_objects: number of objects kept (ids 1..num_objects).
         sizes: voxels per object, indexed by id (``sizes[0]`` is 0).
         removed: objects dropped by the size filter.
+        too_large_to_split: objects left whole by the watershed split because of their size.
     """
 
     dataset: str
     num_objects: int
     sizes: np.ndarray
     removed: int
+    too_large_to_split: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class _LabelPieces:
         pieces, count = ndimage.label(foreground)
         ids = np.zeros(0, np.uint64)
         sizes = np.zeros(0, np.int64)
+        boxes = np.zeros((0, 6), np.int64)
         if count:
             found, first = np.unique(pieces.ravel(), return_index=True)
             first = first[found > 0]
@@ -89,13 +100,21 @@ class _LabelPieces:
             start = (Coordinate(roi.offset) - Coordinate(self.volume_offset)) / Coordinate(
                 self.voxel_size
             )
-            index = tuple(c + s for c, s in zip(local, start, strict=True))
+            index = tuple(c + o for c, o in zip(local, start, strict=True))
             ids = np.ravel_multi_index(index, self.volume_shape).astype(np.uint64) + np.uint64(1)
             sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:].astype(np.int64)
             lookup = np.concatenate([np.zeros(1, np.uint64), ids])
             out = open_array(self.container, self.provisional, "r+")
             out[roi] = lookup[pieces]
-        save_part(self.parts, roi, ids=ids, sizes=sizes)
+            boxes = np.array(
+                [
+                    [s.start + o for s, o in zip(box, start, strict=True)]
+                    + [s.stop + o for s, o in zip(box, start, strict=True)]
+                    for box in ndimage.find_objects(pieces)
+                ],
+                np.int64,
+            )
+        save_part(self.parts, roi, ids=ids, sizes=sizes, boxes=boxes)
 
 
 @dataclass(frozen=True)
@@ -154,15 +173,17 @@ class _Relabel:
 
 def _union(
     parts: list[dict[str, np.ndarray]], pairs: list[dict[str, np.ndarray]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pieces (sorted ids), each piece's object index, each object's first piece id and size."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces (sorted ids), each piece's object index, and per object its first piece id, its
+    size (voxels) and its bounding box (voxels: begin z, y, x, end z, y, x)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as graph_components
 
     ids = np.concatenate([p["ids"] for p in parts]) if parts else np.zeros(0, np.uint64)
     sizes = np.concatenate([p["sizes"] for p in parts]) if parts else np.zeros(0, np.int64)
+    boxes = np.concatenate([p["boxes"] for p in parts]) if parts else np.zeros((0, 6), np.int64)
     order = np.argsort(ids, kind="stable")
-    ids, sizes = ids[order], sizes[order]
+    ids, sizes, boxes = ids[order], sizes[order], boxes[order]
     edges = np.concatenate([p["pairs"] for p in pairs]) if pairs else np.zeros((0, 2), np.uint64)
     a, b = np.searchsorted(ids, edges[:, 0]), np.searchsorted(ids, edges[:, 1])
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(ids), len(ids)))
@@ -171,7 +192,61 @@ def _union(
     _, first, inverse = np.unique(component, return_index=True, return_inverse=True)
     object_sizes = np.zeros(len(first), np.int64)
     np.add.at(object_sizes, inverse, sizes)
-    return ids, inverse, ids[first], object_sizes
+    object_boxes = np.concatenate(
+        [np.full((len(first), 3), np.iinfo(np.int64).max), np.zeros((len(first), 3), np.int64)],
+        axis=1,
+    )
+    np.minimum.at(object_boxes[:, :3], inverse, boxes[:, :3])
+    np.maximum.at(object_boxes[:, 3:], inverse, boxes[:, 3:])
+    return ids, inverse, ids[first], object_sizes, object_boxes
+
+
+def _split_touching(
+    array: Any,
+    boxes: np.ndarray,
+    depth_nm: float,
+    max_box_voxels: int,
+    progress: bool,
+) -> tuple[dict[int, int], int, int]:
+    """Split objects 1..N of ``array`` (in place) with a seeded watershed; new ids follow N.
+
+    Seeds are the h-maxima of depth ``depth_nm`` of the object's distance transform (nm, with
+    the voxel size as sampling): two parts become separate objects only if the neck between
+    them is at least ``depth_nm`` thinner than both parts. Objects whose bounding box exceeds
+    ``max_box_voxels`` are left whole. Returns the new sizes (voxels) of the split objects' parts
+    by id, the number of objects afterwards, and how many objects were too large to try.
+    """
+    from scipy import ndimage
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+    from tqdm import tqdm
+
+    voxel_size = array.voxel_size
+    origin = array.roi.offset
+    next_id = len(boxes) + 1
+    skipped = 0
+    sizes: dict[int, int] = {}
+    for object_id, box in enumerate(tqdm(boxes, desc="split", disable=not progress), start=1):
+        begin, end = Coordinate(box[:3]), Coordinate(box[3:])
+        if math.prod(end - begin) > max_box_voxels:
+            skipped += 1
+            continue
+        roi = Roi(origin + begin * voxel_size, (end - begin) * voxel_size)
+        region = array[roi]
+        mask = np.pad(region == object_id, 1)
+        distance = ndimage.distance_transform_edt(mask, sampling=tuple(voxel_size))
+        markers, count = ndimage.label(h_maxima(distance, depth_nm))
+        if count < 2:
+            continue
+        parts = watershed(-distance, markers, mask=mask)[1:-1, 1:-1, 1:-1]
+        new_ids = np.concatenate([[0, object_id], np.arange(next_id, next_id + count - 1)]).astype(
+            np.uint64
+        )
+        array[roi] = np.where(region == object_id, new_ids[parts], region)
+        for part, size in enumerate(np.bincount(parts.ravel(), minlength=count + 1)[1:], 1):
+            sizes[int(new_ids[part])] = int(size)
+        next_id += count - 1
+    return sizes, next_id - 1, skipped
 
 
 def connected_components(
@@ -182,6 +257,8 @@ def connected_components(
     min_size: float | None = None,
     max_size: float | None = None,
     size_unit: str = "voxels",
+    split_depth_nm: float | None = None,
+    split_max_voxels: int = DEFAULT_SPLIT_MAX_VOXELS,
     block_edge: int = DEFAULT_BLOCK_EDGE,
     num_workers: int = 1,
     overwrite: bool = False,
@@ -197,6 +274,12 @@ def connected_components(
         min_size: drop objects smaller than this (in ``size_unit``); None keeps all.
         max_size: drop objects larger than this (in ``size_unit``); None keeps all.
         size_unit: ``"voxels"`` or ``"nm3"`` (volume in cubic nm).
+        split_depth_nm: if given, split touching objects by a seeded watershed of each object's
+            distance transform (nm); seeds are its h-maxima of this depth, so parts joined by a
+            neck at least this much thinner (in radius) than both become separate objects, with
+            ids after N. Applied after the size filter, per whole object (exact, independent of
+            blocks), serially in this process.
+        split_max_voxels: objects whose bounding box holds more voxels are not split (memory).
         block_edge: write block edge in voxels (rounded up to a multiple of the chunks).
         num_workers: worker processes (0: every block in this process).
         overwrite: replace an existing output (only once the new one is complete).
@@ -205,6 +288,8 @@ def connected_components(
     roi, voxel_size = source.check()
     if size_unit not in ("voxels", "nm3"):
         raise IncasemError(f"size unit '{size_unit}' must be 'voxels' or 'nm3'")
+    if split_depth_nm is not None and split_depth_nm <= 0:
+        raise IncasemError(f"--split-depth {split_depth_nm} nm must be positive")
     if min_size is not None and max_size is not None and min_size > max_size:
         raise IncasemError(f"--min-size {min_size} is larger than --max-size {max_size}")
     check_new_dataset(out_container, out_dataset, overwrite)
@@ -243,7 +328,7 @@ def connected_components(
             name="instances-faces",
             **common,
         )
-        pieces, piece_object, first_ids, sizes = _union(
+        pieces, piece_object, first_ids, sizes, boxes = _union(
             load_parts(scratch / "pieces"), load_parts(scratch / "pairs")
         )
         volume = sizes * per_voxel
@@ -265,7 +350,7 @@ def connected_components(
                 "min_size": min_size,
                 "max_size": max_size,
                 "size_unit": size_unit,
-                "num_objects": len(kept),
+                "split_depth_nm": split_depth_nm,
             }
         }
         with staged_dataset(
@@ -293,10 +378,26 @@ def connected_components(
                 name="instances-relabel",
                 **common,
             )
-    final_sizes = np.concatenate([np.zeros(1, np.int64), sizes[kept]])
+            num_objects, final_sizes = len(kept), np.concatenate([[0], sizes[kept]])
+            too_large = 0
+            if split_depth_nm is not None:
+                changed, num_objects, too_large = _split_touching(
+                    staged.array, boxes[kept], split_depth_nm, split_max_voxels, progress
+                )
+                final_sizes = np.concatenate(
+                    [final_sizes, np.zeros(num_objects + 1 - len(final_sizes), np.int64)]
+                )
+                for object_id, size in changed.items():
+                    final_sizes[object_id] = size
+            written = zarr.open(str(out_container), mode="r+", path=staged.staging_name)
+            written.attrs["incasem_instances"] = {
+                **attrs["incasem_instances"],
+                "num_objects": num_objects,
+            }
     return ComponentsResult(
         dataset=f"{Path(out_container)}/{out_dataset}",
-        num_objects=len(kept),
-        sizes=final_sizes,
+        num_objects=num_objects,
+        sizes=final_sizes.astype(np.int64),
         removed=len(sizes) - len(kept),
+        too_large_to_split=too_large,
     )

@@ -292,6 +292,7 @@ def evaluate(
         "truth_class": truth_class,
     }
     object_sources: dict[str, tuple[BinarySource, BinarySource]] = {}
+    region = (tuple(roi.offset), tuple(roi.shape))
     if probability:
         positive = sum(part["positive"] for part in parts)
         negative = sum(part["negative"] for part in parts)
@@ -308,7 +309,7 @@ def evaluate(
             report["best"] = max(report["sweep"], key=lambda s: s["f1"])
         object_sources[name] = (
             BinarySource(prediction, threshold=threshold, masks=masks),
-            BinarySource(truth, class_id=truth_class, masks=masks),
+            BinarySource(truth, class_id=truth_class, masks=masks, region=region),
         )
     else:
         pairs = np.concatenate([part["pairs"] for part in parts]).reshape(-1, 2)
@@ -328,12 +329,12 @@ def evaluate(
             if truth_class is not None:
                 object_sources[name] = (
                     BinarySource(prediction, masks=masks),
-                    BinarySource(truth, class_id=truth_class, masks=masks),
+                    BinarySource(truth, class_id=truth_class, masks=masks, region=region),
                 )
             else:
                 object_sources[name] = (
                     BinarySource(prediction, class_id=c, masks=masks),
-                    BinarySource(truth, class_id=c, masks=masks),
+                    BinarySource(truth, class_id=c, masks=masks, region=region),
                 )
     if objects:
         report["objects"] = {

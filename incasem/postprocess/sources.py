@@ -199,22 +199,33 @@ class BinarySource:
             holds labels.
         class_id: with labels, True where the label equals it; None: True where nonzero.
         masks: datasets whose zero voxels force False (cell mask, metric masks).
+        region: (offset, shape) in nm, z, y, x: only this part of ``data``; None: all of it.
     """
 
     data: DatasetRef
     threshold: float | None = None
     class_id: int | None = None
     masks: tuple[DatasetRef, ...] = ()
+    region: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def check(self) -> tuple[Roi, Coordinate]:
-        """Validate every dataset (in the driver, before any work); returns ROI and voxel size."""
+        """Validate every dataset (in the driver, before any work); returns the ROI (nm) that
+        the source covers and its voxel size."""
         array = spatial_array(self.data)
+        roi = array.roi
+        if self.region is not None:
+            roi = Roi(*self.region)
+            if not array.roi.contains(roi):
+                raise IncasemError(
+                    f"{self.data}: covers {format_roi_nm(array.roi)}, which does not contain "
+                    f"{format_roi_nm(roi)}"
+                )
         if self.threshold is not None:
             check_probability_dtype(self.data, array)
             check_threshold(self.threshold)
         for mask in self.masks:
-            check_covers(self.data, array.roi, array.voxel_size, mask)
-        return array.roi, array.voxel_size
+            check_covers(self.data, roi, array.voxel_size, mask)
+        return roi, array.voxel_size
 
     def read(self, roi: Roi) -> np.ndarray:
         """Boolean (z, y, x) of ``roi`` (nm); False outside the data."""

@@ -80,3 +80,23 @@ def test_refuses_existing_output_and_bad_sizes(write):
         _run(container, source, "other", min_size=10, max_size=5)
     with pytest.raises(IncasemError, match="probabilities must be uint8"):
         _run(container, BinarySource(DatasetRef(container, "inst"), threshold=0.5), "x")
+
+
+def test_split_touching_separates_a_dumbbell_but_not_a_capsule(write):
+    shape = (40, 40, 96)
+    z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+
+    def ball(cx):
+        return (z - 20) ** 2 + (y - 20) ** 2 + (x - cx) ** 2 <= 12**2
+
+    dumbbell = ball(18) | ball(40)  # two balls of radius 12 overlapping in a thin neck
+    capsule = ((z - 20) ** 2 + (y - 20) ** 2 <= 6**2) & (x >= 60) & (x < 92)
+    container = write("labels", (dumbbell | capsule).astype(np.uint8), voxel_size=(5, 5, 5))
+    source = BinarySource(DatasetRef(container, "labels"))
+    result = _run(container, source, "inst", split_depth_nm=20)
+    out = open_array(container, "inst")[:]
+    assert result.num_objects == 3 and np.unique(out).tolist() == [0, 1, 2, 3]
+    assert np.unique(out[ball(18) & ~ball(40)]).tolist() == [1]
+    assert np.unique(out[ball(40) & ~ball(18)]).tolist() == [3]
+    assert np.unique(out[capsule]).tolist() == [2]
+    assert result.sizes[1:].tolist() == np.bincount(out.ravel())[1:].tolist()

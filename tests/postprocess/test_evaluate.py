@@ -188,3 +188,24 @@ def test_bad_input_is_one_line(write, scene):
         evaluate(pred, truth, threshold=1.5, progress=False)
     with pytest.raises(IncasemError, match="no dataset 'nope'"):
         evaluate(pred, DatasetRef(container, "nope"), threshold=0.5, progress=False)
+
+
+def test_scores_cover_only_the_prediction_roi(write):
+    truth = np.zeros((20, 40, 40), np.uint8)
+    truth[2:8, 2:8, 2:8] = 1  # outside the prediction
+    truth[12:18, 20:30, 20:30] = 1  # inside
+    container = write("truth", truth)
+    predicted = truth[10:, 10:, 10:].copy()
+    write("seg", predicted, offset=(100 + 10 * 10, 50 + 10 * 5, 10 * 5))
+    report = evaluate(
+        DatasetRef(container, "seg"),
+        DatasetRef(container, "truth"),
+        truth_class=1,
+        objects=True,
+        num_workers=0,
+        progress=False,
+    )
+    (scores,) = report["objects"].values()
+    assert (scores["predicted"], scores["true"], scores["matched"]) == (1, 1, 1)
+    (voxels,) = report["classes"].values()
+    assert (voxels["tp"], voxels["fn"]) == (6 * 10 * 10, 0)
