@@ -5,8 +5,8 @@ A cut driven by gray values also labels unmarked structures that merely look lik
 marks every object they mean on the planes they paint, so an object without an organelle seed is
 such a look-alike. Dropping these is what lifts the synthetic cell's F1 from about 0.85 to 0.98
 (benchmarks/results/graphcut_f1.md). Objects are 6-connected components of the whole ROI's
-result: they cross blocks, so this runs once on the assembled label, in memory (one byte plus a
-four-byte component id per voxel: under 700 MB for a 512³ ROI).
+result: they cross blocks, so this runs once on the assembled label, in memory (a one-byte mask,
+a four-byte component id and the one-byte result per voxel: 0.8 GB for a 512³ ROI).
 """
 
 from __future__ import annotations

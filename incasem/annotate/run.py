@@ -3,15 +3,15 @@
 Steps: read and check the seeds (sparse, see `incasem.annotate.seeds`), fit the intensity models
 on the smoothed gray values at the seeds, cut block by block, keep the seeded objects, write.
 
-Why blocks: one voxel node costs PyMaxflow about 150 bytes, so a 512³ ROI as one voxel graph
-would need about 20 GB. Each block (128³ voxels) is cut on its own together with a context
+Why blocks: one voxel node costs about 270 bytes during the cut, so a 512³ ROI as one voxel graph
+would need about 36 GB. Each block (128³ voxels) is cut on its own together with a context
 margin (default 16 voxels) that it reads but does not write; its seeds and the global intensity
 models make each block's cut agree with its neighbours' except within a few voxels of where a
-boundary passes a block face far from any edge. Peak memory is then about one block graph per
-worker (some 700 MB for 160³ voxels) plus the final clean-up (5 bytes per ROI voxel), and blocks
-run in parallel worker processes with daisy's progress bar (`incasem.blockwise`). With
-``supervoxels`` each block is first split into SLIC supervoxels, which shrinks the graph a few
-hundred times and is faster on large ROIs.
+boundary passes a block face far from any edge. Peak memory is then one block graph per
+worker (1.3 GB for 160³ voxels, whatever the ROI) plus, in the driver, the sparse seeds and the
+final clean-up (about 6 bytes per ROI voxel: 0.8 GB for 512³), and blocks run in parallel worker
+processes with daisy's progress bar (`incasem.blockwise`). With ``supervoxels`` each block is
+first split into SLIC supervoxels, which shrinks the graph a few hundred times.
 
 Outputs are staged (`incasem.prepare.staging`): the label dataset (uint8 0/1 over the ROI) and
 the mask (uint8, 1 inside the ROI, 0 elsewhere in the raw dataset's extent, so training ignores
@@ -302,10 +302,10 @@ def annotate_graphcut(
             name="graphcut",
             progress=progress,
         )
-        organelle = np.asarray(labels.array[roi]).astype(bool)
+        organelle = np.asarray(labels.array[roi]) != 0
         if not settings.keep_unseeded:
             organelle = keep_seeded_objects(organelle, loaded)
-            labels.array[roi] = organelle.astype(np.uint8)
+            labels.array[roi] = organelle.view(np.uint8)
         fraction = float(organelle.mean())
         del organelle
         for z in range(0, int(shape[0]), BLOCK_EDGE):
