@@ -99,7 +99,7 @@ def _content(model: torch.nn.Module, card: ModelCard, export: dict[str, Any]) ->
     export = {
         "exported": _now(),
         "incasem_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "context_voxels": context,
         "context_nm": [c * v for c, v in zip(context, card.voxel_size, strict=True)],
         **export,
@@ -288,15 +288,15 @@ def list_models(folder: str | os.PathLike) -> list[ModelInfo]:
 
 def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
     """A plain-text table: file, kind, classes, voxel size (nm), input/output (voxels),
-    iteration, F1 at export, size (MB), source run."""
+    iteration, F1 at export, size (MB), source run, and a note (why a file is not usable)."""
     header = ["file", "kind", "classes", "voxel nm", "in -> out", "iter", "F1", "MB", "run"]
-    rows = [header]
+    rows = [[*header, "note"]]
     for info in infos:
         name = str(info.path.relative_to(folder))
         mb = f"{info.size_bytes / 1e6:.1f}"
         card = info.card
         if card is None:
-            rows.append([name, info.kind, info.problem, "", "", "", "", mb, ""])
+            rows.append([name, info.kind, "-", "-", "-", "-", "-", mb, "-", info.problem])
             continue
         run = (info.export or {}).get("training_run", {}).get("run_id")
         if run is None and info.export and info.export.get("asem_model_id"):
@@ -314,9 +314,10 @@ def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
                 "-" if f1 is None else f"{f1:.4f}",
                 mb,
                 "-" if run is None else str(run),
+                "",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) + 1)]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
