@@ -255,7 +255,7 @@ def annotate_graphcut(
         loaded = seeds_from_planes(seeds, roi, voxel_size, raw_array.roi)
         source = str(seeds)
     else:
-        loaded = seeds_from_dataset(container, str(seeds), roi)
+        loaded = seeds_from_dataset(container, str(seeds), roi, voxel_size)
         source = f"{container}/{seeds}"
     check_seeds(loaded, source, roi_text)
     counts = loaded.counts()

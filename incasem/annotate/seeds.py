@@ -89,17 +89,24 @@ def seeds_from_array(data: np.ndarray, source: str = "seed array") -> Seeds:
     return Seeds(coords, values, tuple(int(s) for s in data.shape))
 
 
-def seeds_from_dataset(container: str | os.PathLike, dataset: str, roi: Roi) -> Seeds:
+def seeds_from_dataset(
+    container: str | os.PathLike, dataset: str, roi: Roi, voxel_size: Sequence[int]
+) -> Seeds:
     """Read the seeds inside ``roi`` (world nm, z, y, x) from a uint seeds dataset.
 
-    Raises `IncasemError` if the dataset's voxel size differs from the ROI's grid, if it does not
-    overlap the ROI, or if it holds values other than 0, 1, 2.
+    Raises `IncasemError` if the dataset's voxel size differs from ``voxel_size`` (nm, the raw
+    data's), if it does not overlap the ROI, or if it holds values other than 0, 1, 2.
     """
     source = f"{container}/{dataset}"
     array = open_array(container, dataset)
-    voxel_size = array.voxel_size
-    if not roi.offset.is_multiple_of(voxel_size) or not roi.shape.is_multiple_of(voxel_size):
-        raise IncasemError(f"{source}: voxel size {list(voxel_size)} nm does not fit the ROI grid")
+    voxel_size = Coordinate(voxel_size)
+    if array.voxel_size != voxel_size:
+        raise IncasemError(
+            f"{source}: voxel size {list(array.voxel_size)} nm differs from the raw data's "
+            f"{list(voxel_size)} nm"
+        )
+    if len(array.shape) != 3:
+        raise IncasemError(f"{source}: seeds must be a 3D dataset, not shape {array.shape}")
     shape = tuple(int(s) for s in roi.shape / voxel_size)
     inside = roi.intersect(array.roi)
     if inside.empty:

@@ -52,12 +52,14 @@ def test_dataset_seeds_are_relative_to_the_roi(tmp_path):
     data[2, 0, 0] = BACKGROUND  # outside the ROI below
     array[array.roi] = data
     roi = roi_from_voxels((15, 0, 0), (10, 10, 10), VOXEL)  # dataset voxels 5..15
-    seeds = seeds_from_dataset(container, "seeds", roi)
+    seeds = seeds_from_dataset(container, "seeds", roi, VOXEL)
     assert seeds.shape == (10, 10, 10)
     np.testing.assert_array_equal(seeds.coords, [[7, 3, 4]])
     np.testing.assert_array_equal(seeds.values, [ORGANELLE])
     with pytest.raises(IncasemError, match="does not overlap the ROI"):
-        seeds_from_dataset(container, "seeds", roi_from_voxels((40, 0, 0), (2, 2, 2), VOXEL))
+        seeds_from_dataset(container, "seeds", roi_from_voxels((40, 0, 0), (2, 2, 2), VOXEL), VOXEL)
+    with pytest.raises(IncasemError, match=r"voxel size \[10, 5, 5\] nm differs from the raw"):
+        seeds_from_dataset(container, "seeds", roi, (5, 5, 5))
 
 
 def test_plane_files_map_to_voxels_of_the_roi(tmp_path):
