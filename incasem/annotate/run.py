@@ -66,6 +66,9 @@ class CutSettings:
         supervoxels: mean SLIC supervoxel size in voxels; 0 cuts on voxels.
         context: voxels read around each block on every side.
         keep_unseeded: keep objects that contain no organelle seed (skip the clean-up).
+        outliers: if > 0, the optional outlier clean-up of the original tool: organelle voxels
+            whose gray value is less likely under the organelle model than at this fraction of
+            the organelle seeds (e.g. 0.01) become background; seeds keep their class.
     """
 
     smoothness: float = 30.0
@@ -76,6 +79,7 @@ class CutSettings:
     supervoxels: int = 0
     context: int = 16
     keep_unseeded: bool = False
+    outliers: float = 0.0
 
     def check(self) -> None:
         """Raise `IncasemError` for values out of range."""
@@ -84,6 +88,8 @@ class CutSettings:
                 f"--lambda {self.smoothness} must be >= 0, --sigma {self.contrast} > 0 and "
                 f"--smooth {self.feature_sigma} >= 0"
             )
+        if not 0 <= self.outliers < 1:
+            raise IncasemError(f"--outliers {self.outliers} must be a fraction in [0, 1)")
         if self.components < 1 or self.supervoxels < 0 or self.context < 0:
             raise IncasemError(
                 f"--components {self.components} must be >= 1, --supervoxels "
@@ -121,6 +127,7 @@ class _CutBlock:
     seeds: Seeds
     model: IntensityModel
     settings: CutSettings = field(default_factory=CutSettings)
+    outlier_cost: float | None = None
 
     def __call__(self, block: Any) -> None:
         raw_array = open_array(self.container, self.raw)
@@ -137,6 +144,9 @@ class _CutBlock:
             organelle = cut_supervoxels(*arguments, self.settings.supervoxels)
         else:
             organelle = cut_voxels(*arguments)
+        if self.outlier_cost is not None:
+            unlikely = self.model.costs(features)[0] > self.outlier_cost
+            organelle &= ~(unlikely & (seeds != ORGANELLE))
         begin = (block.write_roi.offset - read.offset) / voxel_size
         end = begin + block.write_roi.shape / voxel_size
         inner = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
@@ -265,11 +275,16 @@ def annotate_graphcut(
         100 * sum(counts) / np.prod(shape),
         roi_text,
     )
-    model = fit_intensity_model(
-        *_seed_features(raw_array, roi, loaded, settings.feature_sigma),
-        kind=settings.model,
-        components=settings.components,
+    organelle_values, background_values = _seed_features(
+        raw_array, roi, loaded, settings.feature_sigma
     )
+    model = fit_intensity_model(
+        organelle_values, background_values, settings.model, settings.components
+    )
+    outlier_cost = None
+    if settings.outliers > 0:
+        seed_costs = model.costs(organelle_values)[0]
+        outlier_cost = float(np.quantile(seed_costs, 1 - settings.outliers))
     attrs = {
         "incasem_annotate": {
             "method": "graphcut",
@@ -292,7 +307,16 @@ def annotate_graphcut(
         ) as mask_out,
     ):  # fmt: skip
         run_blockwise(
-            _CutBlock(str(container), raw, labels.staging_name, roi, loaded, model, settings),
+            _CutBlock(
+                str(container),
+                raw,
+                labels.staging_name,
+                roi,
+                loaded,
+                model,
+                settings,
+                outlier_cost,
+            ),
             roi,
             aligned_block_shape(labels.array.chunk_shape, (BLOCK_EDGE,) * 3),
             voxel_size,

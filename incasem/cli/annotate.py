@@ -100,6 +100,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep objects that hold no organelle seed (default: drop them)",
     )
+    energy.add_argument(
+        "--outliers",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="outlier clean-up: organelle voxels less likely under the organelle model than "
+        "this fraction of the organelle seeds become background (e.g. 0.01; default: off)",
+    )
     cut.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     add_run_arguments(cut)
     cut.set_defaults(func=run_graphcut)
@@ -136,6 +144,7 @@ def run_graphcut(args: argparse.Namespace) -> int:
         supervoxels=args.supervoxels,
         context=args.context,
         keep_unseeded=args.keep_unseeded,
+        outliers=args.outliers,
     )
     result = annotate_graphcut(
         args.file,

@@ -88,3 +88,23 @@ def test_bad_seeds_are_one_line_errors(cell):
             roi_offset=(90, 0, 0), roi_shape=(100, 4, 4),
         )  # fmt: skip
     assert "volumes/labels/bad" not in list_datasets(cell)
+
+
+def test_outlier_cleanup_removes_unlikely_voxels_but_keeps_seeds(cell):
+    seeds = open_array(cell, "volumes/seeds/mito")[:]
+    sizes = {}
+    for outliers in (0.0, 0.3):
+        name = f"volumes/labels/outliers_{outliers}"
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", name, num_workers=0, progress=False,
+            settings=CutSettings(outliers=outliers),
+        )  # fmt: skip
+        labels = open_array(cell, name)[:]
+        assert labels[seeds == 1].all()
+        sizes[outliers] = int(labels.sum())
+    assert sizes[0.3] < 0.95 * sizes[0.0]
+    with pytest.raises(IncasemError, match="--outliers 1.0 must be a fraction"):
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
+            settings=CutSettings(outliers=1.0),
+        )  # fmt: skip
