@@ -169,3 +169,19 @@ def test_runs_cli_list_show_plot(runs, tmp_path, capsys, monkeypatch):
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["runs", "plot", "p1", "--runs-dir", str(runs)]) == 2
     assert "is a prediction" in capsys.readouterr().err
+
+
+def test_prediction_experiment_mirrors_to_mongodb(tmp_path):
+    import mongomock
+    import mongomock.gridfs
+    from sacred.observers import FileStorageObserver, MongoObserver
+
+    from incasem.cli.predict import build_experiment
+
+    mongomock.gridfs.enable_gridfs_integration()
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        experiment = build_experiment(tmp_path / "runs", "mongodb://localhost:27017/omniboard")
+        kinds = [type(o) for o in experiment.observers]
+        assert kinds == [FileStorageObserver, MongoObserver]
+        assert experiment.observers[0].basedir == str(tmp_path / "runs" / "predictions")
+        assert experiment.observers[1].runs.database.name == "omniboard"

@@ -1,0 +1,97 @@
+"""End to end: a short training and a prediction of its best checkpoint, found with no database,
+then ``runs list`` and ``runs plot`` on them, and the PNGs training and prediction write."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from incasem.cli.main import main
+from incasem.io import create_array
+
+pytestmark = pytest.mark.slow
+
+
+def _cubes(folder: Path) -> Path:
+    """A 60³ voxel volume at 5 nm with dark labelled cubes, and a data config over all of it."""
+    rng = np.random.default_rng(0)
+    shape = (60, 60, 60)
+    labels = np.zeros(shape, np.uint8)
+    for z, y, x in rng.integers(5, 40, size=(6, 3)):
+        labels[z : z + 12, y : y + 12, x : x + 12] = 1
+    raw = rng.normal(160, 20, shape)
+    raw[labels > 0] -= 80
+    raw_array = create_array(folder / "cubes.zarr", "volumes/raw", shape, (5, 5, 5))
+    raw_array[raw_array.roi] = np.clip(raw, 0, 255).astype(np.uint8)
+    labels_array = create_array(folder / "cubes.zarr", "volumes/labels/cubes", shape, (5, 5, 5))
+    labels_array[labels_array.roi] = labels
+    config = folder / "cubes.json"
+    config.write_text(
+        json.dumps(
+            {"cubes": {"file": "cubes.zarr", "voxel_size": [5, 5, 5], "raw": "volumes/raw",
+                       "labels": {"volumes/labels/cubes": 1}, "offset": [0, 0, 0],
+                       "shape": list(shape)}}
+        )
+    )  # fmt: skip
+    return config
+
+
+def _run(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=folder, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, capsys):
+    config = _cubes(tmp_path)
+    train = _run(
+        tmp_path, str(repo_root / "scripts" / "train.py"), "--name", "cubes", "with",
+        f"training.data={config}", f"validation.data={config}", "directories.runs=runs",
+        "directories.data=.", "model.num_fmaps=2", "training.input_size_voxels=[108,108,108]",
+        "training.output_size_voxels=[14,14,14]", "validation.input_size_voxels=[156,156,156]",
+        "training.iterations=3", "validation.validate_every=3", "training.save_every=2",
+        "training.snapshot.every=1000", "sacred.log_every=1", "torch.device=cpu",
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    run = tmp_path / "runs" / "1"
+    best = json.loads((run / "best.json").read_text())
+    curves = iio.imread(run / "training_curves.png")  # drawn by training at its validations
+    assert curves.shape[:2] == (400, 1100) and curves.std() > 10
+
+    predict = _run(
+        tmp_path, "-m", "incasem.cli.main", "predict", "--run_id", "1", "--iteration", "best",
+        "--data", str(config), "--data_root", ".", "--log_metrics", "--input_size", "156", "156",
+        "156", "--device", "cpu", "--no-progress", "--json",
+    )  # fmt: skip
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    result = json.loads(predict.stdout[predict.stdout.index("{") :])
+    assert result["checkpoint"].endswith(f"model_checkpoint_{best['iteration']}.pt")
+    report = iio.imread(tmp_path / "runs" / "predictions" / "1" / "cubes_report.png")
+    assert report.shape[:2] == (960, 1500) and report.std() > 10
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs", "list", "--json"]) == 0
+    rows = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"1", "p1"}
+    assert (rows["1"]["kind"], rows["1"]["name"], rows["1"]["status"]) == (
+        "training", "cubes", "COMPLETED"
+    )  # fmt: skip
+    assert rows["1"]["iterations"] == 3 and rows["1"]["best_iteration"] == best["iteration"]
+    assert rows["1"]["best_f1"] == pytest.approx(best["value"])
+    assert rows["1"]["data"] == [str(config), str(config)]
+    assert (rows["p1"]["kind"], rows["p1"]["status"]) == ("prediction", "COMPLETED")
+    assert rows["p1"]["iterations"] == best["iteration"]
+    assert rows["p1"]["best_f1"] == pytest.approx(result["entries"][0]["scores"]["f1"])
+    assert main(["runs", "list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table] == ["id", "1", "p1"]
+
+    assert main(["runs", "plot", "1", "-o", "curves.png"]) == 0
+    image = iio.imread(tmp_path / "curves.png")
+    assert image.shape[:2] == (400, 1100) and image.std() > 10
