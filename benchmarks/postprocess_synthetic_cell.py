@@ -11,7 +11,8 @@ then runs ``segment``, ``evaluate`` (with sweep and object scores), ``instances`
 and ``merge`` as the user would (subprocesses of the ``incasem`` command), prints each command's
 wall time, and checks the results against whole-volume NumPy/SciPy references: voxel counts of
 the evaluation, the number of instances against ``scipy.ndimage.label``, and the merge's
-contested-voxel counts. A JSON summary goes to ``--json`` if given.
+contested-voxel counts. A JSON summary goes to ``--json`` if given; ``--out cell.zarr`` keeps
+the container with the stand-ins and every output (the README's worked example).
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def main() -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=[256, 256, 256])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write the summary here")
+    parser.add_argument(
+        "--out", help="keep the cell with all outputs here (a new .zarr path; default: deleted)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        cell = Path(folder) / "cell.zarr"
+        cell = Path(args.out) if args.out else Path(folder) / "cell.zarr"
         cell_s, _ = _timed(["phantom", "--out", str(cell), "--shape", *map(str, args.shape)])
         labels = {n: open_array(cell, f"volumes/labels/{n}")[:] for n in ("mito", "er")}
         mask = open_array(cell, "volumes/mask")[:] != 0
