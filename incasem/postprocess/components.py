@@ -51,7 +51,7 @@ from incasem.prepare.staging import check_new_dataset, staged_dataset
 
 #: Default write block edge in voxels (a multiple of the default 64-voxel chunks).
 DEFAULT_BLOCK_EDGE = 128
-#: Largest bounding box (voxels) of an object that the watershed split loads (about 1.5 GB).
+#: Largest bounding box (voxels) of an object that the watershed split loads (about 2 GB).
 DEFAULT_SPLIT_MAX_VOXELS = 512**3 // 2
 
 
