@@ -1,5 +1,6 @@
 """End to end: a short training and a prediction of its best checkpoint, found with no database,
-then ``runs list`` and ``runs plot`` on them, and the PNGs training and prediction write."""
+then ``runs list`` and ``runs plot`` on them, the PNGs training and prediction write, and the
+exported best checkpoint predicting exactly what the checkpoint predicted."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from incasem.cli.main import main
-from incasem.io import create_array
+from incasem.io import create_array, open_array
+from incasem.predict import predict
+from incasem.torch.export import export_model
 
 pytestmark = pytest.mark.slow
 
@@ -64,16 +67,31 @@ def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, caps
     curves = iio.imread(run / "training_curves.png")  # drawn by training at its validations
     assert curves.shape[:2] == (400, 1100) and curves.std() > 10
 
-    predict = _run(
+    predicted = _run(
         tmp_path, "-m", "incasem.cli.main", "predict", "--run_id", "1", "--iteration", "best",
         "--data", str(config), "--data_root", ".", "--log_metrics", "--input_size", "156", "156",
         "156", "--device", "cpu", "--no-progress", "--json",
     )  # fmt: skip
-    assert predict.returncode == 0, predict.stderr[-3000:]
-    result = json.loads(predict.stdout[predict.stdout.index("{") :])
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    result = json.loads(predicted.stdout[predicted.stdout.index("{") :])
     assert result["checkpoint"].endswith(f"model_checkpoint_{best['iteration']}.pt")
     report = iio.imread(tmp_path / "runs" / "predictions" / "1" / "cubes_report.png")
     assert report.shape[:2] == (960, 1500) and report.std() > 10
+
+    # The exported model predicts exactly what its checkpoint predicted.
+    exported = export_model(tmp_path / result["checkpoint"], tmp_path / "models" / "cubes.pt")
+    again = predict(
+        checkpoint=str(exported), data=str(config), data_root=str(tmp_path),
+        input_size_voxels=[156, 156, 156], output_group="exported", device="cpu", progress=False,
+    )  # fmt: skip
+    entry = result["entries"][0]
+    for a, b in zip(entry["datasets"], again.entries[0].datasets, strict=True):
+        left, right = (
+            open_array(tmp_path / "cubes.zarr", a),
+            open_array(again.entries[0].container, b),
+        )
+        assert left.roi == right.roi
+        assert np.array_equal(left[left.roi], right[right.roi])
 
     monkeypatch.chdir(tmp_path)
     assert main(["runs", "list", "--json"]) == 0

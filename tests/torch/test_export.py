@@ -1,18 +1,17 @@
 """Model export: one self-describing file from a checkpoint, original ASEM weights wrapped with
-their published description, ``models list``, and prediction with an exported file."""
+their published description, ``models list``. (Prediction with an exported file giving the
+checkpoint's output exactly is part of tests/cli/test_runs_commands.py.)"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from incasem.cli.main import main
 from incasem.errors import IncasemError
-from incasem.io import create_array, open_array
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
@@ -150,24 +149,3 @@ def test_models_list(run_checkpoint, tmp_path, capsys):
     ]  # fmt: skip
     assert "incasem export --asem" in next(line for line in lines if "asem_1847" in line)
     assert main(["models", "list", str(tmp_path / "none")]) == 2
-
-
-@pytest.mark.slow
-def test_predict_with_exported_model_is_identical(run_checkpoint, tmp_path):
-    from incasem.predict import predict
-
-    cell = tmp_path / "cell.zarr"
-    rng = np.random.default_rng(0)
-    raw = create_array(cell, "volumes/raw", (24, 40, 40), VOXEL_SIZE, (80, 40, 0))
-    raw[raw.roi] = rng.integers(0, 255, (24, 40, 40), dtype=np.uint8)
-    exported = export_model(run_checkpoint, tmp_path / "mito.pt")
-    common = {"input": str(cell), "device": "cpu", "progress": False, "num_workers": 1}
-    first = predict(checkpoint=str(run_checkpoint), output_group="from_checkpoint", **common)
-    second = predict(checkpoint=str(exported), output_group="from_export", **common)
-    assert first.ok and second.ok
-    for a, b in zip(first.entries[0].datasets, second.entries[0].datasets, strict=True):
-        left, right = open_array(cell, a), open_array(cell, b)
-        assert left.roi == right.roi == raw.roi
-        assert np.array_equal(left[left.roi], right[right.roi])
-    probabilities = open_array(cell, second.entries[0].datasets[1])
-    assert len(np.unique(probabilities[probabilities.roi])) > 10  # a real, varied output
