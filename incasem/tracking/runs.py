@@ -298,16 +298,27 @@ def format_table(records: list[RunRecord]) -> str:
 def format_run(record: RunRecord) -> str:
     """Several lines about one run: the table fields, stop time, result and curve summaries."""
     info = record.info
+    stop = _parse_time(info.get("stop_time"))
     lines = [
         f"run {record.id} ({record.kind}) {record.name}",
         f"  folder:     {record.path}",
         f"  status:     {record.status}",
         f"  started:    {record.start or '-'} UTC",
-        f"  stopped:    {(info.get('stop_time') or '-')[:19]}",
-        f"  iterations: {_cell(record.iterations)}",
-        f"  best F1:    {_cell(record.best_f1)} at iteration {_cell(record.best_iteration)}",
-        f"  data:       {', '.join(record.data) or '-'}",
+        f"  stopped:    {stop.strftime('%Y-%m-%d %H:%M:%S') + ' UTC' if stop else '-'}",
     ]
+    if record.kind == "training":
+        lines.append(f"  iterations: {_cell(record.iterations)}")
+        lines.append(
+            f"  best F1:    {_cell(record.best_f1)} at iteration {_cell(record.best_iteration)}"
+        )
+    else:
+        result = info.get("result") if isinstance(info.get("result"), dict) else {}
+        checkpoint = result.get("checkpoint") or record.config.get("prediction", {}).get(
+            "checkpoint"
+        )
+        lines.append(f"  model:      {checkpoint or '-'} (iteration {_cell(record.iterations)})")
+        lines.append(f"  F1:         {_cell(record.best_f1)} (mean over scored entries)")
+    lines.append(f"  data:       {', '.join(record.data) or '-'}")
     if record.kind == "training":
         best = _read_json(record.path / "best.json", required=False)
         if best:

@@ -160,7 +160,9 @@ def test_runs_cli_list_show_plot(runs, tmp_path, capsys, monkeypatch):
     rows = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in rows] == ["p1"] and rows[0]["iterations"] == 20
     assert main(["runs", "show", "p1", "--runs-dir", str(runs)]) == 0
-    assert "cell_b/iou: 1;" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "cell_b/iou: 1;" in shown
+    assert "model:      runs/1/checkpoints/model_checkpoint_20.pt (iteration 20)" in shown
 
     assert main(["runs", "plot", "1", "--runs-dir", str(runs)]) == 0
     png = tmp_path / "run_1_curves.png"
