@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--config", action="store_true", help="also print the full config")
     show.set_defaults(func=run_show)
 
-    plot = actions.add_parser("plot", help="PNG of training loss and validation F1/IoU")
+    plot = actions.add_parser(
+        "plot", help="PNG of training loss and validation F1/IoU (with its continuations)"
+    )
     common(plot)
     plot.add_argument("run_id", metavar="ID", help="training run N")
     plot.add_argument("-o", "--out", help="PNG to write (default: run_<ID>_curves.png)")
@@ -83,8 +85,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    """Write the training-curve PNG of a run."""
-    from incasem.tracking.runs import find_run
+    """Write the training-curve PNG of a run (with the runs that continued it)."""
+    from incasem.tracking.runs import find_run, training_history
     from incasem.viz.curves import plot_training_curves
 
     record = find_run(args.runs_dir, args.run_id)
@@ -93,7 +95,8 @@ def run_plot(args: argparse.Namespace) -> int:
     out = Path(args.out or f"run_{record.id}_curves.png")
     if out.exists() and not args.overwrite:
         raise IncasemError(f"{out} already exists; pass --overwrite to replace it")
-    curves = {name: (c.steps, c.values) for name, c in record.curves.items()}
+    history = training_history(args.runs_dir, record.id)
+    curves = {name: (c.steps, c.values) for name, c in history.items()}
     if "loss" not in curves and not any(n.startswith("validation/") for n in curves):
         raise IncasemError(f"{record.path}/metrics.json: no loss or validation logged yet")
     title = f"run {record.id} {record.name}".strip()

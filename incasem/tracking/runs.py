@@ -268,6 +268,56 @@ def find_run(runs_dir: str | os.PathLike, run_id: str) -> RunRecord:
     return read_run(path, kind)
 
 
+def training_history(runs_dir: str | os.PathLike, run_id: str) -> dict[str, Curve]:
+    """The curves of training run ``run_id`` and of every run that continued it
+    (``--continue_run``, recorded as ``training.continue_id``), merged by step in start order:
+    a step logged again by a later run takes the later value. A continuation's id gives the
+    history of the run it continued.
+
+    Raises `IncasemError` if there is no such training run.
+    """
+    record = find_run(runs_dir, str(run_id))
+    if record.kind != "training":
+        raise IncasemError(f"run {record.id} is a prediction, not a training run")
+    base = str(record.config.get("training", {}).get("continue_id") or record.id)
+    runs = [find_run(runs_dir, base)] if base != record.id else [record]
+    for other in _numbered(Path(runs_dir)):
+        if other.name == base or not (other / "run.json").is_file():
+            continue
+        config = _read_json(other / "config.json", required=False)
+        if str(config.get("training", {}).get("continue_id")) == base:
+            runs.append(read_run(other, "training"))
+    merged: dict[str, dict[int, float]] = {}
+    for run in sorted(runs, key=lambda r: r.start):
+        for name, curve in run.curves.items():
+            merged.setdefault(name, {}).update(zip(curve.steps, curve.values, strict=True))
+    return {
+        name: Curve(name, sorted(points), [points[s] for s in sorted(points)])
+        for name, points in merged.items()
+    }
+
+
+def resumed_curves(
+    run_dir: str | os.PathLike, iteration: int
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Loss and validation curves of the run folder ``run_dir`` (and its continuations) up to
+    ``iteration``, for training to draw a continued run's curves from its start; empty if
+    ``run_dir`` is not a run of a runs folder."""
+    run_dir = Path(run_dir)
+    try:
+        history = training_history(run_dir.parent, run_dir.name)
+    except IncasemError:
+        return {}
+    curves = {}
+    for name, curve in history.items():
+        if name == "loss" or name.startswith("validation/"):
+            kept = [
+                (s, v) for s, v in zip(curve.steps, curve.values, strict=True) if s <= iteration
+            ]
+            curves[name] = ([s for s, _ in kept], [v for _, v in kept])
+    return curves
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

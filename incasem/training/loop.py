@@ -40,6 +40,7 @@ from incasem.tracking.run_folder import (
     training_curves_path,
     write_best,
 )
+from incasem.tracking.runs import resumed_curves
 from incasem.training.config import TrainingConfig
 from incasem.viz.curves import plot_training_curves
 
@@ -279,7 +280,7 @@ def train(
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     result = TrainingResult(run_dir, first_iteration, first_iteration)
-    curves: dict[str, tuple[list[int], list[float]]] = {}
+    curves = resumed_curves(run_dir, first_iteration) if resume else {}
 
     def log(name: str, value: float, iteration: int) -> None:
         writer.add_scalar(name, value, iteration)

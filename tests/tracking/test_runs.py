@@ -11,7 +11,15 @@ import pytest
 
 from incasem.cli.main import main
 from incasem.errors import IncasemError
-from incasem.tracking.runs import find_run, format_run, format_table, list_runs, run_location
+from incasem.tracking.runs import (
+    find_run,
+    format_run,
+    format_table,
+    list_runs,
+    resumed_curves,
+    run_location,
+    training_history,
+)
 from incasem.viz.curves import training_curves_figure
 
 
@@ -187,3 +195,27 @@ def test_prediction_experiment_mirrors_to_mongodb(tmp_path):
         assert kinds == [FileStorageObserver, MongoObserver]
         assert experiment.observers[0].basedir == str(tmp_path / "runs" / "predictions")
         assert experiment.observers[1].runs.database.name == "omniboard"
+
+
+def test_continued_run_history_is_merged(runs, tmp_path):
+    _sacred_run(
+        runs / "4",
+        {"training": {"data": "configs/train.json", "continue_id": "1"}},
+        {
+            "experiment": {"name": "mito"},
+            "status": "COMPLETED",
+            "start_time": "2026-01-04T10:00:00",
+        },
+        {"loss": _metric([30, 40, 50], [0.35, 0.3, 0.2]), "validation/f1": _metric([50], [0.8])},
+    )
+    for run_id in ("1", "4"):
+        history = training_history(runs, run_id)
+        assert history["loss"].steps == [10, 20, 30, 40, 50]
+        assert history["loss"].values == [0.7, 0.5, 0.35, 0.3, 0.2]  # the later run wins at 30
+        assert history["validation/f1"].steps == [0, 10, 20, 30, 50]
+    resumed = resumed_curves(runs / "1", 40)
+    assert resumed["loss"] == ([10, 20, 30, 40], [0.7, 0.5, 0.35, 0.3])
+    assert set(resumed) == {"loss", "validation/f1", "validation/iou"}
+    assert resumed_curves(tmp_path / "not_a_run", 40) == {}
+    with pytest.raises(IncasemError, match="p1 is a prediction"):
+        training_history(runs, "p1")
