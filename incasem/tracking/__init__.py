@@ -1,1 +1,2 @@
-"""Experiment tracking: Sacred observers for runs, with no server needed."""
+"""Experiment tracking with no server needed: Sacred observers (`observers`), the training run
+folder layout (`run_folder`) and reading the run store back (`runs`)."""
