@@ -71,9 +71,9 @@ class CutSettings:
             the organelle seeds (e.g. 0.01) become background; seeds keep their class.
     """
 
-    smoothness: float = 30.0
+    smoothness: float = 10.0
     contrast: float = 20.0
-    feature_sigma: float = 2.0
+    feature_sigma: float = 3.0
     model: str = "gmm"
     components: int = 3
     supervoxels: int = 0

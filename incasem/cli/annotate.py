@@ -56,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lambda",
         dest="smoothness",
         type=float,
-        default=30.0,
-        help="pairwise weight (default: 30)",
+        default=10.0,
+        help="pairwise weight (default: 10)",
     )
     energy.add_argument(
         "--sigma",
@@ -69,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     energy.add_argument(
         "--smooth",
         type=float,
-        default=2.0,
-        help="Gaussian sigma in voxels of the gray values the models see (default: 2)",
+        default=3.0,
+        help="Gaussian sigma in voxels of the gray values the models see (default: 3)",
     )
     energy.add_argument(
         "--model",
