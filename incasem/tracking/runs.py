@@ -357,6 +357,9 @@ def format_run(record: RunRecord) -> str:
         f"  stopped:    {stop.strftime('%Y-%m-%d %H:%M:%S') + ' UTC' if stop else '-'}",
     ]
     if record.kind == "training":
+        continued = record.config.get("training", {}).get("continue_id")
+        if continued:
+            lines.append(f"  continues:  run {continued} (trains in its folder)")
         lines.append(f"  iterations: {_cell(record.iterations)}")
         lines.append(
             f"  best F1:    {_cell(record.best_f1)} at iteration {_cell(record.best_iteration)}"

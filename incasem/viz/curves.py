@@ -84,7 +84,7 @@ def training_curves_figure(curves: Mapping[str, Series], title: str = "") -> plt
             right.plot(series[0], series[1], marker="o", markersize=3, label=score)
             drawn = True
     if drawn:
-        right.legend(loc="lower right")
+        right.legend(loc="best")
         right.set_ylim(-0.02, 1.02)
     else:
         right.text(

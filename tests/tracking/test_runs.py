@@ -213,6 +213,7 @@ def test_continued_run_history_is_merged(runs, tmp_path):
         assert history["loss"].steps == [10, 20, 30, 40, 50]
         assert history["loss"].values == [0.7, 0.5, 0.35, 0.3, 0.2]  # the later run wins at 30
         assert history["validation/f1"].steps == [0, 10, 20, 30, 50]
+    assert "continues:  run 1" in format_run(find_run(runs, "4"))
     resumed = resumed_curves(runs / "1", 40)
     assert resumed["loss"] == ([10, 20, 30, 40], [0.7, 0.5, 0.35, 0.3])
     assert set(resumed) == {"loss", "validation/f1", "validation/iou"}
