@@ -56,8 +56,9 @@ def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, caps
     train = _run(
         tmp_path, str(repo_root / "scripts" / "train.py"), "--name", "cubes", "with",
         f"training.data={config}", f"validation.data={config}", "directories.runs=runs",
-        "directories.data=.", "model.num_fmaps=2", "training.input_size_voxels=[108,108,108]",
-        "training.output_size_voxels=[14,14,14]", "validation.input_size_voxels=[156,156,156]",
+        "directories.data=.", "model.num_fmaps=2", "model.downsample_factors=[[2,2,2],[2,2,2]]",
+        "training.input_size_voxels=[52,52,52]", "training.output_size_voxels=[10,10,10]",
+        "validation.input_size_voxels=[104,104,104]", "training.augmentation.elastic.enabled=false",
         "training.iterations=3", "validation.validate_every=3", "training.save_every=2",
         "training.snapshot.every=1000", "sacred.log_every=1", "torch.device=cpu",
     )  # fmt: skip
@@ -69,8 +70,8 @@ def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, caps
 
     predicted = _run(
         tmp_path, "-m", "incasem.cli.main", "predict", "--run_id", "1", "--iteration", "best",
-        "--data", str(config), "--data_root", ".", "--log_metrics", "--input_size", "156", "156",
-        "156", "--device", "cpu", "--no-progress", "--json",
+        "--data", str(config), "--data_root", ".", "--log_metrics", "--input_size", "104", "104",
+        "104", "--device", "cpu", "--no-progress", "--json",
     )  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     result = json.loads(predicted.stdout[predicted.stdout.index("{") :])
@@ -82,7 +83,7 @@ def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, caps
     exported = export_model(tmp_path / result["checkpoint"], tmp_path / "models" / "cubes.pt")
     again = predict(
         checkpoint=str(exported), data=str(config), data_root=str(tmp_path),
-        input_size_voxels=[156, 156, 156], output_group="exported", device="cpu", progress=False,
+        input_size_voxels=[104, 104, 104], output_group="exported", device="cpu", progress=False,
     )  # fmt: skip
     entry = result["entries"][0]
     for a, b in zip(entry["datasets"], again.entries[0].datasets, strict=True):
