@@ -6,9 +6,9 @@ Energy (minimised exactly by a minimum s-t cut):
   or background, summed over a supervoxel's voxels;
 * pairwise: a contrast-sensitive Potts term between 6-neighbours,
   ``smoothness * exp(-(I_p - I_q)^2 / (2 contrast^2)) * (smallest voxel size / distance)``
-  on the raw gray values, so the cut is cheap along strong edges (membranes) and expensive
-  through homogeneous regions; for supervoxels the weights of all voxel faces between two
-  supervoxels are summed;
+  on the (lightly smoothed) gray values, so the cut is cheap along strong edges (membranes) and
+  expensive through homogeneous regions; for supervoxels the weights of all voxel faces between
+  two supervoxels are summed;
 * seeds: hard constraints (infinite terminal capacities). A supervoxel holding seeds of one class
   gets that class; one holding both gets the class of the majority, and its seeded voxels keep
   their own class in the output.
@@ -77,7 +77,7 @@ def cut_voxels(
     """Minimum cut with one node per voxel; returns a bool (z, y, x) organelle mask.
 
     Args:
-        raw: gray values of the block (z, y, x), for the pairwise term.
+        raw: gray values of the block (z, y, x) for the pairwise term (may be smoothed).
         features: the models' feature (smoothed gray value) per voxel, same shape.
         seeds: uint8 0/1/2 per voxel, same shape.
         model: the fitted intensity models.

@@ -56,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lambda",
         dest="smoothness",
         type=float,
-        default=10.0,
-        help="pairwise weight (default: 10)",
+        default=12.0,
+        help="pairwise weight (default: 12)",
     )
     energy.add_argument(
         "--sigma",
@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=3.0,
         help="Gaussian sigma in voxels of the gray values the models see (default: 3)",
+    )
+    energy.add_argument(
+        "--edge-smooth",
+        type=float,
+        default=1.0,
+        help="Gaussian sigma in voxels of the gray values the pairwise term compares (default: 1)",
     )
     energy.add_argument(
         "--model",
@@ -139,6 +145,7 @@ def run_graphcut(args: argparse.Namespace) -> int:
         smoothness=args.smoothness,
         contrast=args.contrast,
         feature_sigma=args.smooth,
+        edge_sigma=args.edge_smooth,
         model=args.model,
         components=args.components,
         supervoxels=args.supervoxels,
