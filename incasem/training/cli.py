@@ -132,6 +132,14 @@ def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> di
     return config
 
 
+def _run_name(run_dir: Path) -> str | None:
+    """The experiment name a Sacred run folder was recorded under (a continued run keeps it)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())["experiment"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -166,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(config.model_dump(), indent=2))
             return 0
         experiment = build_training_experiment(runs_dir, args.mongodb)
-        options = {"--name": args.name} if args.name else {}
+        name = args.name
+        if name is None and args.continue_run is not None:
+            name = _run_name(Path(runs_dir) / args.continue_run)
+        options = {"--name": name} if name else {}
         run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
     except IncasemError as e:
         print(f"train.py: error: {e}", file=sys.stderr)

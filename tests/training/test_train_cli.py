@@ -102,6 +102,10 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     assert _metrics(tmp_path / "runs" / "2")["loss"]["steps"] == [5, 6]
     config = json.loads((tmp_path / "runs" / "2" / "config.json").read_text())
     assert config["training"]["continue_id"] == "1"
+    # the continuation keeps the run's name
+    assert json.loads((tmp_path / "runs" / "2" / "run.json").read_text())["experiment"]["name"] == (
+        "cubes"
+    )
 
     tuned = _train(
         repo_root, tmp_path, "--start_from", "1", "best", "with", *common, "training.iterations=2"
