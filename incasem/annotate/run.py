@@ -9,7 +9,8 @@ margin (default 16 voxels) that it reads but does not write; its seeds and the g
 models make each block's cut agree with its neighbours' except within a few voxels of where a
 boundary passes a block face far from any edge. Peak memory is then one block graph per
 worker (1.3 GB for 160³ voxels, whatever the ROI) plus, in the driver, the sparse seeds and the
-final clean-up (about 6 bytes per ROI voxel: 0.8 GB for 512³), and blocks run in parallel worker
+final clean-up (about 6 bytes per ROI voxel; measured on a 512³ ROI: driver 1.1 GB, driver plus
+one worker 1.6 GB, benchmarks/results/graphcut_memory.md), and blocks run in parallel worker
 processes with daisy's progress bar (`incasem.blockwise`). With ``supervoxels`` each block is
 first split into SLIC supervoxels, which shrinks the graph a few hundred times.
 
