@@ -335,6 +335,15 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     layout = BlockLayout.for_network(
         input_size, card.voxel_size, network.downsample_factors, network.head_kernel_size
     )
+    efficiency = math.prod(layout.write_shape) / math.prod(layout.input_shape)
+    if efficiency < 0.05:
+        logger.warning(
+            "blocks of %s voxels write only %s each (%.1f %% of what they read): prediction "
+            "will be slow; use a larger input_size_voxels or 'auto'",
+            list(layout.input_shape),
+            list(layout.write_shape),
+            100 * efficiency,
+        )
     if settings.output_size_voxels is not None and list(layout.output_shape) != list(
         settings.output_size_voxels
     ):

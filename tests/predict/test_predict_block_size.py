@@ -78,3 +78,22 @@ def test_auto_predicts_the_whole_roi_in_one_block_equal_to_a_single_pass(
     reference = single_pass(checkpoint, cell, offset, SHAPE)
     ours = np.stack([read_dataset(cell, d) for d in entry.datasets[:-1]])
     assert np.abs(ours - reference).max() < 1e-5
+
+
+def test_tiny_blocks_are_warned_about_and_auto_avoids_them(tmp_path, checkpoint_factory, caplog):
+    from incasem.predict.run import plan_prediction
+
+    cell = write_cell(tmp_path / "cell.zarr")
+    checkpoint = str(checkpoint_factory())
+    with caplog.at_level("WARNING", logger="incasem.predict"):
+        plan_prediction(
+            PredictionSettings(checkpoint=checkpoint, input=str(cell), input_size_voxels=[132] * 3)
+        )
+    assert "write only [32, 32, 32] each (1.4 % of what they read)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="incasem.predict"):
+        plan = plan_prediction(
+            PredictionSettings(checkpoint=checkpoint, input=str(cell), input_size_voxels="auto")
+        )
+    assert "prediction will be slow" not in caplog.text
+    assert list(plan.layout.write_shape) == [104, 104, 104]  # the default block, one per ROI
