@@ -334,6 +334,9 @@ def annotate_graphcut(
             output=labels.array,
             num_workers=num_workers,
             name="graphcut",
+            # A max-flow on a hard block (weak edges, few seeds) takes minutes on a busy machine:
+            # the default budget (10 s per megavoxel) killed such a block in the benchmarks.
+            seconds_per_megavoxel=60.0,
             progress=progress,
         )
         organelle = np.asarray(labels.array[roi]) != 0
