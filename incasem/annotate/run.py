@@ -70,7 +70,7 @@ class CutSettings:
         supervoxels: mean SLIC supervoxel size in voxels; 0 cuts on voxels.
         context: voxels read around each block on every side.
         keep_unseeded: keep objects that contain no organelle seed (skip the clean-up).
-        outliers: if > 0, the optional outlier clean-up of the original tool: organelle voxels
+        outliers: if > 0, an outlier clean-up after the original tool's GMM one: organelle voxels
             whose gray value is less likely under the organelle model than at this fraction of
             the organelle seeds (e.g. 0.01) become background; seeds keep their class.
     """
