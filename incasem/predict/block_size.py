@@ -65,8 +65,8 @@ def largest_input_shape(
     minimum: Sequence[int],
 ) -> list[int]:
     """The largest cubic valid input (voxels, z, y, x) whose forward pass fits ``budget_bytes``,
-    then cut per axis to the smallest valid input whose blocks still cover the largest ROI
-    (``roi_shapes``, voxels) in one block, and never below ``minimum``.
+    then cut per axis so that its blocks tile the largest ROI (``roi_shapes``, voxels) evenly
+    with the fewest blocks, and never below ``minimum``.
 
     Raises `IncasemError` when not even ``minimum`` fits the budget.
     """
@@ -85,9 +85,16 @@ def largest_input_shape(
         if forward_bytes(grown, num_fmaps) > budget_bytes:
             break
         best = grown
+    # Tile the largest ROI evenly: as few blocks per axis as the budget allows, each just large
+    # enough. Otherwise a 512-voxel axis with 352-voxel blocks computes 704 voxels to keep 512.
+    largest_write = shapes.output_shape(best, downsample_factors, head_kernel_size)
     extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
-    write = [period * math.ceil(e / period) for e, period in zip(extent, periods, strict=True)]
-    covering = shapes.input_shape_for_output(write, downsample_factors, head_kernel_size)
+    write = []
+    for e, most, period in zip(extent, largest_write, periods, strict=True):
+        usable = max(period, most // period * period)
+        blocks = math.ceil(e / usable)
+        write.append(period * math.ceil(e / blocks / period))
+    balanced = shapes.input_shape_for_output(write, downsample_factors, head_kernel_size)
     return [
-        max(low, min(size, cover)) for low, size, cover in zip(minimum, best, covering, strict=True)
+        max(low, min(size, even)) for low, size, even in zip(minimum, best, balanced, strict=True)
     ]

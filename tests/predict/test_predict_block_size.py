@@ -14,7 +14,7 @@ from incasem.predict.settings import PredictionSettings
 from .conftest import OFFSET, SHAPE, VOXEL_SIZE, read_dataset, single_pass, write_cell
 
 FACTORS = [[2, 2, 2]] * 3
-BIG_ROI = [[1000, 1000, 1000]]
+BIG_ROI = [[10**6] * 3]
 
 
 def test_estimate_grows_with_the_block_and_the_feature_maps():
@@ -31,15 +31,17 @@ def test_largest_valid_block_within_the_budget():
     assert forward_bytes(shape, 12) <= budget < forward_bytes([s + 8 for s in shape], 12)
 
 
-def test_blocks_are_cut_to_what_the_largest_roi_needs():
-    # a thin slab: z needs one 40-voxel block, y and x keep the budget's size
+def test_blocks_tile_the_largest_roi_evenly():
+    # 8 GiB allows 308³ blocks (208³ written). A thin slab: z keeps the smallest (default)
+    # block, y = 384 becomes 2 blocks of 192, x = 512 3 blocks of 176, not 208 + 208 + 96.
     shape = largest_input_shape(
         8 * 2**30, 12, FACTORS, 3, [[35, 384, 512], [20, 100, 100]], [204] * 3
     )
-    assert shape[0] == 204  # never below the smallest (default) block
-    assert shape[1] == shape[2] > 300
+    assert shape == [204, 292, 276]  # outputs 110, 198, 182 -> blocks 104, 192, 176
     small = largest_input_shape(8 * 2**30, 12, FACTORS, 3, [[100, 120, 130]], [204] * 3)
     assert small == [204, 220, 236]  # outputs 110, 126, 142 -> blocks 104, 120, 136
+    # 452³ would fit, but a 512³ volume is 2 x 256 per axis: 356³ blocks compute 2.2x less
+    assert largest_input_shape(12 * 2**30, 4, FACTORS, 3, [[512] * 3], [204] * 3) == [356] * 3
 
 
 def test_a_budget_too_small_for_the_smallest_block_is_one_line():
