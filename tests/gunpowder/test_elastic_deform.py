@@ -101,16 +101,17 @@ def test_rotation_asks_upstream_for_more_raw_context():
 def test_jitter_keeps_label_values_and_dtype_and_moves_them_with_raw():
     random.seed(3)
     np.random.seed(3)
-    raw, labels = _volume()
+    # margins of 11 voxels in z and 22 in y, x: a 45 degree turn (4) plus jitter fit easily
+    raw, labels = _volume(shape=(32, 64, 64))
     raw = (labels // 2**40).astype(np.float32)  # raw equals the class id: they must stay aligned
     node = ElasticDeform((8, 8, 8), (1.0, 3.0, 3.0), rotation_interval=(0, math.pi / 2))
-    roi = gp.Roi((16, 16, 16), (40, 40, 40))
+    roi = gp.Roi((44, 44, 44), (40, 40, 40))
     with gp.build(_pipeline(node, raw, labels)) as pipeline:
         batch = pipeline.request_batch(_request(roi, roi))
     deformed = batch[LABELS].data
     assert deformed.dtype == np.uint64 and deformed.shape == (10, 20, 20)
     assert set(np.unique(deformed)) <= set(np.unique(labels))
-    assert not np.array_equal(deformed, labels[4:14, 8:28, 8:28])
+    assert not np.array_equal(deformed, labels[11:21, 22:42, 22:42])
     # inside a cube trilinear raw is the cube's id, and so is the nearest label
     exact = np.isclose(batch[RAW].data, np.round(batch[RAW].data), atol=1e-4)
     assert exact.mean() > 0.1
