@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from incasem.cli.segment import DATASET_HELP, add_postprocess_arguments
+from incasem.cli.segment import DATASET_HELP, add_postprocess_arguments, binary_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,16 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from incasem.postprocess.components import connected_components
-    from incasem.postprocess.sources import BinarySource, parse_dataset
 
-    source = BinarySource(
-        parse_dataset(args.dataset, args.container),
-        threshold=args.threshold,
-        class_id=args.class_id,
-        masks=tuple(parse_dataset(m, args.container) for m in args.mask),
-    )
     result = connected_components(
-        source,
+        binary_source(args, class_id=args.class_id),
         args.container,
         args.out_dataset,
         min_size=args.min_size,

@@ -38,6 +38,19 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser, masks: bool = Tru
     add_run_arguments(parser)
 
 
+def binary_source(args: argparse.Namespace, class_id: int | None = None):
+    """The `BinarySource` of ``--dataset`` thresholded at ``--threshold`` inside every ``--mask``
+    (datasets resolved against ``container``), as ``segment`` and ``instances`` read it."""
+    from incasem.postprocess.sources import BinarySource, parse_dataset
+
+    return BinarySource(
+        parse_dataset(args.dataset, args.container),
+        threshold=args.threshold,
+        class_id=class_id,
+        masks=tuple(parse_dataset(m, args.container) for m in args.mask),
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
@@ -59,15 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from incasem.postprocess.segment import segment
-    from incasem.postprocess.sources import BinarySource, parse_dataset
 
-    source = BinarySource(
-        parse_dataset(args.dataset, args.container),
-        threshold=args.threshold,
-        masks=tuple(parse_dataset(m, args.container) for m in args.mask),
-    )
     path = segment(
-        source,
+        binary_source(args),
         args.container,
         args.out_dataset,
         value=args.value,
