@@ -58,6 +58,18 @@ def _pure_step_seconds(config, iterations: int, warmup: int) -> list[float]:
     return times
 
 
+def _batch_seconds(pipeline, request, iterations: int, warmup: int, clock) -> list[float]:
+    """Seconds (by ``clock``) of each of ``iterations`` batches after ``warmup`` batches."""
+    times = []
+    with gp.build(pipeline):
+        for i in range(warmup + iterations):
+            start = clock()
+            pipeline.request_batch(request)
+            if i >= warmup:
+                times.append(clock() - start)
+    return times
+
+
 def _preparation_cpu_seconds(config, iterations: int, warmup: int) -> list[float]:
     from incasem.pipeline import TrainingKeys, batch_pipeline, training_request
 
@@ -66,14 +78,7 @@ def _preparation_cpu_seconds(config, iterations: int, warmup: int) -> list[float
     keys = TrainingKeys.create()
     request = training_request(config, keys)
     pipeline = batch_pipeline(config, data.train, keys, data_root=config.directories.data)
-    times = []
-    with gp.build(pipeline):
-        for i in range(warmup + iterations):
-            start = time.process_time()
-            pipeline.request_batch(request)
-            if i >= warmup:
-                times.append(time.process_time() - start)
-    return times
+    return _batch_seconds(pipeline, request, iterations, warmup, time.process_time)
 
 
 def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int) -> list[float]:
@@ -96,14 +101,7 @@ def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int) -> li
         run_dir,
         data_root=config.directories.data,
     )
-    times = []
-    with gp.build(pipeline):
-        for i in range(warmup + iterations):
-            start = time.perf_counter()
-            pipeline.request_batch(request)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return times
+    return _batch_seconds(pipeline, request, iterations, warmup, time.perf_counter)
 
 
 def main() -> None:
