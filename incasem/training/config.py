@@ -92,6 +92,8 @@ class Every(_Section):
 class Precache(_Section):
     cache_size: PositiveInt = 4
     num_workers: PositiveInt = 1
+    num_threads: PositiveInt | None = None
+    prefetch: bool = True
 
 
 class Training(_Section):

@@ -47,10 +47,11 @@ def test_rotated_batches_from_a_volume_smaller_than_the_network_input(tmp_path: 
         batches = [pipeline.request_batch(request) for _ in range(4)]
     for batch in batches:
         raw, labels, scales = batch[keys.raw].data, batch[keys.labels].data, batch[keys.scales].data
-        assert raw.shape == (1, 1, 124, 124, 124) and raw.dtype == np.float32
-        assert -1 <= raw.min() and raw.max() <= 1 and raw.std() > 0.05
-        assert labels.shape == scales.shape == (1, 30, 30, 30) and labels.dtype == np.int64
+        assert raw.shape == (124, 124, 124)
+        assert -1 <= raw.min() and raw.max() <= 1 and raw.std(dtype=np.float64) > 0.05
+        assert labels.shape == scales.shape == (30, 30, 30) and labels.dtype == np.uint8
+        assert raw.dtype == np.float16  # 8-bit raw crosses to the training process as float16
         assert set(np.unique(labels)) <= {0, 1}
         # the loss weights are zero wherever labels are unknown (outside the annotated volume)
         valid = batch[keys.valid].data
-        assert np.all(scales[0][valid == 0] == 0)
+        assert np.all(scales[valid == 0] == 0)

@@ -175,3 +175,16 @@ def test_load_checkpoint_with_other_width_names_shapes() -> None:
         ValueError, match=r"shape mismatches: unet\.l_conv\.0\.conv_pass\.0\.weight"
     ):
         load_model_state(ASEMUNet(num_fmaps=2), ASEMUNet(num_fmaps=3).state_dict())
+
+
+def test_float16_input_is_cast_to_the_weights_dtype() -> None:
+    """Training sends 8-bit raw as float16; the model computes in float32 and gives the result
+    of the float32 values the float16 input stands for."""
+    torch.manual_seed(0)
+    model = ASEMUNet(num_fmaps=2)
+    half = (torch.rand(1, 1, 100, 100, 100) * 2 - 1).half()
+    with torch.no_grad():
+        from_half = model(half)
+        from_float = model(half.float())
+    assert from_half.dtype == torch.float32
+    torch.testing.assert_close(from_half, from_float, rtol=0, atol=0)

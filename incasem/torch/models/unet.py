@@ -302,10 +302,14 @@ class ASEMUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, num_classes, z, y, x) for input (batch, in_channels, z, y, x).
 
+        Input of another floating-point type (training sends 8-bit raw as float16, see
+        `incasem.pipeline.batch_pipeline`) is cast to the type of the weights first.
+
         Raises:
             ValueError: If the spatial input size is not valid for this network.
         """
         _check_input(x, self.in_channels, self.downsample_factors, self.head_kernel_size)
+        x = x.to(self.final_conv_pass.conv_pass[0].weight.dtype)
         return self.final_conv_pass(self.unet(x))
 
 
