@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from incasem.gunpowder import Prefetch, threads_per_worker
+from incasem.gunpowder import threads_per_worker
 from incasem.io.phantom import write_cell
 from incasem.torch.loss import MaskedBalancedCrossEntropy
 from incasem.torch.models import output_shape
@@ -121,7 +121,7 @@ def _preparation_cpu_seconds(config, iterations: int, warmup: int, threads: int)
 
 def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int):
     """Seconds per training iteration of the whole pipeline, and the seconds of each spent
-    handing the prepared batch over (in `Prefetch`; zero without it)."""
+    waiting for the prepared batch (in `Prefetch`; zero without it)."""
     from incasem.pipeline import TrainingKeys, training_pipeline, training_request
 
     data = check_training_config(config)
@@ -131,7 +131,7 @@ def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int):
     optimizer = build_optimizer(config, model)
     keys = TrainingKeys.create()
     request = training_request(config, keys)
-    pipeline, _ = training_pipeline(
+    pipeline, _, prefetch = training_pipeline(
         config,
         data.train,
         model,
@@ -142,21 +142,16 @@ def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int):
         run_dir,
         data_root=config.directories.data,
     )
-    handover = []
-    provide = Prefetch.provide
-
-    def timed_provide(node, batch_request):
-        start = time.perf_counter()
-        batch = provide(node, batch_request)
-        handover.append(time.perf_counter() - start)
-        return batch
-
-    Prefetch.provide = timed_provide
-    try:
-        times, _ = _batch_seconds(pipeline, request, iterations, warmup, time.perf_counter)
-    finally:
-        Prefetch.provide = provide
-    return times, handover[warmup:] or [0.0]
+    times, handover = [], []
+    with gp.build(pipeline):
+        for i in range(warmup + iterations):
+            start = time.perf_counter()
+            waited = prefetch.waited_s if prefetch else 0.0
+            pipeline.request_batch(request)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+                handover.append((prefetch.waited_s if prefetch else 0.0) - waited)
+    return times, handover
 
 
 def _report(stage: str, times: list[float]) -> None:

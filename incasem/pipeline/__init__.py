@@ -3,9 +3,16 @@ joined and augmented for training."""
 
 from incasem.pipeline.training import (
     TrainingKeys,
+    TrainingPipeline,
     batch_pipeline,
     training_pipeline,
     training_request,
 )
 
-__all__ = ["TrainingKeys", "batch_pipeline", "training_pipeline", "training_request"]
+__all__ = [
+    "TrainingKeys",
+    "TrainingPipeline",
+    "batch_pipeline",
+    "training_pipeline",
+    "training_request",
+]

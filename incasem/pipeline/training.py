@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import gunpowder as gp
 import numpy as np
@@ -205,6 +206,14 @@ class _OneSampleLoss(torch.nn.Module):
         return self.loss(logits[None], target[None], scale[None])
 
 
+class TrainingPipeline(NamedTuple):
+    """The assembled training pipeline and the nodes the training loop talks to."""
+
+    pipeline: gp.Pipeline
+    train: gp.torch.Train
+    prefetch: Prefetch | None
+
+
 def training_pipeline(
     config: TrainingConfig,
     data: DataConfig,
@@ -215,8 +224,10 @@ def training_pipeline(
     request: gp.BatchRequest,
     run_dir: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
-) -> tuple[gp.Pipeline, gp.torch.Train]:
-    """Assemble the training pipeline; returns it and its Train node (to set the iteration).
+) -> TrainingPipeline:
+    """Assemble the training pipeline; returns it with its Train node (to set the iteration) and
+    its Prefetch node (None without ``precache.prefetch``; it counts the time spent waiting for
+    batches).
 
     Args:
         config: validated training config.
@@ -236,6 +247,7 @@ def training_pipeline(
     """
     voxel_size = gp.Coordinate(config.data.voxel_size)
     pipeline = batch_pipeline(config, data, keys, data_root)
+    prefetch = None
     if config.training.precache.num_workers > 0:
         pipeline += ThreadLimitedPreCache(
             cache_size=config.training.precache.cache_size,
@@ -243,7 +255,8 @@ def training_pipeline(
             num_threads=config.training.precache.num_threads,
         )
         if config.training.precache.prefetch:
-            pipeline += Prefetch()
+            prefetch = Prefetch()
+            pipeline += prefetch
     private = os.path.join(str(run_dir), ".gunpowder")
     train = gp.torch.Train(
         model=_OneSample(model),
@@ -275,4 +288,4 @@ def training_pipeline(
         ),
     )
     pipeline += gp.PrintProfilingStats(every=config.training.profiling_stats.every)
-    return pipeline, train
+    return TrainingPipeline(pipeline, train, prefetch)

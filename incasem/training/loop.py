@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from incasem.errors import IncasemError
+from incasem.gunpowder import Prefetch
 from incasem.io.data_config import DataConfig, check_data_config, entry_voxel_size
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
@@ -158,6 +160,47 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _BatchWaiting:
+    """How much of the training iterations' time went to waiting for prepared batches.
+
+    `Prefetch` counts the seconds it waited for upstream; set against the seconds of whole
+    iterations this says whether ``precache.num_workers`` processes keep the model busy. Without
+    a Prefetch node nothing is measured.
+    """
+
+    def __init__(self, prefetch: Prefetch | None) -> None:
+        self.prefetch = prefetch
+        self.step_s = 0.0
+        self._window = (0.0, 0.0)
+
+    def add(self, seconds: float) -> None:
+        self.step_s += seconds
+
+    def window_fraction(self) -> float | None:
+        """Fraction of the time since `new_window` spent waiting (None if not measured)."""
+        step_s = self.step_s - self._window[0]
+        if self.prefetch is None or step_s <= 0:
+            return None
+        return (self.prefetch.waited_s - self._window[1]) / step_s
+
+    def new_window(self) -> None:
+        if self.prefetch is not None:
+            self._window = (self.step_s, self.prefetch.waited_s)
+
+    def report(self, num_workers: int) -> None:
+        if self.prefetch is None or self.step_s <= 0:
+            return
+        fraction = self.prefetch.waited_s / self.step_s
+        logger.info("waited for prepared batches %.0f%% of the iterations' time", 100 * fraction)
+        if fraction > 0.1:
+            logger.warning(
+                "training waited for prepared batches %.0f%% of the time: batch preparation is "
+                "the bottleneck; raise training.precache.num_workers (now %d) if cores are free",
+                100 * fraction,
+                num_workers,
+            )
+
+
 class _Validator:
     """Validates a model on every entry of the validation config and tracks the best F1."""
 
@@ -283,7 +326,7 @@ def train(
 
     keys = TrainingKeys.create()
     request = training_request(config, keys)
-    pipeline, train_node = training_pipeline(
+    pipeline, train_node, prefetch = training_pipeline(
         config,
         train_data,
         model,
@@ -331,19 +374,26 @@ def train(
     if validation is not None and first_iteration == 0:
         validate(0)
 
+    waiting = _BatchWaiting(prefetch)
     iterations = range(first_iteration + 1, config.training.iterations + 1)
     bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
     try:
         with gp.build(pipeline):
             train_node.iteration = first_iteration
             for iteration in bar:
+                start = time.perf_counter()
                 batch = _request_batch(pipeline, request)
                 loss_value = float(batch.loss)
+                waiting.add(time.perf_counter() - start)
                 result.losses.append(loss_value)
                 result.last_iteration = iteration
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 if iteration % config.training.log_every == 0:
                     log("loss", loss_value, iteration)
+                    waited = waiting.window_fraction()
+                    if waited is not None:
+                        log("pipeline/batch_wait_fraction", waited, iteration)
+                    waiting.new_window()
                     valid = batch[keys.valid].data > 0
                     labels = batch[keys.labels].data
                     for class_id, name in enumerate(config.class_names):
@@ -356,6 +406,7 @@ def train(
                     or iteration == config.training.iterations
                 ):
                     save(iteration)
+        waiting.report(config.training.precache.num_workers)
         # The final model is always scored, so every validated run has a best.json.
         last = result.last_iteration
         if validation is not None and last > first_iteration and last not in result.validation:

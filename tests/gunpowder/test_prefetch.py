@@ -121,3 +121,21 @@ def test_teardown_after_precache_finishes_the_prefetch_in_flight():
     thread = threading.Thread(target=train_once, daemon=True)
     thread.start()
     assert done.wait(timeout=60), "tearing down with a prefetch in flight hung"
+
+
+def test_prefetch_counts_the_time_spent_waiting_for_upstream():
+    def slow():
+        time.sleep(0.3)
+        return 1
+
+    prefetch = Prefetch()
+    pipeline = _Counter(record=slow) + prefetch
+    with gp.build(pipeline):
+        pipeline.request_batch(_request())  # waits for the first batch
+        pipeline.request_batch(_request())  # the prefetch has just started: waits again
+        after_two = prefetch.waited_s
+        time.sleep(0.5)  # a model step longer than the preparation
+        pipeline.request_batch(_request())  # ready: no wait
+    assert prefetch.batches == 3
+    assert 0.5 <= after_two < 1.5
+    assert prefetch.waited_s - after_two < 0.1
