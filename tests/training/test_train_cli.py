@@ -74,6 +74,10 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     ]
     first = _train(repo_root, tmp_path, "--name", "cubes", "with", *common, "training.iterations=4")
     assert first.returncode == 0, first.stderr[-3000:]
+    # The loss goes to the progress bar, not to one log line per iteration; the run ends by
+    # saying whether batch preparation kept up.
+    assert "Train process:" not in first.stderr
+    assert "waited for prepared batches" in first.stderr
     run = tmp_path / "runs" / "1"
     assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
     assert json.loads((run / "run.json").read_text())["experiment"]["name"] == "cubes"
@@ -89,6 +93,7 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     raw = open_array(snapshot, "volumes/raw")[...]
     labels = open_array(snapshot, "volumes/labels")[...]
     assert raw.shape == (108, 108, 108) and labels.shape == (14, 14, 14)
+    assert raw.dtype == np.float32  # float16 in transit, float32 on disk for viewers
     assert raw.std() > 0.05 and -1 <= raw.min() < raw.max() <= 1  # augmented, not flat
     assert open_array(snapshot, "volumes/prediction").shape == (2, 14, 14, 14)
     metrics = _metrics(run)
