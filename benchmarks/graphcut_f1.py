@@ -26,13 +26,14 @@ import numpy as np
 from incasem.annotate import CutSettings, annotate_graphcut, simulate_strokes
 from incasem.io import create_array, open_array
 from incasem.io.phantom import write_cell
+from incasem.metrics import ConfusionCounts
+from incasem.postprocess.outputs import write_atomic
 
 LUCCHI = Path(__file__).resolve().parents[1].parent / "shared/data/epfl_lucchi_train.zarr"
 
 
 def _f1(prediction: np.ndarray, truth: np.ndarray) -> float:
-    prediction, truth = prediction.astype(bool), truth.astype(bool)
-    return float(2 * (prediction & truth).sum() / (prediction.sum() + truth.sum()))
+    return ConfusionCounts.from_arrays(prediction != 0, truth != 0, None, 2).class_scores(1)["f1"]
 
 
 def _run(container: Path, raw: str, truth: np.ndarray, planes: int, **kwargs) -> dict:
@@ -75,30 +76,22 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+
+    def record(data: str, cleanup: str, container: Path, truth, planes: int, **kwargs) -> None:
+        rows.append({"data": data, "cleanup": cleanup,
+                     **_run(container, "volumes/raw", truth, planes, **kwargs)})  # fmt: skip
+        print(rows[-1], flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         cell = Path(tmp) / "cell.zarr"
         write_cell(cell, shape=(args.size,) * 3)
         truth = open_array(cell, "volumes/labels/mito")[:]
         name = f"synthetic cell {args.size}³, mito"
         for planes in args.planes:
-            rows.append(
-                {"data": name, "cleanup": "yes", **_run(cell, "volumes/raw", truth, planes)}
-            )
-            print(rows[-1], flush=True)
-        no_cleanup = CutSettings(keep_unseeded=True)
-        rows.append(
-            {
-                "data": name,
-                "cleanup": "no",
-                **_run(cell, "volumes/raw", truth, 3, settings=no_cleanup),
-            }
-        )
-        print(rows[-1], flush=True)
-        rows.append(
-            {"data": name, "cleanup": "yes (supervoxels 300)",
-             **_run(cell, "volumes/raw", truth, 3, settings=CutSettings(supervoxels=300))}
-        )  # fmt: skip
-        print(rows[-1], flush=True)
+            record(name, "yes", cell, truth, planes)
+        record(name, "no", cell, truth, 3, settings=CutSettings(keep_unseeded=True))
+        record(name, "yes (supervoxels 300)", cell, truth, 3,
+               settings=CutSettings(supervoxels=300))  # fmt: skip
         cell_rss = _rss_mb()
 
         if LUCCHI.is_dir():
@@ -107,16 +100,12 @@ def main() -> None:
             labels = open_array(LUCCHI, "volumes/labels/mitochondria")
             box = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
             crop = Path(tmp) / "lucchi.zarr"
-            for dataset, source in (("volumes/raw", raw), ("volumes/labels/mito", labels)):
-                array = create_array(crop, dataset, shape, source.voxel_size)
-                array[array.roi] = np.asarray(source.data[box])
-            truth = open_array(crop, "volumes/labels/mito")[:]
+            array = create_array(crop, "volumes/raw", shape, raw.voxel_size)
+            array[array.roi] = np.asarray(raw.data[box])
+            truth = np.asarray(labels.data[box])
             name = f"Lucchi crop z{offset[0]} y{offset[1]} x{offset[2]} {shape}"
             for planes in args.planes:
-                rows.append(
-                    {"data": name, "cleanup": "yes", **_run(crop, "volumes/raw", truth, planes)}
-                )
-                print(rows[-1], flush=True)
+                record(name, "yes", crop, truth, planes)
     own, workers = _rss_mb()
 
     lines = [
@@ -150,9 +139,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-        tmp_out.write_text(text)
-        tmp_out.replace(args.out)
+        write_atomic(args.out, lambda tmp: tmp.write_text(text), overwrite=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import numpy as np
 from incasem.annotate import simulate_strokes
 from incasem.io import create_array, open_array
 from incasem.io.phantom import generate_cell
+from incasem.metrics import scores
+from incasem.postprocess.outputs import write_atomic
 
 
 def _rss_mb(pid: int) -> float:
@@ -105,9 +107,11 @@ def main() -> None:
              str(container), "--seeds", "volumes/seeds/mito", "-o", "volumes/labels/mito",
              "--workers", str(args.workers), "--no-progress"]
         )  # fmt: skip
-        labels = open_array(container, "volumes/labels/mito")[:].astype(bool)
-    truth = truth.astype(bool)
-    f1 = 2 * (labels & truth).sum() / (labels.sum() + truth.sum())
+        labels = open_array(container, "volumes/labels/mito")[:] != 0
+    truth = truth != 0
+    # Counts of booleans, not ConfusionCounts: its int64 copies of a 512³ ROI cost gigabytes.
+    tp = int(np.count_nonzero(labels & truth))
+    f1 = scores(tp, int(np.count_nonzero(labels)) - tp, int(np.count_nonzero(truth)) - tp)["f1"]
     edge = 2 * args.size
     text = (
         f"# Graph-cut annotation: memory and time on a {edge}³ ROI\n\n"
@@ -122,9 +126,7 @@ def main() -> None:
     )
     print(text)
     if args.out:
-        tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-        tmp_out.write_text(text)
-        tmp_out.replace(args.out)
+        write_atomic(args.out, lambda tmp: tmp.write_text(text), overwrite=True)
 
 
 if __name__ == "__main__":

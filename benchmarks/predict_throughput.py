@@ -39,7 +39,8 @@ from incasem.io import create_array, open_array
 from incasem.predict import predict
 from incasem.predict.block import normalise
 from incasem.predict.block_size import largest_input_shape, memory_budget
-from incasem.torch.checkpoint import ModelCard, save_checkpoint
+from incasem.predict.run import default_input_size
+from incasem.torch.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from incasem.torch.models import ASEMUNet, shapes
 
 
@@ -119,12 +120,15 @@ def make_checkpoint(path: Path, fmaps: int, input_size: int) -> Path:
     return save_checkpoint(path, model, card)
 
 
-def auto_input_size(fmaps: int, workers: int, volume_shape: Sequence[int]) -> int:
-    """The block edge (voxels) ``input_size_voxels: auto`` picks for a CPU prediction."""
-    minimum = [204] * 3
+def auto_input_size(checkpoint: Path, workers: int, volume_shape: Sequence[int]) -> list[int]:
+    """The block input (voxels) ``input_size_voxels: auto`` picks for a CPU prediction with
+    ``checkpoint``: the same computation as `incasem.predict.run.plan_prediction`."""
+    loaded = load_checkpoint(checkpoint)
+    network = loaded.model
+    factors, head = network.downsample_factors, network.head_kernel_size
+    minimum = default_input_size(loaded.card.output_size_voxels, factors, head)
     budget = memory_budget("cpu", workers)
-    return largest_input_shape(budget, fmaps, shapes.DEFAULT_DOWNSAMPLE_FACTORS, 3,
-                               [volume_shape], minimum)[0]  # fmt: skip
+    return largest_input_shape(budget, network.num_fmaps, factors, head, [volume_shape], minimum)
 
 
 def bench_daisy(
@@ -132,6 +136,9 @@ def bench_daisy(
 ) -> dict:
     """Our daisy prediction of the whole volume; voxels/s over the wall time (startup included)."""
     shape = open_array(volume, "volumes/raw").shape
+    label = input_size
+    if input_size == "auto":
+        label = f"auto ({auto_input_size(checkpoint, workers, shape)})"
     with PeakTreeRSS() as rss:
         started = time.monotonic()
         result = predict(
@@ -146,7 +153,7 @@ def bench_daisy(
         wall = time.monotonic() - started
     (entry,) = result.entries
     return {
-        "method": f"incasem daisy, {workers} worker(s), input {input_size}",
+        "method": f"incasem daisy, {workers} worker(s), input {label}",
         "voxels": int(np.prod(shape)),
         "wall_s": wall,
         "voxels_per_s": float(np.prod(shape)) / wall,
@@ -267,12 +274,8 @@ def main() -> None:
         if not volume.exists():
             make_volume(volume, shape)
         for workers in args.workers if "daisy" not in args.skip else []:
-            size = args.input_size
-            if size == "auto":
-                size = f"auto ({auto_input_size(args.fmaps, workers, shape)})"
             row = bench_daisy(volume, checkpoint, workers, args.input_size,
                               workdir / f"out_{name}_{workers}.zarr")  # fmt: skip
-            row["method"] = f"incasem daisy, {workers} worker(s), input {size}"
             rows.append({"shape": name, **row})
             print(json.dumps(rows[-1]), flush=True)
         if "monai" not in args.skip:
@@ -281,7 +284,7 @@ def main() -> None:
                 rows.append({"shape": name, **row})
                 print(json.dumps(rows[-1]), flush=True)
     if "forward" not in args.skip:
-        largest = auto_input_size(args.fmaps, 1, [10**6] * 3)
+        largest = auto_input_size(checkpoint, 1, [10**6] * 3)[0]
         for row in bench_forward(args.fmaps, sorted(set(args.forward_sizes) | {largest})):
             rows.append({"shape": "in memory", **row})
             print(json.dumps(rows[-1]), flush=True)

@@ -86,17 +86,19 @@ def _pure_step_seconds(config, iterations: int, warmup: int, raw_dtype) -> list[
     return times
 
 
-def _batch_seconds(pipeline, request, iterations: int, warmup: int, clock):
-    """Seconds (by ``clock``) of each of ``iterations`` batches after ``warmup`` batches, and
-    the last batch."""
-    times = []
+def _batch_seconds(pipeline, request, iterations: int, warmup: int, clock, waited=None):
+    """Seconds (by ``clock``) of each of ``iterations`` batches after ``warmup`` batches, the
+    seconds of each spent waiting for a prepared batch (by the ``waited`` counter, a callable
+    returning seconds so far; zeros without it), and the last batch."""
+    times, waits = [], []
     with gp.build(pipeline):
         for i in range(warmup + iterations):
-            start = clock()
+            start, waited_before = clock(), waited() if waited else 0.0
             batch = pipeline.request_batch(request)
             if i >= warmup:
                 times.append(clock() - start)
-    return times, batch
+                waits.append((waited() if waited else 0.0) - waited_before)
+    return times, waits, batch
 
 
 def _preparation_cpu_seconds(config, iterations: int, warmup: int, threads: int):
@@ -113,7 +115,9 @@ def _preparation_cpu_seconds(config, iterations: int, warmup: int, threads: int)
     torch.set_num_threads(threads)
     try:
         with threadpool_limits(limits=threads):
-            times, batch = _batch_seconds(pipeline, request, iterations, warmup, time.process_time)
+            times, _, batch = _batch_seconds(
+                pipeline, request, iterations, warmup, time.process_time
+            )
     finally:
         torch.set_num_threads(before)
     return times, batch[keys.raw].data.dtype
@@ -142,16 +146,11 @@ def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int):
         run_dir,
         data_root=config.directories.data,
     )
-    times, handover = [], []
-    with gp.build(pipeline):
-        for i in range(warmup + iterations):
-            start = time.perf_counter()
-            waited = prefetch.waited_s if prefetch else 0.0
-            pipeline.request_batch(request)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-                handover.append((prefetch.waited_s if prefetch else 0.0) - waited)
-    return times, handover
+    waited = (lambda: prefetch.waited_s) if prefetch else None
+    times, waits, _ = _batch_seconds(
+        pipeline, request, iterations, warmup, time.perf_counter, waited
+    )
+    return times, waits
 
 
 def _report(stage: str, times: list[float]) -> None:

@@ -138,10 +138,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     strokes.set_defaults(func=run_strokes)
 
 
-def run_graphcut(args: argparse.Namespace) -> int:
-    from incasem.annotate import CutSettings, annotate_graphcut
+def cut_settings(args: argparse.Namespace):
+    """The `incasem.annotate.CutSettings` of parsed ``annotate graphcut`` arguments (the parser
+    repeats the defaults so ``--help`` needs no heavy import; a test keeps them equal)."""
+    from incasem.annotate import CutSettings
 
-    settings = CutSettings(
+    return CutSettings(
         smoothness=args.smoothness,
         contrast=args.contrast,
         feature_sigma=args.smooth,
@@ -153,6 +155,12 @@ def run_graphcut(args: argparse.Namespace) -> int:
         keep_unseeded=args.keep_unseeded,
         outliers=args.outliers,
     )
+
+
+def run_graphcut(args: argparse.Namespace) -> int:
+    from incasem.annotate import annotate_graphcut
+
+    settings = cut_settings(args)
     result = annotate_graphcut(
         args.file,
         args.raw,

@@ -95,7 +95,7 @@ def run_plot(args: argparse.Namespace) -> int:
     out = Path(args.out or f"run_{record.id}_curves.png")
     if out.exists() and not args.overwrite:
         raise IncasemError(f"{out} already exists; pass --overwrite to replace it")
-    history = training_history(args.runs_dir, record.id)
+    history = training_history(args.runs_dir, record)
     curves = {name: (c.steps, c.values) for name, c in history.items()}
     if "loss" not in curves and not any(n.startswith("validation/") for n in curves):
         raise IncasemError(f"{record.path}/metrics.json: no loss or validation logged yet")

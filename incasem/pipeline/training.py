@@ -172,7 +172,7 @@ def batch_pipeline(
         clipmax=config.loss.balance_labels.clipmax,
     )
     # Labels stay uint8 (MergeLabels' class ids): the loss casts them on the model's device,
-    # so the batch handed from PreCache's workers and copied to a GPU is 8x smaller.
+    # so they cross to the training process and the GPU at an eighth of int64's bytes.
     return pipeline
 
 

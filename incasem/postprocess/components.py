@@ -351,6 +351,7 @@ def connected_components(
                 "max_size": max_size,
                 "size_unit": size_unit,
                 "split_depth_nm": split_depth_nm,
+                "num_objects": len(kept),
             }
         }
         with staged_dataset(
@@ -389,15 +390,16 @@ def connected_components(
                 )
                 for object_id, size in changed.items():
                     final_sizes[object_id] = size
-            written = zarr.open(str(out_container), mode="r+", path=staged.staging_name)
-            written.attrs["incasem_instances"] = {
-                **attrs["incasem_instances"],
-                "num_objects": num_objects,
-            }
+                if num_objects != len(kept):
+                    written = zarr.open(str(out_container), mode="r+", path=staged.staging_name)
+                    written.attrs["incasem_instances"] = {
+                        **attrs["incasem_instances"],
+                        "num_objects": num_objects,
+                    }
     return ComponentsResult(
         dataset=f"{Path(out_container)}/{out_dataset}",
         num_objects=num_objects,
-        sizes=final_sizes.astype(np.int64),
+        sizes=final_sizes,
         removed=len(sizes) - len(kept),
         too_large_to_split=too_large,
     )

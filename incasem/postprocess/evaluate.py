@@ -22,7 +22,7 @@ is given; probabilities always score one class (p >= threshold) against the trut
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,8 @@ def _object_scores(
         container = str(scratch / "objects.zarr")
         run = {"block_edge": max(block_shape), "num_workers": num_workers, "progress": progress}
         p = connected_components(predicted, container, "predicted", **run)
+        # The truth may be larger than the prediction: label only the evaluated ROI of it.
+        true = replace(true, region=(tuple(roi.offset), tuple(roi.shape)))
         t = connected_components(true, container, "true", **run)
         (scratch / "overlaps").mkdir()
         run_blockwise(
@@ -292,7 +294,6 @@ def evaluate(
         "truth_class": truth_class,
     }
     object_sources: dict[str, tuple[BinarySource, BinarySource]] = {}
-    region = (tuple(roi.offset), tuple(roi.shape))
     if probability:
         positive = sum(part["positive"] for part in parts)
         negative = sum(part["negative"] for part in parts)
@@ -309,7 +310,7 @@ def evaluate(
             report["best"] = max(report["sweep"], key=lambda s: s["f1"])
         object_sources[name] = (
             BinarySource(prediction, threshold=threshold, masks=masks),
-            BinarySource(truth, class_id=truth_class, masks=masks, region=region),
+            BinarySource(truth, class_id=truth_class, masks=masks),
         )
     else:
         pairs = np.concatenate([part["pairs"] for part in parts]).reshape(-1, 2)
@@ -329,12 +330,12 @@ def evaluate(
             if truth_class is not None:
                 object_sources[name] = (
                     BinarySource(prediction, masks=masks),
-                    BinarySource(truth, class_id=truth_class, masks=masks, region=region),
+                    BinarySource(truth, class_id=truth_class, masks=masks),
                 )
             else:
                 object_sources[name] = (
                     BinarySource(prediction, class_id=c, masks=masks),
-                    BinarySource(truth, class_id=c, masks=masks, region=region),
+                    BinarySource(truth, class_id=c, masks=masks),
                 )
     if objects:
         report["objects"] = {

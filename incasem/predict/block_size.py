@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 
 from incasem.errors import IncasemError
+from incasem.predict.geometry import BlockLayout
 from incasem.torch.models import shapes
 
 #: Fraction of the machine's memory (RAM for CPU workers, the GPU's for GPU workers) that the
@@ -77,8 +78,11 @@ def largest_input_shape(
             f"{budget_bytes / 2**30:.1f} GiB available to each; use fewer workers or give "
             "input_size_voxels explicitly"
         )
-    factors = shapes.normalise_downsample_factors(downsample_factors)
-    periods = [math.prod(level[axis] for level in factors) for axis in range(3)]
+
+    def layout(input_shape: Sequence[int]) -> BlockLayout:
+        return BlockLayout.for_network(input_shape, (1,) * 3, downsample_factors, head_kernel_size)
+
+    periods = layout(minimum).grid
     best = list(minimum)
     while True:
         grown = [size + period for size, period in zip(best, periods, strict=True)]
@@ -87,12 +91,10 @@ def largest_input_shape(
         best = grown
     # Tile the largest ROI evenly: as few blocks per axis as the budget allows, each just large
     # enough. Otherwise a 512-voxel axis with 352-voxel blocks computes 704 voxels to keep 512.
-    largest_write = shapes.output_shape(best, downsample_factors, head_kernel_size)
     extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
     write = []
-    for e, most, period in zip(extent, largest_write, periods, strict=True):
-        usable = max(period, most // period * period)
-        blocks = math.ceil(e / usable)
+    for e, most, period in zip(extent, layout(best).write_shape, periods, strict=True):
+        blocks = math.ceil(e / most)
         write.append(period * math.ceil(e / blocks / period))
     balanced = shapes.input_shape_for_output(write, downsample_factors, head_kernel_size)
     return [

@@ -152,13 +152,13 @@ class PredictionSettings:
             self.roi = _ints(self.roi, 6, "roi")
             if min(self.roi[3:]) < 1:
                 raise IncasemError(f"roi {self.roi}: the shape (last three values) must be > 0")
-        for name in ("input_size_voxels", "output_size_voxels"):
-            value = getattr(self, name)
-            if isinstance(value, Sequence) and list(value) == ["auto"]:
-                value = "auto"
-            if value is not None and not (name == "input_size_voxels" and value == "auto"):
-                value = _ints(value, 3, name)
-            setattr(self, name, value)
+        size = self.input_size_voxels  # "auto", or ["auto"] from a YAML list or the CLI
+        if isinstance(size, Sequence) and (size == "auto" or list(size) == ["auto"]):
+            self.input_size_voxels = "auto"
+        elif size is not None:
+            self.input_size_voxels = _ints(size, 3, "input_size_voxels")
+        if self.output_size_voxels is not None:
+            self.output_size_voxels = _ints(self.output_size_voxels, 3, "output_size_voxels")
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise IncasemError(f"num_workers must be a positive integer, got {self.num_workers!r}")
         if self.gpus is not None:

@@ -34,6 +34,7 @@ from incasem.torch.checkpoint import (
     ModelCard,
     load_checkpoint,
 )
+from incasem.tracking.run_folder import run_name
 
 #: The published ASEM models: id -> (organelle, sample preparation, voxel size in nm (z, y, x)).
 PUBLISHED: dict[int, tuple[str, str, tuple[int, int, int]]] = {
@@ -85,10 +86,9 @@ def _training_run(checkpoint: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"run_id": int(run_dir.name)}
     try:
         config = json.loads((run_dir / "config.json").read_text())
-        info = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
         return record
-    record["name"] = info.get("experiment", {}).get("name", "")
+    record["name"] = run_name(run_dir)
     record["training_data"] = config.get("training", {}).get("data")
     record["validation_data"] = config.get("validation", {}).get("data")
     return record
@@ -289,8 +289,8 @@ def list_models(folder: str | os.PathLike) -> list[ModelInfo]:
 def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
     """A plain-text table: file, kind, classes, voxel size (nm), input/output (voxels),
     iteration, F1 at export, size (MB), source run, and a note (why a file is not usable)."""
-    header = ["file", "kind", "classes", "voxel nm", "in -> out", "iter", "F1", "MB", "run"]
-    rows = [[*header, "note"]]
+    header = ["file", "kind", "classes", "voxel nm", "in -> out", "iter", "F1", "MB", "run", "note"]
+    rows = [header]
     for info in infos:
         name = str(info.path.relative_to(folder))
         mb = f"{info.size_bytes / 1e6:.1f}"
@@ -317,7 +317,7 @@ def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
                 "",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) + 1)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )

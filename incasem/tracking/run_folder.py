@@ -69,6 +69,16 @@ def write_best(run_dir: str | os.PathLike, iteration: int, metric: str, value: f
     )
 
 
+def run_name(run_dir: str | os.PathLike) -> str:
+    """The Sacred experiment name (``--name``) in the run folder's ``run.json``, or "" if there
+    is none or the file is unreadable."""
+    try:
+        name = json.loads((Path(run_dir) / "run.json").read_text())["experiment"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 def read_best(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's ``best.json``, or None if the run has not validated yet."""
     path = Path(run_dir) / "best.json"

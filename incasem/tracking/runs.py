@@ -268,25 +268,28 @@ def find_run(runs_dir: str | os.PathLike, run_id: str) -> RunRecord:
     return read_run(path, kind)
 
 
-def training_history(runs_dir: str | os.PathLike, run_id: str) -> dict[str, Curve]:
-    """The curves of training run ``run_id`` and of every run that continued it
-    (``--continue_run``, recorded as ``training.continue_id``), merged by step in start order:
-    a step logged again by a later run takes the later value. A continuation's id gives the
-    history of the run it continued.
+def training_history(runs_dir: str | os.PathLike, record: RunRecord) -> dict[str, Curve]:
+    """The curves of training run ``record`` (of ``runs_dir``) and of every run that continued
+    it (``--continue_run``, recorded as ``training.continue_id``), merged by step in start order:
+    a step logged again by a later run takes the later value. A continuation gives the history
+    of the run it continued.
 
-    Raises `IncasemError` if there is no such training run.
+    Each run folder is read once (``record`` not again); other folders' ``config.json`` is read
+    to find the continuations. Raises `IncasemError` if the continued run is missing.
     """
-    record = find_run(runs_dir, str(run_id))
-    if record.kind != "training":
-        raise IncasemError(f"run {record.id} is a prediction, not a training run")
+    runs_dir = Path(runs_dir)
+    known = {record.id: record}  # id -> record of the runs read so far
     base = str(record.config.get("training", {}).get("continue_id") or record.id)
-    runs = [find_run(runs_dir, base)] if base != record.id else [record]
-    for other in _numbered(Path(runs_dir)):
+    if base not in known:
+        known[base] = find_run(runs_dir, base)
+    runs = [known[base]]
+    for other in _numbered(runs_dir):
         if other.name == base or not (other / "run.json").is_file():
             continue
-        config = _read_json(other / "config.json", required=False)
+        run = known.get(other.name)
+        config = run.config if run else _read_json(other / "config.json", required=False)
         if str(config.get("training", {}).get("continue_id")) == base:
-            runs.append(read_run(other, "training"))
+            runs.append(run or read_run(other, "training"))
     merged: dict[str, dict[int, float]] = {}
     for run in sorted(runs, key=lambda r: r.start):
         for name, curve in run.curves.items():
@@ -302,10 +305,13 @@ def resumed_curves(
 ) -> dict[str, tuple[list[int], list[float]]]:
     """Loss and validation curves of the run folder ``run_dir`` (and its continuations) up to
     ``iteration``, for training to draw a continued run's curves from its start; empty if
-    ``run_dir`` is not a run of a runs folder."""
+    ``run_dir`` is not a training run of a runs folder."""
     run_dir = Path(run_dir)
     try:
-        history = training_history(run_dir.parent, run_dir.name)
+        record = find_run(run_dir.parent, run_dir.name)
+        if record.kind != "training":
+            return {}
+        history = training_history(run_dir.parent, record)
     except IncasemError:
         return {}
     curves = {}

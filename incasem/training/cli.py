@@ -30,6 +30,7 @@ from sacred.utils import set_by_dotted_path
 from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.tracking.observers import add_observers
+from incasem.tracking.run_folder import run_name
 from incasem.training.config import default_config, parse_config
 from incasem.training.loop import check_training_config, train
 
@@ -132,14 +133,6 @@ def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> di
     return config
 
 
-def _run_name(run_dir: Path) -> str | None:
-    """The experiment name a Sacred run folder was recorded under (a continued run keeps it)."""
-    try:
-        return json.loads((run_dir / "run.json").read_text())["experiment"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -154,10 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config_updates, files = _split_updates(args.updates)
         runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
+        name = args.name
         if args.continue_run is not None:
             run_config = Path(runs_dir) / args.continue_run / "config.json"
             if not run_config.is_file():
                 raise IncasemError(f"--continue_run {args.continue_run}: no {run_config}")
+            # A continued run keeps the name it was recorded under, unless --name says otherwise.
+            if name is None:
+                name = run_name(run_config.parent)
             files = [str(run_config), *files]
             set_by_dotted_path(config_updates, "training.continue_id", args.continue_run)
             set_by_dotted_path(config_updates, "training.start_from", None)
@@ -177,9 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(config.model_dump(), indent=2))
             return 0
         experiment = build_training_experiment(runs_dir, args.mongodb)
-        name = args.name
-        if name is None and args.continue_run is not None:
-            name = _run_name(Path(runs_dir) / args.continue_run)
         options = {"--name": name} if name else {}
         run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
     except IncasemError as e:

@@ -10,6 +10,7 @@ from incasem.errors import IncasemError
 from incasem.io import create_array, list_datasets, open_array
 from incasem.io.data_config import DataEntry
 from incasem.io.phantom import write_cell
+from incasem.metrics import ConfusionCounts
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,7 @@ def cell(tmp_path_factory):
 
 
 def _f1(prediction: np.ndarray, truth: np.ndarray) -> float:
-    prediction, truth = prediction.astype(bool), truth.astype(bool)
-    return 2 * (prediction & truth).sum() / (prediction.sum() + truth.sum())
+    return ConfusionCounts.from_arrays(prediction != 0, truth != 0, None, 2).class_scores(1)["f1"]
 
 
 def test_strokes_on_three_planes_per_axis_give_f1_above_090(cell):
@@ -108,3 +108,15 @@ def test_outlier_cleanup_removes_unlikely_voxels_but_keeps_seeds(cell):
             cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
             settings=CutSettings(outliers=1.0),
         )  # fmt: skip
+
+
+def test_edge_smoothing_reaches_the_pairwise_term(cell):
+    labels = {}
+    for sigma in (0.0, 2.0):
+        output = f"volumes/labels/edge_{sigma:g}"
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", output,
+            settings=CutSettings(edge_sigma=sigma), num_workers=0, progress=False,
+        )  # fmt: skip
+        labels[sigma] = open_array(cell, output)[:]
+    assert (labels[0.0] != labels[2.0]).any()

@@ -14,34 +14,19 @@ import numpy as np
 import pytest
 
 from incasem.cli.main import main
-from incasem.io import create_array, open_array
+from incasem.io import open_array
 from incasem.predict import predict
 from incasem.torch.export import export_model
 
 pytestmark = pytest.mark.slow
 
 
-def _cubes(folder: Path) -> Path:
+def _cubes(folder: Path, write_cubes) -> Path:
     """A 60³ voxel volume at 5 nm with dark labelled cubes, and a data config over all of it."""
-    rng = np.random.default_rng(0)
     shape = (60, 60, 60)
-    labels = np.zeros(shape, np.uint8)
-    for z, y, x in rng.integers(5, 40, size=(6, 3)):
-        labels[z : z + 12, y : y + 12, x : x + 12] = 1
-    raw = rng.normal(160, 20, shape)
-    raw[labels > 0] -= 80
-    raw_array = create_array(folder / "cubes.zarr", "volumes/raw", shape, (5, 5, 5))
-    raw_array[raw_array.roi] = np.clip(raw, 0, 255).astype(np.uint8)
-    labels_array = create_array(folder / "cubes.zarr", "volumes/labels/cubes", shape, (5, 5, 5))
-    labels_array[labels_array.roi] = labels
+    entry = write_cubes(shape, count=6, edge=12, corners=(5, 40))
     config = folder / "cubes.json"
-    config.write_text(
-        json.dumps(
-            {"cubes": {"file": "cubes.zarr", "voxel_size": [5, 5, 5], "raw": "volumes/raw",
-                       "labels": {"volumes/labels/cubes": 1}, "offset": [0, 0, 0],
-                       "shape": list(shape)}}
-        )
-    )  # fmt: skip
+    config.write_text(json.dumps({"cubes": {**entry, "offset": [0, 0, 0], "shape": list(shape)}}))
     return config
 
 
@@ -51,8 +36,8 @@ def _run(folder: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, capsys):
-    config = _cubes(tmp_path)
+def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, capsys, write_cubes):
+    config = _cubes(tmp_path, write_cubes)
     train = _run(
         tmp_path, str(repo_root / "scripts" / "train.py"), "--name", "cubes", "with",
         f"training.data={config}", f"validation.data={config}", "directories.runs=runs",
@@ -85,8 +70,9 @@ def test_train_predict_then_list_and_plot(tmp_path, repo_root, monkeypatch, caps
         checkpoint=str(exported), data=str(config), data_root=str(tmp_path),
         input_size_voxels=[104, 104, 104], output_group="exported", device="cpu", progress=False,
     )  # fmt: skip
-    entry = result["entries"][0]
-    for a, b in zip(entry["datasets"], again.entries[0].datasets, strict=True):
+    datasets, again_datasets = result["entries"][0]["datasets"], again.entries[0].datasets
+    assert datasets and len(datasets) == len(again_datasets)
+    for a, b in zip(datasets, again_datasets, strict=True):
         left, right = (
             open_array(tmp_path / "cubes.zarr", a),
             open_array(again.entries[0].container, b),

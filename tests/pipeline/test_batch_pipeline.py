@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gunpowder as gp
 import numpy as np
 
-from incasem.io.phantom import write_cell
 from incasem.pipeline import TrainingKeys, batch_pipeline, training_request
-from incasem.training.config import parse_config
 from incasem.training.loop import check_training_config, seed_everything
 
 
-def test_rotated_batches_from_a_volume_smaller_than_the_network_input(tmp_path: Path):
+def test_rotated_batches_from_a_volume_smaller_than_the_network_input(
+    tmp_path: Path, phantom_training
+):
     # A 64³ annotated volume and a 124³ input: every batch needs raw from beyond the dataset,
     # and rotations by up to 90 degrees widen that need by up to sqrt(2).
-    write_cell(tmp_path / "cell.zarr", shape=(64, 64, 64))
-    data = tmp_path / "data.json"
-    entry = {
-        "file": "cell.zarr",
-        "offset": [0, 0, 0],
-        "shape": [64, 64, 64],
-        "voxel_size": [5, 5, 5],
-        "raw": "volumes/raw",
-        "labels": {"volumes/labels/mito": 1},
-    }
-    data.write_text(json.dumps({"small": entry}))
-    config = parse_config(
-        {
-            "directories": {"data": str(tmp_path), "runs": str(tmp_path / "runs")},
-            "training": {
-                "data": str(data),
-                "input_size_voxels": [124, 124, 124],
-                "output_size_voxels": [30, 30, 30],
-                "reject": {"min_masked": 0.0},
-            },
-        }
+    config = phantom_training(
+        (64, 64, 64),
+        offset=(0, 0, 0),
+        shape=(64, 64, 64),
+        name="small",
+        training={
+            "input_size_voxels": [124, 124, 124],
+            "output_size_voxels": [30, 30, 30],
+            "reject": {"min_masked": 0.0},
+        },
     )
     keys = TrainingKeys.create()
     request = training_request(config, keys)

@@ -82,21 +82,44 @@ def test_refuses_existing_output_and_bad_sizes(write):
         _run(container, BinarySource(DatasetRef(container, "inst"), threshold=0.5), "x")
 
 
-def test_split_touching_separates_a_dumbbell_but_not_a_capsule(write):
-    shape = (40, 40, 96)
+def _dumbbell_and_capsule(write):
+    """A dumbbell whose neck lies on the block face at x = 64 (block_edge 64), so its two balls
+    start as pieces in different blocks, and a capsule (no neck) in the second block."""
+    shape = (40, 40, 128)
     z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
 
     def ball(cx):
         return (z - 20) ** 2 + (y - 20) ** 2 + (x - cx) ** 2 <= 12**2
 
-    dumbbell = ball(18) | ball(40)  # two balls of radius 12 overlapping in a thin neck
-    capsule = ((z - 20) ** 2 + (y - 20) ** 2 <= 6**2) & (x >= 60) & (x < 92)
-    container = write("labels", (dumbbell | capsule).astype(np.uint8), voxel_size=(5, 5, 5))
+    left, right = ball(53), ball(75)  # radius 12, overlapping in a thin neck around x = 64
+    capsule = ((z - 20) ** 2 + (y - 20) ** 2 <= 6**2) & (x >= 92) & (x < 124)
+    container = write("labels", (left | right | capsule).astype(np.uint8), voxel_size=(5, 5, 5))
+    return container, left, right, capsule
+
+
+def test_split_touching_separates_a_dumbbell_but_not_a_capsule(write):
+    container, left, right, capsule = _dumbbell_and_capsule(write)
     source = BinarySource(DatasetRef(container, "labels"))
     result = _run(container, source, "inst", split_depth_nm=20)
     out = open_array(container, "inst")[:]
+    # The watershed sees the whole dumbbell, joined across the block face: both balls split.
     assert result.num_objects == 3 and np.unique(out).tolist() == [0, 1, 2, 3]
-    assert np.unique(out[ball(18) & ~ball(40)]).tolist() == [1]
-    assert np.unique(out[ball(40) & ~ball(18)]).tolist() == [3]
+    assert result.too_large_to_split == 0
+    assert np.unique(out[left & ~right]).tolist() == [1]
+    assert np.unique(out[right & ~left]).tolist() == [3]
     assert np.unique(out[capsule]).tolist() == [2]
     assert result.sizes[1:].tolist() == np.bincount(out.ravel())[1:].tolist()
+    assert open_array(container, "inst").attrs["incasem_instances"]["num_objects"] == 3
+
+
+def test_split_leaves_objects_too_large_to_split_whole(write):
+    container, left, right, capsule = _dumbbell_and_capsule(write)
+    source = BinarySource(DatasetRef(container, "labels"))
+    result = _run(container, source, "inst", split_depth_nm=20, split_max_voxels=1)
+    out = open_array(container, "inst")[:]
+    assert result.too_large_to_split == 2
+    assert result.num_objects == 2 and np.unique(out).tolist() == [0, 1, 2]
+    assert np.unique(out[left | right]).tolist() == [1]
+    assert np.unique(out[capsule]).tolist() == [2]
+    assert result.sizes.tolist() == [0, int((left | right).sum()), int(capsule.sum())]
+    assert open_array(container, "inst").attrs["incasem_instances"]["num_objects"] == 2

@@ -75,7 +75,7 @@ def test_auto_predicts_the_whole_roi_in_one_block_equal_to_a_single_pass(
         progress=False,
     )
     (entry,) = result.entries
-    assert entry.blocks == 1  # 48 x 56 x 64 voxels fit one block (the default needs 8)
+    assert entry.blocks == 1  # 48 x 56 x 64 voxels fit one block (as they fit the default)
     offset = tuple(o // v for o, v in zip(OFFSET, VOXEL_SIZE, strict=True))
     reference = single_pass(checkpoint, cell, offset, SHAPE)
     ours = np.stack([read_dataset(cell, d) for d in entry.datasets[:-1]])
@@ -99,3 +99,30 @@ def test_tiny_blocks_are_warned_about_and_auto_avoids_them(tmp_path, checkpoint_
         )
     assert "prediction will be slow" not in caplog.text
     assert list(plan.layout.write_shape) == [104, 104, 104]  # the default block, one per ROI
+
+
+def test_auto_uses_the_memory_budget_for_fewer_larger_blocks(
+    tmp_path, checkpoint_factory, monkeypatch
+):
+    from incasem.predict import run
+    from incasem.predict.run import plan_prediction
+
+    # 8 GiB per worker allows 436³ inputs with 2 feature maps: the 300-voxel x axis fits one
+    # block of 304 (input 404), z and y keep the default input; the default writes 104 per block.
+    monkeypatch.setattr(run, "memory_budget", lambda device, sharing: 8 * 2**30)
+    cell = write_cell(tmp_path / "cell.zarr", shape=(48, 56, 300))
+    checkpoint = str(checkpoint_factory())
+    plans = {
+        size: plan_prediction(
+            PredictionSettings(
+                checkpoint=checkpoint, input=str(cell), input_size_voxels=size, device="cpu"
+            )
+        )
+        for size in ("auto", None)
+    }
+    auto, default = plans["auto"], plans[None]
+    assert list(auto.layout.input_shape) == [204, 204, 404]
+    assert list(default.layout.input_shape) == [204, 204, 204]
+    (entry,) = auto.entries
+    assert auto.layout.num_blocks(entry.entry.roi) == 1
+    assert default.layout.num_blocks(entry.entry.roi) == 3

@@ -11,11 +11,14 @@ import pytest
 
 from incasem.cli.main import main
 from incasem.errors import IncasemError
+from incasem.tracking import runs as runs_module
+from incasem.tracking.run_folder import run_name
 from incasem.tracking.runs import (
     find_run,
     format_run,
     format_table,
     list_runs,
+    read_run,
     resumed_curves,
     run_location,
     training_history,
@@ -138,6 +141,13 @@ def test_broken_run_json_is_one_line_error(runs):
         list_runs(runs)
 
 
+def test_run_name_reads_run_json(runs):
+    assert run_name(runs / "1") == "mito"
+    assert run_name(runs / "3") == ""  # no run.json yet
+    (runs / "2" / "run.json").write_text("{not json")
+    assert run_name(runs / "2") == ""
+
+
 def test_show_summarises_curves(runs):
     text = format_run(find_run(runs, "1"))
     assert "status:     COMPLETED" in text
@@ -178,7 +188,8 @@ def test_runs_cli_list_show_plot(runs, tmp_path, capsys, monkeypatch):
     assert main(["runs", "plot", "1", "--runs-dir", str(runs)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["runs", "plot", "p1", "--runs-dir", str(runs)]) == 2
-    assert "is a prediction" in capsys.readouterr().err
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "run p1 is a prediction" in error[0]
 
 
 def test_prediction_experiment_mirrors_to_mongodb(tmp_path):
@@ -197,7 +208,7 @@ def test_prediction_experiment_mirrors_to_mongodb(tmp_path):
         assert experiment.observers[1].runs.database.name == "omniboard"
 
 
-def test_continued_run_history_is_merged(runs, tmp_path):
+def test_continued_run_history_is_merged(runs, tmp_path, monkeypatch):
     _sacred_run(
         runs / "4",
         {"training": {"data": "configs/train.json", "continue_id": "1"}},
@@ -208,8 +219,13 @@ def test_continued_run_history_is_merged(runs, tmp_path):
         },
         {"loss": _metric([30, 40, 50], [0.35, 0.3, 0.2]), "validation/f1": _metric([50], [0.8])},
     )
+    reads = []
+    monkeypatch.setattr(runs_module, "read_run", lambda *a: reads.append(a[0]) or read_run(*a))
     for run_id in ("1", "4"):
-        history = training_history(runs, run_id)
+        reads.clear()
+        history = training_history(runs, find_run(runs, run_id))
+        assert reads.count(runs / run_id) == 1  # the run's own folder is read once
+        assert len(reads) == 2  # and the other run of the history once
         assert history["loss"].steps == [10, 20, 30, 40, 50]
         assert history["loss"].values == [0.7, 0.5, 0.35, 0.3, 0.2]  # the later run wins at 30
         assert history["validation/f1"].steps == [0, 10, 20, 30, 50]
@@ -218,5 +234,3 @@ def test_continued_run_history_is_merged(runs, tmp_path):
     assert resumed["loss"] == ([10, 20, 30, 40], [0.7, 0.5, 0.35, 0.3])
     assert set(resumed) == {"loss", "validation/f1", "validation/iou"}
     assert resumed_curves(tmp_path / "not_a_run", 40) == {}
-    with pytest.raises(IncasemError, match="p1 is a prediction"):
-        training_history(runs, "p1")

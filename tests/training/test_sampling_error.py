@@ -3,42 +3,28 @@ PreCache and Prefetch, and training stops instead of hanging."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from incasem.errors import IncasemError
-from incasem.io.phantom import write_cell
-from incasem.training.config import parse_config
 from incasem.training.loop import train
 
 
-def test_no_valid_location_stops_training_with_one_line(tmp_path: Path):
-    write_cell(tmp_path / "cell.zarr", shape=(64, 64, 64))
-    data = tmp_path / "tiny.json"
+def test_no_valid_location_stops_training_with_one_line(tmp_path: Path, phantom_training):
     # A 4-voxel annotated block cannot fill a 6-voxel output window with known labels.
-    entry = {
-        "file": "cell.zarr",
-        "offset": [30, 30, 30],
-        "shape": [4, 4, 4],
-        "voxel_size": [5, 5, 5],
-        "raw": "volumes/raw",
-        "labels": {"volumes/labels/mito": 1},
-    }
-    data.write_text(json.dumps({"tiny_block": entry}))
-    config = parse_config(
-        {
-            "directories": {"data": str(tmp_path), "runs": str(tmp_path / "runs")},
-            "training": {
-                "data": str(data),
-                "iterations": 3,
-                "input_size_voxels": [100, 100, 100],
-                "output_size_voxels": [6, 6, 6],
-                "reject": {"min_valid": 1.0, "max_attempts": 50},
-            },
-            "model": {"num_fmaps": 2},
-        }
+    config = phantom_training(
+        (64, 64, 64),
+        offset=(30, 30, 30),
+        shape=(4, 4, 4),
+        name="tiny_block",
+        training={
+            "iterations": 3,
+            "input_size_voxels": [100, 100, 100],
+            "output_size_voxels": [6, 6, 6],
+            "reject": {"min_valid": 1.0, "max_attempts": 50},
+        },
+        model={"num_fmaps": 2},
     )
     with pytest.raises(IncasemError) as error:
         train(config, tmp_path / "runs" / "1", progress=False)

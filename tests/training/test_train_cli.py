@@ -10,32 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from incasem.io import create_array, open_array
+from incasem.io import open_array
 from incasem.torch.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
-def _make_data(folder: Path) -> tuple[Path, Path]:
+def _make_data(folder: Path, write_cubes) -> tuple[Path, Path]:
     """A 140x140x140 voxel volume with dark cubes labelled as class 1 and two data configs."""
-    rng = np.random.default_rng(0)
-    shape = (140, 140, 140)
-    labels = np.zeros(shape, np.uint8)
-    for z, y, x in rng.integers(10, 110, size=(12, 3)):
-        labels[z : z + 20, y : y + 20, x : x + 20] = 1
-    raw = rng.normal(160, 20, shape)
-    raw[labels > 0] -= 80
-    container = folder / "cubes.zarr"
-    raw_array = create_array(container, "volumes/raw", shape, (5, 5, 5))
-    raw_array[raw_array.roi] = np.clip(raw, 0, 255).astype(np.uint8)
-    labels_array = create_array(container, "volumes/labels/cubes", shape, (5, 5, 5))
-    labels_array[labels_array.roi] = labels
-    entry = {
-        "file": "cubes.zarr",
-        "voxel_size": [5, 5, 5],
-        "raw": "volumes/raw",
-        "labels": {"volumes/labels/cubes": 1},
-    }
+    entry = write_cubes((140, 140, 140), count=12, edge=20, corners=(10, 110))
     train = folder / "train.json"
     train.write_text(
         json.dumps({"train": {**entry, "offset": [0, 0, 0], "shape": [100, 140, 140]}})
@@ -56,8 +39,8 @@ def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-def test_train_continue_and_fine_tune(tmp_path, repo_root):
-    train, validation = _make_data(tmp_path)
+def test_train_continue_and_fine_tune(tmp_path, repo_root, write_cubes):
+    train, validation = _make_data(tmp_path, write_cubes)
     common = [
         f"training.data={train}",
         f"validation.data={validation}",
@@ -122,8 +105,8 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root):
     assert start_from.endswith(f"model_checkpoint_{best['iteration']}.pt")
 
 
-def test_bad_config_fails_before_training_in_one_line(tmp_path, repo_root):
-    train, _ = _make_data(tmp_path)
+def test_bad_config_fails_before_training_in_one_line(tmp_path, repo_root, write_cubes):
+    train, _ = _make_data(tmp_path, write_cubes)
     result = _train(
         repo_root,
         tmp_path,
