@@ -74,7 +74,7 @@ def main() -> int:
         print(f"reusing the completed demo training run {RUNS / run_id}")
     best = json.loads((RUNS / run_id / "best.json").read_text())
     print(f"training run {run_id}: best validation F1 {best['value']:.3f} at iteration "
-          f"{best['iteration']}")  # fmt: skip
+          f"{best['iteration']}, threshold {best.get('threshold') or 0.5:.3f}")  # fmt: skip
 
     output = _run(
         [sys.executable, "scripts/predict.py", "--run_id", run_id, "--runs_dir", str(RUNS),
@@ -91,7 +91,8 @@ def main() -> int:
     _run([incasem, "plot-slice", str(CELL), "--z", "216", "--probabilities", probabilities,
           "--labels", "volumes/labels/mito", segmentation, "-o", str(png)])  # fmt: skip
     print(
-        f"\nheld-out slab {entry['name']}: F1 {scores['f1']:.3f}, precision "
+        f"\nheld-out slab {entry['name']} at threshold {result['threshold']:.3f} "
+        f"({result['threshold_origin']}): F1 {scores['f1']:.3f}, precision "
         f"{scores['precision']:.3f}, recall {scores['recall']:.3f}, IoU {scores['iou']:.3f} "
         f"({entry['voxels_per_second'] / 1e3:.0f} k voxels/s with 2 workers)\n"
         f"prediction: {CELL}/{entry['group']}\npicture: {png}"

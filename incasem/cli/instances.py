@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--threshold",
         type=float,
-        help="the dataset holds probabilities; foreground is p >= this (in [0, 1])",
+        help="the dataset holds probabilities; foreground is p >= this (in [0, 1]); default for "
+        "a prediction's probabilities: the threshold it recorded (the model's calibrated one)",
     )
     how.add_argument(
         "--class-id", type=int, help="the dataset holds labels; foreground is == this id"

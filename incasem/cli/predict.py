@@ -104,7 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--probabilities", choices=("uint8", "float32"), default=s,
         help="probability dtype (uint8 = p*255, the default)",
     )  # fmt: skip
-    out.add_argument("--threshold", type=float, default=s, help="foreground threshold (0.5)")
+    out.add_argument(
+        "--threshold", type=float, default=s,
+        help="foreground threshold (default: the model's calibrated threshold, else 0.5)",
+    )  # fmt: skip
     out.add_argument(
         "--log_metrics", "--log-metrics", dest="log_metrics", action="store_true", default=s,
         help="score against the entries' labels while predicting",

@@ -38,14 +38,33 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser, masks: bool = Tru
     add_run_arguments(parser)
 
 
-def binary_source(args: argparse.Namespace, class_id: int | None = None):
+def binary_source(
+    args: argparse.Namespace, class_id: int | None = None, threshold_required: bool = False
+):
     """The `BinarySource` of ``--dataset`` thresholded at ``--threshold`` inside every ``--mask``
-    (datasets resolved against ``container``), as ``segment`` and ``instances`` read it."""
-    from incasem.postprocess.sources import BinarySource, parse_dataset
+    (datasets resolved against ``container``), as ``segment`` and ``instances`` read it.
 
+    Without ``--threshold`` (and ``class_id``) a prediction's probabilities are thresholded
+    where their prediction decided (see `incasem.postprocess.sources.default_threshold`); the
+    threshold used is printed.
+    """
+    from incasem.postprocess.sources import (
+        BinarySource,
+        default_threshold,
+        parse_dataset,
+        spatial_array,
+    )
+
+    data = parse_dataset(args.dataset, args.container)
+    threshold = args.threshold
+    if threshold is None and class_id is None:
+        spatial_array(data)  # a missing dataset is named before its attributes are read
+        threshold, origin = default_threshold(data, threshold_required)
+        if threshold is not None:
+            print(f"threshold {threshold:g} ({origin}; --threshold overrides)")
     return BinarySource(
-        parse_dataset(args.dataset, args.container),
-        threshold=args.threshold,
+        data,
+        threshold=threshold,
         class_id=class_id,
         masks=tuple(parse_dataset(m, args.container) for m in args.mask),
     )
@@ -64,7 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("container", help="the .zarr container (output is written into it)")
     parser.add_argument("-d", "--dataset", required=True, help="probability dataset")
     parser.add_argument("--out-dataset", required=True, help="output dataset")
-    parser.add_argument("--threshold", type=float, default=0.5, help="default: 0.5")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="default: the threshold the prediction recorded on the dataset (the model's "
+        "calibrated one), else 0.5",
+    )
     parser.add_argument("--value", type=int, default=1, help="foreground value (default: 1)")
     add_postprocess_arguments(parser)
     parser.set_defaults(func=run)
@@ -74,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from incasem.postprocess.segment import segment
 
     path = segment(
-        binary_source(args),
+        binary_source(args, threshold_required=True),
         args.container,
         args.out_dataset,
         value=args.value,

@@ -13,16 +13,20 @@ from incasem.metrics.confusion import (
     scores,
 )
 from incasem.metrics.histograms import (
+    CALIBRATION_METRIC,
     LEVELS,
     ThresholdHistograms,
+    best_threshold_scores,
     level_for_threshold,
     quantise,
 )
 
 __all__ = [
+    "CALIBRATION_METRIC",
     "LEVELS",
     "ConfusionCounts",
     "ThresholdHistograms",
+    "best_threshold_scores",
     "class_names_for",
     "flat_scores",
     "format_scores",

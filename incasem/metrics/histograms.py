@@ -12,11 +12,12 @@ Levels are ``round(p * 255)`` of the probability ``p``, exactly what the uint8 d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from incasem.metrics.confusion import scores
+from incasem.metrics.confusion import class_names_for, scores
 
 LEVELS = 256
 
@@ -110,3 +111,31 @@ class ThresholdHistograms:
         """The sweep item with the highest ``metric``, over all 255 non-zero levels."""
         thresholds = np.arange(1, LEVELS) / (LEVELS - 1)
         return max(self.sweep(class_id, thresholds), key=lambda item: item[metric])
+
+
+#: The score that chooses a model's decision threshold and its best checkpoint. F1 and IoU rank
+#: thresholds identically (IoU = F1 / (2 - F1)), so either gives the same choice.
+CALIBRATION_METRIC = "f1"
+
+
+def best_threshold_scores(
+    histograms: ThresholdHistograms, class_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """The best threshold and the scores there, as one flat dict for logs.
+
+    Keys: ``best_threshold`` with ``best_f1``, ``best_precision``, ``best_recall``, ``best_iou``
+    of class 1: the threshold on p(class 1) (a uint8 level / 255) with the highest F1
+    (`CALIBRATION_METRIC`) and the scores there; every foreground class c also gets
+    ``<name>/best_<key>``. Meaningful as a decision rule for two classes (p >= threshold is
+    foreground); with more classes prediction takes the argmax.
+    """
+    num_classes = histograms.positive.shape[0]
+    names = class_names_for(num_classes, class_names)
+    result: dict[str, float] = {}
+    for class_id in range(1, num_classes):
+        best = histograms.best_threshold(class_id, CALIBRATION_METRIC)
+        for key, value in best.items():
+            result[f"{names[class_id]}/best_{key}"] = float(value)
+            if class_id == 1:
+                result[f"best_{key}"] = float(value)
+    return result

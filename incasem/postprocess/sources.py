@@ -189,6 +189,41 @@ def _inside(area: Roi, roi: Roi, voxel_size: Coordinate) -> np.ndarray:
     return result
 
 
+def is_probability_map(ref: DatasetRef) -> bool:
+    """Whether a dataset says it holds probabilities (incasem predictions do, in ``value``)."""
+    value = ref.zarr().attrs.get("value", "")
+    return isinstance(value, str) and value.startswith("probability")
+
+
+def recorded_threshold(ref: DatasetRef) -> float | None:
+    """The decision threshold a prediction recorded on its probabilities (the model's
+    calibrated threshold, or the one the prediction was given), or None."""
+    value = ref.zarr().attrs.get("threshold")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def default_threshold(ref: DatasetRef, required: bool) -> tuple[float | None, str]:
+    """The threshold to use for ``ref`` when the user gave none, and a phrase saying why.
+
+    A probability map written by ``predict`` carries the threshold its prediction used (see
+    `incasem.predict.output`); that is the default. Without one, ``required`` (``segment``)
+    falls back to 0.5; otherwise (``instances``, which also reads labels) a dataset that says
+    it holds probabilities is refused, since treating every p > 0 as an object is never meant,
+    and any other dataset is read as labels (None).
+    """
+    recorded = recorded_threshold(ref)
+    if recorded is not None:
+        return recorded, f"recorded on {ref} by its prediction"
+    if required:
+        return 0.5, f"the default; {ref} records none"
+    if is_probability_map(ref):
+        raise IncasemError(
+            f"{ref} holds probabilities but records no threshold: pass --threshold (e.g. "
+            "--threshold 0.5), or --class-id for a label dataset"
+        )
+    return None, "labels"
+
+
 @dataclass(frozen=True)
 class BinarySource:
     """A boolean volume defined by a dataset, read block by block in workers.

@@ -17,12 +17,14 @@ _EXPORTS = {
     "PredictionFailed": "incasem.predict.run",
     "PredictionResult": "incasem.predict.run",
     "PredictionSettings": "incasem.predict.settings",
+    "entry_scores": "incasem.predict.evaluate",
     "evaluate_entry": "incasem.predict.evaluate",
     "plan_prediction": "incasem.predict.run",
     "predict": "incasem.predict.run",
     "predict_block": "incasem.predict.block",
     "read_mirrored": "incasem.predict.block",
     "resolve_checkpoint": "incasem.predict.checkpoints",
+    "score_entry": "incasem.predict.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,7 +18,13 @@ import numpy as np
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.data_config import DataEntry
-from incasem.metrics import ConfusionCounts, ThresholdHistograms, flat_scores, quantise
+from incasem.metrics import (
+    ConfusionCounts,
+    ThresholdHistograms,
+    best_threshold_scores,
+    flat_scores,
+    quantise,
+)
 from incasem.predict.block import classify, predict_block
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.truth import EntryTruth
@@ -60,6 +66,71 @@ def layout_for_model(
     )
 
 
+def score_entry(
+    model: torch.nn.Module,
+    entry: DataEntry,
+    data_root: str | os.PathLike | None,
+    input_size_voxels: Sequence[int],
+    voxel_size: Sequence[int],
+    normalisation: Mapping[str, Any],
+    device: str = "cpu",
+    threshold: float = 0.5,
+) -> tuple[ConfusionCounts, ThresholdHistograms]:
+    """Predict an entry's whole ROI block by block; its counts at ``threshold`` and histograms.
+
+    Counts and histograms are additive, so the scores of several entries (or a threshold sweep
+    over all of them) follow from their sums. Arguments as in `evaluate_entry`.
+    """
+    import torch
+
+    if tuple(entry.voxel_size) != tuple(voxel_size):
+        raise IncasemError(
+            f"{entry.name}: voxel size {entry.voxel_size} nm differs from the model's "
+            f"{list(voxel_size)} nm"
+        )
+    parameter = next(model.parameters(), None)
+    wanted = torch.device(device)
+    if parameter is not None and (
+        parameter.device.type != wanted.type
+        or (wanted.index is not None and parameter.device.index != wanted.index)
+    ):
+        raise ValueError(f"the model is on {parameter.device}, but device={device!r}")
+    layout = layout_for_model(model, input_size_voxels, voxel_size)
+    raw = open_array(entry.path(data_root), entry.raw)
+    truth = EntryTruth(entry, data_root)
+    total: tuple[ConfusionCounts, ThresholdHistograms] | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for write_roi in layout.write_rois(entry.roi):
+                probabilities = predict_block(model, raw, write_roi, layout, normalisation, device)
+                class_ids, region = truth.read(write_roi)
+                scores = block_scores(
+                    probabilities, classify(probabilities, threshold), class_ids, region
+                )
+                total = scores if total is None else (total[0] + scores[0], total[1] + scores[1])
+    finally:
+        model.train(was_training)
+    if total is None:
+        raise IncasemError(f"{entry.name}: empty ROI {entry.roi_voxels}")
+    return total
+
+
+def entry_scores(
+    counts: ConfusionCounts,
+    histograms: ThresholdHistograms,
+    threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """The flat scores `evaluate_entry` reports, from (summed) counts and histograms."""
+    return {
+        **flat_scores(counts, class_names),
+        "threshold": float(threshold),
+        **best_threshold_scores(histograms, class_names),
+    }
+
+
 def evaluate_entry(
     model: torch.nn.Module,
     entry: DataEntry,
@@ -88,42 +159,14 @@ def evaluate_entry(
         class_names: one per class, background first; default ``class_<c>``.
 
     Returns:
-        ``{"f1", "precision", "recall", "iou"}`` of the first foreground class and
-        ``"<class name>/<score>"`` of every foreground class, over the voxels inside the mask
-        and all metric masks and not ``ignore_value``. A class absent from both truth and
-        prediction scores 1.0.
+        ``{"f1", "precision", "recall", "iou"}`` of the first foreground class at
+        ``threshold``, ``"threshold"``, and the threshold sweep's best: ``"best_threshold"``
+        (highest F1 over all uint8 levels) with ``"best_f1"``, ``"best_precision"``,
+        ``"best_recall"``, ``"best_iou"`` there; ``"<class name>/<score>"`` of every foreground
+        class; over the voxels inside the mask and all metric masks and not ``ignore_value``.
+        A class absent from both truth and prediction scores 1.0.
     """
-    import torch
-
-    if tuple(entry.voxel_size) != tuple(voxel_size):
-        raise IncasemError(
-            f"{entry.name}: voxel size {entry.voxel_size} nm differs from the model's "
-            f"{list(voxel_size)} nm"
-        )
-    parameter = next(model.parameters(), None)
-    wanted = torch.device(device)
-    if parameter is not None and (
-        parameter.device.type != wanted.type
-        or (wanted.index is not None and parameter.device.index != wanted.index)
-    ):
-        raise ValueError(f"the model is on {parameter.device}, but device={device!r}")
-    layout = layout_for_model(model, input_size_voxels, voxel_size)
-    raw = open_array(entry.path(data_root), entry.raw)
-    truth = EntryTruth(entry, data_root)
-    total: ConfusionCounts | None = None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for write_roi in layout.write_rois(entry.roi):
-                probabilities = predict_block(model, raw, write_roi, layout, normalisation, device)
-                class_ids, region = truth.read(write_roi)
-                counts = ConfusionCounts.from_arrays(
-                    classify(probabilities, threshold), class_ids, region, probabilities.shape[0]
-                )
-                total = counts if total is None else total + counts
-    finally:
-        model.train(was_training)
-    if total is None:
-        raise IncasemError(f"{entry.name}: empty ROI {entry.roi_voxels}")
-    return flat_scores(total, class_names)
+    counts, histograms = score_entry(
+        model, entry, data_root, input_size_voxels, voxel_size, normalisation, device, threshold
+    )
+    return entry_scores(counts, histograms, threshold, class_names)

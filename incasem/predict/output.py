@@ -166,7 +166,9 @@ class EntryOutputs:
     ) -> None:
         """Create the entry group and its (empty) datasets over ``roi`` (nm).
 
-        Chunks equal the block write size, so no two blocks ever write the same chunk.
+        Chunks equal the block write size, so no two blocks ever write the same chunk. With
+        ``attrs["threshold"]`` (two classes), the class-1 probabilities record it as their
+        ``threshold`` attribute, the default of ``segment`` and ``instances``.
         """
         root = zarr.open_group(str(self.container), mode="a")
         root.require_group(self.group).attrs.update(attrs)
@@ -188,6 +190,7 @@ class EntryOutputs:
                     "class_name": class_names[class_id],
                     "value": meaning,
                     "provenance_hash": attrs["provenance_hash"],
+                    **_decision(attrs.get("threshold"), class_id),
                 },
             )
         create_array(
@@ -230,6 +233,10 @@ class EntryOutputs:
         root = zarr.open_group(str(self.container), mode="a")
         if self.group in root:
             del root[self.group]
+
+
+def _decision(threshold: float | None, class_id: int) -> dict[str, float]:
+    return {"threshold": threshold} if threshold is not None and class_id == 1 else {}
 
 
 def set_group_attrs(container: Path, group: str, values: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import daisy.logging as daisy_logging
 import daisy.v2 as daisy
@@ -34,9 +34,10 @@ from incasem import __version__
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
-from incasem.metrics import class_names_for, flat_scores, format_scores
+from incasem.metrics import class_names_for, format_scores
 from incasem.predict.block_size import largest_input_shape, memory_budget
 from incasem.predict.checkpoints import ResolvedCheckpoint, resolve_checkpoint
+from incasem.predict.evaluate import entry_scores
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.output import (
     EntryOutputs,
@@ -63,6 +64,9 @@ from incasem.predict.settings import PredictionSettings
 from incasem.predict.task import block_timeout, make_task
 from incasem.predict.worker import BlockFailed, WorkerSpec
 from incasem.torch.models import shapes
+
+if TYPE_CHECKING:
+    from incasem.torch.checkpoint import ModelCard
 
 logger = logging.getLogger("incasem.predict")
 
@@ -134,6 +138,8 @@ class PredictionResult:
     model: str
     checkpoint: Path
     entries: list[EntryResult]
+    threshold: float = 0.5
+    threshold_origin: str = ""
 
     @property
     def ok(self) -> bool:
@@ -142,7 +148,10 @@ class PredictionResult:
 
     def summary(self) -> str:
         """A few lines per entry for the terminal and the log."""
-        lines = [f"prediction {self.group} with {self.checkpoint}"]
+        lines = [
+            f"prediction {self.group} with {self.checkpoint}",
+            f"  foreground threshold {self.threshold:g} ({self.threshold_origin})",
+        ]
         for e in self.entries:
             status = "done" if e.ok else "FAILED"
             lines.append(
@@ -198,6 +207,8 @@ class _Plan:
     prediction_id: int | None
     replace_group: bool
     entries: list[_EntryPlan]
+    threshold: float = 0.5
+    threshold_origin: str = "0.5"
 
 
 def default_input_size(card_output: list[int], downsample_factors: Any, head: int) -> list[int]:
@@ -399,6 +410,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
                     )
                 replace_group = True
 
+    threshold, threshold_origin = _decision_threshold(settings, card, num_classes)
     checkpoint_sha256 = file_sha256(resolved.path)
     plans = []
     for entry in entries:
@@ -409,7 +421,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             "layout": layout.describe(),
             "normalisation": card.normalisation,
             "probabilities": settings.probabilities,
-            "threshold": float(settings.threshold),
+            "threshold": threshold,
             "log_metrics": bool(settings.log_metrics),
             "deterministic": bool(settings.deterministic),
             "incasem_version": __version__,
@@ -452,7 +464,20 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
         prediction_id=prediction_id,
         replace_group=replace_group,
         entries=plans,
+        threshold=threshold,
+        threshold_origin=threshold_origin,
     )
+
+
+def _decision_threshold(
+    settings: PredictionSettings, card: ModelCard, num_classes: int
+) -> tuple[float, str]:
+    """The foreground threshold on p(class 1) and where it comes from (for the log)."""
+    if num_classes != 2:
+        return 0.5, "unused: more than two classes are decided by the argmax"
+    if settings.threshold is not None:
+        return float(settings.threshold), "--threshold"
+    return card.decision_threshold()
 
 
 def _now() -> str:
@@ -512,6 +537,7 @@ def _create_outputs(plan: _Plan) -> None:
             settings.probabilities,
             plan.class_names,
             {
+                "threshold": plan.threshold if plan.num_classes == 2 else None,
                 "entry": p.entry.model_dump(),
                 "provenance": p.provenance,
                 "provenance_hash": p.digest,
@@ -555,7 +581,7 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
         probabilities=list(outputs.probabilities),
         segmentation=outputs.segmentation,
         probability_dtype=settings.probabilities,
-        threshold=float(settings.threshold),
+        threshold=plan.threshold,
         metrics_dir=str(metrics_dir) if log_metrics else None,
     )
     spec_path = work_dir / f"worker-{p.digest[:16]}.json"
@@ -631,7 +657,7 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     if log_metrics:
         counts, histograms, scored = load_metrics(metrics_dir, plan.num_classes)
         if scored == blocks:
-            result.scores = flat_scores(counts, plan.class_names)
+            result.scores = entry_scores(counts, histograms, plan.threshold, plan.class_names)
             for class_id in range(1, plan.num_classes):
                 result.best_thresholds[plan.class_names[class_id]] = histograms.best_threshold(
                     class_id
@@ -676,6 +702,7 @@ def predict(settings: PredictionSettings | None = None, **overrides: Any) -> Pre
     elif overrides:
         settings = settings.replace(**overrides)
     plan = plan_prediction(settings)
+    logger.info("foreground threshold %g (%s)", plan.threshold, plan.threshold_origin)
     _create_outputs(plan)
     assert plan.group is not None
     logger.info(
@@ -693,6 +720,8 @@ def predict(settings: PredictionSettings | None = None, **overrides: Any) -> Pre
         model=plan.model,
         checkpoint=plan.resolved.path,
         entries=results,
+        threshold=plan.threshold,
+        threshold_origin=plan.threshold_origin,
     )
     logger.info("%s", result.summary())
     if not result.ok:
@@ -719,6 +748,8 @@ def result_as_json(result: PredictionResult) -> str:
             "group": result.group,
             "model": result.model,
             "checkpoint": str(result.checkpoint),
+            "threshold": result.threshold,
+            "threshold_origin": result.threshold_origin,
             "ok": result.ok,
             "entries": [
                 {

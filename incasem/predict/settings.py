@@ -38,7 +38,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "worker_command": None,
         "scheduler_host": "127.0.0.1",
         "log_metrics": False,
-        "threshold": 0.5,
+        "threshold": None,
         "probabilities": "uint8",
         "output": {"container": None, "group": None},
         "resume": None,
@@ -84,7 +84,8 @@ class PredictionSettings:
             ``"srun --gpus=1 {command}"``; ``{command}`` becomes the shell-quoted worker command.
         scheduler_host: address the scheduler listens on and workers connect to.
         log_metrics: score the prediction against the entries' labels while predicting.
-        threshold: probability above which a voxel is foreground (two classes).
+        threshold: probability from which a voxel is foreground (two classes); default the
+            model's calibrated threshold (its card), or 0.5 for a model without one.
         probabilities: ``"uint8"`` (p * 255, rounded) or ``"float32"``.
         output: container to write into; default each entry's own container.
         output_group: group for the outputs; default
@@ -118,7 +119,7 @@ class PredictionSettings:
     worker_command: str | None = None
     scheduler_host: str = "127.0.0.1"
     log_metrics: bool = False
-    threshold: float = 0.5
+    threshold: float | None = None
     probabilities: str = "uint8"
     output: str | None = None
     output_group: str | None = None
@@ -167,7 +168,7 @@ class PredictionSettings:
             raise IncasemError(
                 f"probabilities must be one of {PROBABILITY_DTYPES}, got {self.probabilities!r}"
             )
-        if not 0.0 < float(self.threshold) < 1.0:
+        if self.threshold is not None and not 0.0 < float(self.threshold) < 1.0:
             raise IncasemError(f"threshold must lie in (0, 1), got {self.threshold}")
         if self.iteration is not None and self.iteration != "best":
             try:
@@ -216,7 +217,7 @@ class PredictionSettings:
             worker_command=p.get("worker_command"),
             scheduler_host=p.get("scheduler_host") or "127.0.0.1",
             log_metrics=bool(p.get("log_metrics", False)),
-            threshold=p.get("threshold", 0.5),
+            threshold=p.get("threshold"),
             probabilities=p.get("probabilities", "uint8"),
             output=output.get("container"),
             output_group=output.get("group"),

@@ -47,6 +47,9 @@ class ModelCard:
         iteration: training iterations done.
         data_digest: sha256 of the training data config(s), or "" if unknown.
         metrics: validation metrics at this iteration, if any.
+        threshold: decision threshold on p(class 1) chosen by validation at this iteration
+            (the best F1 over the threshold sweep; two classes only); None where the model
+            was not validated, and prediction then uses 0.5.
         incasem_version: version that wrote the checkpoint.
     """
 
@@ -60,6 +63,13 @@ class ModelCard:
     data_digest: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     incasem_version: str = __version__
+    threshold: float | None = None
+
+    def decision_threshold(self) -> tuple[float, str]:
+        """The threshold prediction uses by default and where it comes from, for messages."""
+        if self.threshold is None:
+            return 0.5, "0.5, the model has no calibrated threshold"
+        return float(self.threshold), "the model's, chosen on its validation data"
 
 
 def digest_files(paths: Sequence[str | os.PathLike]) -> str:

@@ -5,6 +5,7 @@ metrics.json, cout.txt) and also holds our files::
 
     checkpoints/model_checkpoint_<iteration>.pt   self-describing, see incasem.torch.checkpoint
     best.json                                     the checkpoint with the best validation F1
+                                                  at its best threshold, and that threshold
     tensorboard/                                  TensorBoard event files
     snapshots/<iteration>.zarr                    training batches with predictions
     training_curves.png                           loss and validation curves, redrawn at each
@@ -56,8 +57,15 @@ def write_json_atomic(path: str | os.PathLike, content: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_best(run_dir: str | os.PathLike, iteration: int, metric: str, value: float) -> None:
-    """Record ``iteration`` as the run's best checkpoint by validation ``metric``."""
+def write_best(
+    run_dir: str | os.PathLike,
+    iteration: int,
+    metric: str,
+    value: float,
+    threshold: float | None = None,
+) -> None:
+    """Record ``iteration`` as the run's best checkpoint by validation ``metric``, with the
+    decision threshold (on p(class 1)) at which it reached ``value``."""
     write_json_atomic(
         Path(run_dir) / "best.json",
         {
@@ -65,6 +73,7 @@ def write_best(run_dir: str | os.PathLike, iteration: int, metric: str, value: f
             "checkpoint": str(checkpoint_path(".", iteration)),
             "metric": metric,
             "value": value,
+            "threshold": threshold,
         },
     )
 

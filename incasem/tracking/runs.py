@@ -66,7 +66,8 @@ class RunRecord:
             run whose heartbeat stopped more than `STALE_AFTER_SECONDS` ago.
         start: start time (UTC, ISO format, seconds), or "".
         iterations: training: last iteration reached; prediction: iteration of the model used.
-        best_f1: training: best validation F1 of a checkpointed iteration (> 0); prediction:
+        best_f1: training: best validation F1 (at its best threshold) of a checkpointed
+            iteration (> 0); prediction:
             mean F1 over the scored entries. None if not scored.
         best_iteration: the iteration of ``best_f1`` (prediction: of the model).
         data: the data configs (prediction: or the input container) the run used.
@@ -142,8 +143,10 @@ def _split(paths: Any) -> list[str]:
 
 
 def _best_validation(curves: dict[str, Curve]) -> tuple[float | None, int | None]:
-    """Best ``validation/f1`` among checkpointed iterations (> 0), as training picks it."""
-    curve = curves.get("validation/f1")
+    """Best validation F1 among checkpointed iterations (> 0), as training picks it: F1 at each
+    checkpoint's own best threshold (``validation/best_f1``), or at 0.5 (``validation/f1``) for
+    runs from before calibrated thresholds."""
+    curve = curves.get("validation/best_f1") or curves.get("validation/f1")
     if curve is None:
         return None, None
     points = [(v, s) for s, v in zip(curve.steps, curve.values, strict=True) if s > 0]

@@ -10,7 +10,7 @@ defaults.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -33,6 +33,9 @@ class Directories(_Section):
 class Optimizer(_Section):
     lr: Annotated[float, Field(gt=0)] = 3e-5
     weight_decay: Annotated[float, Field(ge=0)] = 3e-5
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_iterations: Annotated[int, Field(ge=0)] = 0
+    final_lr_fraction: Fraction = 0.01
 
 
 class Reject(_Section):
@@ -99,6 +102,7 @@ class Precache(_Section):
 class Training(_Section):
     data: str | None = None
     iterations: PositiveInt = 20000
+    max_minutes: Annotated[float, Field(gt=0)] | None = None
     input_size_voxels: Size3 = [204, 204, 204]
     output_size_voxels: Size3 = [110, 110, 110]
     save_every: PositiveInt = 1000

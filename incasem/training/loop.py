@@ -14,7 +14,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from incasem.errors import IncasemError
 from incasem.gunpowder import Prefetch
 from incasem.io.data_config import DataConfig, check_data_config, entry_voxel_size
+from incasem.metrics import format_scores
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
     ModelCard,
@@ -44,9 +46,13 @@ from incasem.tracking.run_folder import (
 )
 from incasem.tracking.runs import resumed_curves
 from incasem.training.config import TrainingConfig
+from incasem.training.schedule import budget_fraction, learning_rate
 from incasem.viz.curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
+
+#: The validation score that picks the best checkpoint: F1 at the model's own best threshold.
+BEST_METRIC = "best_f1"
 
 #: Called as ``log(name, value, iteration)`` for every scalar (e.g. Sacred's ``log_scalar``).
 ScalarLogger = Callable[[str, float, int], None]
@@ -202,25 +208,31 @@ class _BatchWaiting:
 
 
 class _Validator:
-    """Validates a model on every entry of the validation config and tracks the best F1."""
+    """Validates a model on every entry of the validation config and tracks the best checkpoint.
+
+    Counts and probability histograms are summed over the entries, so the threshold sweep is
+    one sweep over all validation voxels. The best checkpoint is the one with the highest F1 at
+    its own best threshold (``best_f1``): a fixed 0.5 would rank models by how well their
+    probabilities happen to be centred, not by how well they separate the classes.
+    """
 
     def __init__(self, config: TrainingConfig, data: DataConfig, run_dir: Path):
         self.config = config
         self.data = data
         self.run_dir = run_dir
         best = read_best(run_dir)
-        self.best_value = best["value"] if best else -1.0
+        self.best_value = best["value"] if best and best.get("metric") == BEST_METRIC else -1.0
         self.best_iteration = best["iteration"] if best else None
 
     def __call__(self, model: torch.nn.Module, iteration: int) -> dict[str, float]:
-        from incasem.predict import evaluate_entry
+        from incasem.predict.evaluate import entry_scores, score_entry
 
         input_size = (
             self.config.validation.input_size_voxels or self.config.training.input_size_voxels
         )
-        per_entry = []
+        totals = None
         for entry in self.data:
-            metrics = evaluate_entry(
+            scored = score_entry(
                 model,
                 entry,
                 self.config.directories.data,
@@ -228,18 +240,61 @@ class _Validator:
                 voxel_size=self.config.data.voxel_size,
                 normalisation=DEFAULT_NORMALISATION,
                 device=self.config.torch.device,
-                class_names=self.config.class_names,
             )
-            per_entry.append(metrics)
-        keys = per_entry[0].keys()
-        return {key: float(np.mean([m[key] for m in per_entry])) for key in keys}
+            totals = scored if totals is None else (totals[0] + scored[0], totals[1] + scored[1])
+        assert totals is not None
+        return entry_scores(*totals, class_names=self.config.class_names)
 
-    def is_best(self, iteration: int, f1: float) -> bool:
-        if f1 > self.best_value:
-            self.best_value, self.best_iteration = f1, iteration
-            write_best(self.run_dir, iteration, "f1", f1)
+    def is_best(self, iteration: int, metrics: dict[str, float]) -> bool:
+        value = metrics[BEST_METRIC]
+        if value > self.best_value:
+            self.best_value, self.best_iteration = value, iteration
+            write_best(
+                self.run_dir, iteration, BEST_METRIC, value, _threshold(self.config, metrics)
+            )
             return True
         return False
+
+
+def _threshold(config: TrainingConfig, metrics: dict[str, float] | None) -> float | None:
+    """The calibrated decision threshold in ``metrics`` (two classes only; more classes are
+    decided by the argmax)."""
+    if not metrics or config.data.num_classes != 2:
+        return None
+    return metrics.get("best_threshold")
+
+
+class _TrainingClock:
+    """Seconds spent training, validation and checkpoint writing excluded, against a budget.
+
+    ``training.max_minutes`` and the learning-rate schedule count only these seconds, so a run
+    with frequent validation trains as long as one without.
+    """
+
+    def __init__(self, max_minutes: float | None) -> None:
+        self.max_minutes = max_minutes
+        self._started: float | None = None
+        self._paused_s = 0.0
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+        self._paused_s = 0.0
+
+    def training_s(self) -> float:
+        if self._started is None:
+            return 0.0
+        return time.perf_counter() - self._started - self._paused_s
+
+    def out_of_time(self) -> bool:
+        return self.max_minutes is not None and self.training_s() >= 60.0 * self.max_minutes
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused_s += time.perf_counter() - start
 
 
 def _request_batch(pipeline: gp.Pipeline, request: gp.BatchRequest) -> gp.Batch:
@@ -349,27 +404,36 @@ def train(
             steps, values = curves.setdefault(name, ([], []))
             steps.append(iteration)
             values.append(float(value))
-        # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation.
-        thinned = iteration % config.sacred.log_every != 0 and not name.startswith("validation")
+        # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation
+        # and the training time logged with it.
+        thinned = iteration % config.sacred.log_every != 0 and not name.startswith(
+            ("validation", "time/")
+        )
         if log_scalar is not None and not thinned:
             log_scalar(name, float(value), iteration)
 
     def save(iteration: int, metrics: dict[str, float] | None = None) -> None:
         card.iteration = iteration
         card.metrics = dict(metrics or {})
+        card.threshold = _threshold(config, metrics)
         save_checkpoint(checkpoint_path(run_dir, iteration), model, card, optimizer)
 
+    clock = _TrainingClock(config.training.max_minutes)
+
     def validate(iteration: int) -> None:
-        metrics = validation(model, iteration)
+        with clock.paused():
+            metrics = validation(model, iteration)
         for name, value in metrics.items():
             log(f"validation/{name}", value, iteration)
+        log("time/training_s", clock.training_s(), iteration)
         result.validation[iteration] = metrics
         plot_training_curves(curves, training_curves_path(run_dir), f"run {run_dir.name}")
         if iteration > 0:
-            save(iteration, metrics)
-            if validation.is_best(iteration, metrics["f1"]):
+            with clock.paused():
+                save(iteration, metrics)
+            if validation.is_best(iteration, metrics):
                 result.best_iteration = iteration
-        logger.info("validation at iteration %d: %s", iteration, metrics)
+        logger.info("validation at iteration %d: %s", iteration, format_scores(metrics))
 
     if validation is not None and first_iteration == 0:
         validate(0)
@@ -377,10 +441,34 @@ def train(
     waiting = _BatchWaiting(prefetch)
     iterations = range(first_iteration + 1, config.training.iterations + 1)
     bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
+    schedule = config.training.optimizer
     try:
         with gp.build(pipeline):
             train_node.iteration = first_iteration
+            clock.start()
             for iteration in bar:
+                if clock.out_of_time():
+                    logger.info(
+                        "training.max_minutes (%g) reached after %d iterations",
+                        config.training.max_minutes,
+                        iteration - 1,
+                    )
+                    break
+                rate = learning_rate(
+                    schedule.lr,
+                    schedule.schedule,
+                    budget_fraction(
+                        iteration - 1,
+                        config.training.iterations,
+                        clock.training_s(),
+                        config.training.max_minutes,
+                    ),
+                    iteration,
+                    schedule.warmup_iterations,
+                    schedule.final_lr_fraction,
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
                 start = time.perf_counter()
                 batch = _request_batch(pipeline, request)
                 loss_value = float(batch.loss)
@@ -390,6 +478,7 @@ def train(
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 if iteration % config.training.log_every == 0:
                     log("loss", loss_value, iteration)
+                    log("learning_rate", rate, iteration)
                     waited = waiting.window_fraction()
                     if waited is not None:
                         log("pipeline/batch_wait_fraction", waited, iteration)
@@ -407,10 +496,14 @@ def train(
                 ):
                     save(iteration)
         waiting.report(config.training.precache.num_workers)
-        # The final model is always scored, so every validated run has a best.json.
+        # The final model is always scored (so every validated run has a best.json) and kept.
         last = result.last_iteration
         if validation is not None and last > first_iteration and last not in result.validation:
             validate(last)
+        elif (
+            validation is None and last > first_iteration and last not in list_checkpoints(run_dir)
+        ):
+            save(last)
     finally:
         writer.close()
     result.empty_batches = loss.empty_batches

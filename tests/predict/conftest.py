@@ -40,8 +40,10 @@ def write_checkpoint(
     num_classes: int = 2,
     seed: int = 0,
     voxel_size: tuple[int, int, int] = VOXEL_SIZE,
+    threshold: float | None = None,
 ) -> Path:
-    """A checkpoint of a random tiny ASEMUNet (2 feature maps) with its model card."""
+    """A checkpoint of a random tiny ASEMUNet (2 feature maps) with its model card (and a
+    calibrated ``threshold`` if given)."""
     torch.manual_seed(seed)
     spec = NETWORKS[network]
     model = ASEMUNet(
@@ -56,6 +58,7 @@ def write_checkpoint(
         voxel_size=list(voxel_size),
         class_names=["background", "mito", "er"][:num_classes],
         normalisation=dict(DEFAULT_NORMALISATION),
+        threshold=threshold,
     )
     return save_checkpoint(path, model, card)
 

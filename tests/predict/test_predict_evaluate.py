@@ -8,7 +8,13 @@ import torch
 
 from incasem.errors import IncasemError
 from incasem.io.data_config import DataEntry
-from incasem.metrics import ConfusionCounts, flat_scores
+from incasem.metrics import (
+    ConfusionCounts,
+    ThresholdHistograms,
+    best_threshold_scores,
+    flat_scores,
+    quantise,
+)
 from incasem.predict import evaluate_entry
 from incasem.predict.block import classify
 from incasem.torch.checkpoint import load_checkpoint
@@ -47,7 +53,12 @@ def _expected(checkpoint, cell, entry: DataEntry) -> dict[str, float]:
     region &= labels != 255
     truth = ((labels > 0) & (labels != 255)).astype(np.uint8)
     counts = ConfusionCounts.from_arrays(classify(probabilities), truth, region, 2)
-    return flat_scores(counts, ["background", "mito"])
+    histograms = ThresholdHistograms.from_arrays(quantise(probabilities), truth, region)
+    return {
+        **flat_scores(counts, ["background", "mito"]),
+        "threshold": 0.5,
+        **best_threshold_scores(histograms, ["background", "mito"]),
+    }
 
 
 def test_evaluate_entry_equals_whole_volume_scores(cell, checkpoint_factory):
@@ -69,6 +80,7 @@ def test_evaluate_entry_equals_whole_volume_scores(cell, checkpoint_factory):
     expected = _expected(checkpoint, cell, entry)
     assert set(metrics) == set(expected)
     assert 0.0 < metrics["f1"] < 1.0
+    assert metrics["best_f1"] >= metrics["f1"] and 0 < metrics["best_threshold"] < 1
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value, abs=1e-3), key
 

@@ -70,7 +70,13 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root, write_cubes):
     assert card.iteration == 4 and card.output_size_voxels == [14, 14, 14]
     assert card.voxel_size == [5, 5, 5] and "f1" in card.metrics
     best = json.loads((run / "best.json").read_text())
-    assert best["iteration"] in (2, 4) and best["metric"] == "f1"
+    # The best checkpoint is chosen by F1 at its own best threshold, which best.json and that
+    # checkpoint's card both carry.
+    assert best["iteration"] in (2, 4) and best["metric"] == "best_f1"
+    best_card = load_checkpoint(run / "checkpoints" / f"model_checkpoint_{best['iteration']}.pt")
+    assert best["value"] == pytest.approx(best_card.card.metrics["best_f1"])
+    assert best["threshold"] == best_card.card.threshold == best_card.card.metrics["best_threshold"]
+    assert best_card.card.metrics["best_f1"] >= best_card.card.metrics["f1"]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     snapshot = next((run / "snapshots").glob("*.zarr"))
     raw = open_array(snapshot, "volumes/raw")[...]
