@@ -288,20 +288,24 @@ def list_models(folder: str | os.PathLike) -> list[ModelInfo]:
 
 def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
     """A plain-text table: file, kind, classes, voxel size (nm), input/output (voxels),
-    iteration, F1 at export, size (MB), source run, and a note (why a file is not usable)."""
-    header = ["file", "kind", "classes", "voxel nm", "in -> out", "iter", "F1", "MB", "run", "note"]
+    iteration, validation F1 at the model's decision threshold and that threshold ("-" where it
+    has none: it decides at 0.5), size (MB), source run, and a note (why a file is not usable)."""
+    header = [
+        "file", "kind", "classes", "voxel nm", "in -> out", "iter", "F1", "threshold", "MB", "run",
+        "note",
+    ]  # fmt: skip
     rows = [header]
     for info in infos:
         name = str(info.path.relative_to(folder))
         mb = f"{info.size_bytes / 1e6:.1f}"
         card = info.card
         if card is None:
-            rows.append([name, info.kind, "-", "-", "-", "-", "-", mb, "-", info.problem])
+            rows.append([name, info.kind, "-", "-", "-", "-", "-", "-", mb, "-", info.problem])
             continue
         run = (info.export or {}).get("training_run", {}).get("run_id")
         if run is None and info.export and info.export.get("asem_model_id"):
             run = f"ASEM {info.export['asem_model_id']}"
-        f1 = card.metrics.get("f1")
+        f1 = card.metrics.get("f1" if card.threshold is None else "best_f1")
         rows.append(
             [
                 name,
@@ -312,6 +316,7 @@ def format_models(infos: list[ModelInfo], folder: str | os.PathLike) -> str:
                 f"{'x'.join(map(str, card.output_size_voxels))}",
                 str(card.iteration),
                 "-" if f1 is None else f"{f1:.4f}",
+                "-" if card.threshold is None else f"{card.threshold:.3f}",
                 mb,
                 "-" if run is None else str(run),
                 "",

@@ -136,6 +136,7 @@ class Model(_Section):
     fmap_inc_factor: PositiveInt = 2
     downsample_factors: list[Size3] = [[2, 2, 2], [2, 2, 2], [2, 2, 2]]
     constant_upsample: bool = True
+    initialisation: Literal["kaiming", "pytorch"] = "kaiming"
 
     @field_validator("type")
     @classmethod

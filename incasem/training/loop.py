@@ -36,7 +36,7 @@ from incasem.torch.checkpoint import (
     save_checkpoint,
 )
 from incasem.torch.loss import MaskedBalancedCrossEntropy
-from incasem.torch.models import ASEMUNet, output_shape
+from incasem.torch.models import ASEMUNet, initialise_weights, output_shape
 from incasem.tracking.run_folder import (
     checkpoint_path,
     list_checkpoints,
@@ -128,8 +128,9 @@ def _load_data(paths: str, role: str, config: TrainingConfig) -> tuple[DataConfi
 
 
 def build_model(config: TrainingConfig) -> ASEMUNet:
-    """The network described by ``config.model`` and ``config.data`` (untrained)."""
-    return ASEMUNet(
+    """The network described by ``config.model`` and ``config.data`` (untrained, initialised
+    as ``model.initialisation`` says)."""
+    model = ASEMUNet(
         in_channels=1,
         num_classes=config.data.num_classes,
         num_fmaps=config.model.num_fmaps,
@@ -137,6 +138,7 @@ def build_model(config: TrainingConfig) -> ASEMUNet:
         downsample_factors=config.model.downsample_factors,
         constant_upsample=config.model.constant_upsample,
     )
+    return initialise_weights(model, config.model.initialisation)
 
 
 def build_optimizer(config: TrainingConfig, model: torch.nn.Module) -> torch.optim.Adam:

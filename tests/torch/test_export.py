@@ -145,7 +145,7 @@ def test_models_list(run_checkpoint, tmp_path, capsys):
     mito = next(line for line in lines if line.startswith("mito.pt"))
     assert mito.split() == [
         "mito.pt", "exported-model", "mito", "8x4x4", "84x84x84", "->", "42x42x42", "10",
-        "0.7500", mito.split()[-2], "5",
+        "0.7500", "-", mito.split()[-2], "5",
     ]  # fmt: skip
     assert "incasem export --asem" in next(line for line in lines if "asem_1847" in line)
     assert main(["models", "list", str(tmp_path / "none")]) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from incasem.torch.models import ASEMUNet, UNet, load_model_state
+from incasem.torch.models import ASEMUNet, UNet, initialise_weights, load_model_state
 
 TWO_LEVELS = ((2, 2, 2),) * 2
 ANISOTROPIC = ((1, 2, 2), (1, 2, 2), (2, 2, 2))
@@ -188,3 +188,28 @@ def test_float16_input_is_cast_to_the_weights_dtype() -> None:
         from_float = model(half.float())
     assert from_half.dtype == torch.float32
     torch.testing.assert_close(from_half, from_float, rtol=0, atol=0)
+
+
+def test_kaiming_initialisation_keeps_the_signal() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 108, 108, 108)
+    spreads = {}
+    for scheme in ("pytorch", "kaiming"):
+        torch.manual_seed(0)
+        model = initialise_weights(ASEMUNet(num_fmaps=4), scheme)
+        with torch.no_grad():
+            logits = model(x)
+        spreads[scheme] = float((logits[:, 1] - logits[:, 0]).std())
+        if scheme == "kaiming":
+            conv = model.unet.l_conv[0].conv_pass[0]
+            fan_in = conv.weight[0].numel()
+            assert float(conv.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+            assert all(
+                float(m.bias.abs().max()) == 0
+                for m in model.modules()
+                if hasattr(m, "bias") and m.bias is not None
+            )
+    # torch's default init lets an untrained U-Net's output collapse; He init keeps it alive
+    assert spreads["kaiming"] > 10 * spreads["pytorch"]
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        initialise_weights(ASEMUNet(num_fmaps=2), "xavier")

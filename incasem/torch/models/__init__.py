@@ -20,9 +20,18 @@ from incasem.torch.models.shapes import (
 )
 
 if TYPE_CHECKING:
-    from incasem.torch.models.unet import ASEMUNet, ConvPass, UNet, Upsample, load_model_state
+    from incasem.torch.models.unet import (
+        ASEMUNet,
+        ConvPass,
+        UNet,
+        Upsample,
+        initialise_weights,
+        load_model_state,
+    )
 
-_NETWORK_NAMES = frozenset({"ASEMUNet", "ConvPass", "UNet", "Upsample", "load_model_state"})
+_NETWORK_NAMES = frozenset(
+    {"ASEMUNet", "ConvPass", "UNet", "Upsample", "initialise_weights", "load_model_state"}
+)
 
 __all__ = [
     "ASEMUNet",
@@ -31,6 +40,7 @@ __all__ = [
     "UNet",
     "Upsample",
     "context",
+    "initialise_weights",
     "input_shape_for_output",
     "load_model_state",
     "normalise_downsample_factors",
