@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,6 +108,29 @@ def save_checkpoint(
     return path
 
 
+def read_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Any:
+    """``torch.load`` of a model file with ``weights_only=True``, failures as one line.
+
+    Model files are meant to be shared, and a full unpickle runs whatever code a file carries
+    (a ``__reduce__`` payload), so every model file incasem reads goes through here: tensors,
+    numbers, strings, lists and dicts load; anything else is refused before it is built.
+
+    Raises `IncasemError` naming the file: refused objects, a corrupt or truncated file, or
+    something that is not a torch file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise IncasemError(
+            f"{path}: refused: the file holds Python objects other than weights and plain data, "
+            "and loading them could run code; incasem loads weights only (re-save the state "
+            "dict with torch.save from code you trust)"
+        ) from None
+    except Exception as e:  # torch raises many types for corrupt files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise IncasemError(f"{path}: cannot read ({type(e).__name__}: {first})") from None
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: ``model`` is built from the card and holds the weights."""
@@ -129,10 +153,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
     path = Path(path)
     if not path.is_file():
         raise IncasemError(f"{path}: checkpoint not found")
-    try:
-        content = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise IncasemError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    content = read_model_file(path, map_location)
     if not isinstance(content, dict) or content.get("format") != "incasem-checkpoint":
         raise IncasemError(
             f"{path}: not an incasem checkpoint (no model card); for original ASEM weights build "

@@ -33,6 +33,7 @@ from incasem.torch.checkpoint import (
     FORMAT_VERSION,
     ModelCard,
     load_checkpoint,
+    read_model_file,
 )
 from incasem.tracking.run_folder import run_name
 
@@ -143,10 +144,7 @@ def export_model(
 def _asem_state(weights: Path) -> dict[str, torch.Tensor]:
     if not weights.is_file():
         raise IncasemError(f"{weights}: weights file not found")
-    try:
-        content = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise IncasemError(f"{weights}: cannot read ({type(e).__name__}: {e})") from None
+    content = read_model_file(weights)
     if not isinstance(content, dict):
         raise IncasemError(f"{weights}: expected a dict of weights, got {type(content).__name__}")
     state = content.get("model_state_dict", content)
@@ -253,9 +251,9 @@ def describe_model(path: str | os.PathLike) -> ModelInfo:
     path = Path(path)
     size = path.stat().st_size if path.is_file() else 0
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        return ModelInfo(path, "unknown", None, None, size, f"unreadable: {type(e).__name__}")
+        content = read_model_file(path)
+    except IncasemError as e:
+        return ModelInfo(path, "unknown", None, None, size, str(e).removeprefix(f"{path}: "))
     if not isinstance(content, dict):
         return ModelInfo(path, "unknown", None, None, size, "not a dict of weights")
     if content.get("format") == "incasem-checkpoint":
