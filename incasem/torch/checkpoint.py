@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ import torch
 from incasem import __version__
 from incasem.errors import IncasemError
 
-FORMAT_VERSION = 1
+#: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``.
+FORMAT_VERSION = 2
+
+logger = logging.getLogger(__name__)
 
 #: How raw uint8 intensities become network input: x / 255 * 2 - 1, i.e. [0, 255] -> [-1, 1].
 DEFAULT_NORMALISATION = {"type": "scale_shift", "input_range": [0, 255], "output_range": [-1, 1]}
@@ -159,13 +163,76 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
             f"{path}: not an incasem checkpoint (no model card); for original ASEM weights build "
             "ASEMUNet with their hyper-parameters and call load_model_state"
         )
-    card = ModelCard(**content["card"])
-    model = ASEMUNet(**card.hparams)
+    card = card_from_content(content, path)
+    try:
+        model = ASEMUNet(**card.hparams)
+    except (TypeError, ValueError) as e:
+        raise IncasemError(
+            f"{path}: the model card's hparams do not describe a model ({e})"
+        ) from None
     try:
         load_model_state(model, content)
     except ValueError as e:
         raise IncasemError(f"{path}: {e}") from None
     return Checkpoint(path, model, card, content.get("optimizer_state_dict"))
+
+
+_CARD_TYPES = (
+    ("hparams", dict),
+    ("input_size_voxels", list),
+    ("output_size_voxels", list),
+    ("voxel_size", list),
+    ("class_names", list),
+    ("normalisation", dict),
+    ("metrics", dict),
+)
+
+
+def card_from_content(content: dict[str, Any], path: str | os.PathLike) -> ModelCard:
+    """The model card of a loaded incasem checkpoint, checked key by key.
+
+    Keys this version does not know (a card from a newer incasem) are ignored with a warning;
+    a missing card, a card that is not a mapping, or missing or mistyped required keys raise
+    `IncasemError` in one line naming the file.
+    """
+    raw = content.get("card")
+    version = content.get("format_version")
+    if raw is None:
+        raise IncasemError(
+            f"{path}: an incasem checkpoint (format {version}) without its model card; it cannot "
+            "say what model it holds (re-export it from its training checkpoint)"
+        )
+    if not isinstance(raw, dict):
+        raise IncasemError(f"{path}: the model card is a {type(raw).__name__}, not a mapping")
+    known = {f.name for f in fields(ModelCard)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        logger.warning(
+            "%s: ignoring model-card keys this incasem %s does not know (format %s, this "
+            "version reads %d): %s",
+            path,
+            __version__,
+            version,
+            FORMAT_VERSION,
+            ", ".join(unknown),
+        )
+    required = [
+        f.name for f in fields(ModelCard) if f.default is MISSING and f.default_factory is MISSING
+    ]
+    missing = [key for key in required if key not in raw]
+    if missing:
+        raise IncasemError(f"{path}: the model card lacks {', '.join(missing)}")
+    card = ModelCard(**{key: value for key, value in raw.items() if key in known})
+    for key, kind in _CARD_TYPES:
+        if not isinstance(getattr(card, key), kind):
+            raise IncasemError(
+                f"{path}: model card key '{key}' is a {type(getattr(card, key)).__name__}, "
+                f"not a {kind.__name__}"
+            )
+    threshold = card.threshold
+    if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold < 1):
+        raise IncasemError(f"{path}: model card threshold {threshold!r} is not a probability")
+    return card
 
 
 def card_summary(card: ModelCard) -> str:

@@ -32,6 +32,7 @@ from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
     FORMAT_VERSION,
     ModelCard,
+    card_from_content,
     load_checkpoint,
     read_model_file,
 )
@@ -258,9 +259,9 @@ def describe_model(path: str | os.PathLike) -> ModelInfo:
         return ModelInfo(path, "unknown", None, None, size, "not a dict of weights")
     if content.get("format") == "incasem-checkpoint":
         try:
-            card = ModelCard(**content["card"])
-        except (KeyError, TypeError) as e:
-            return ModelInfo(path, "unknown", None, None, size, f"broken model card ({e})")
+            card = card_from_content(content, path)
+        except IncasemError as e:
+            return ModelInfo(path, "unknown", None, None, size, str(e).removeprefix(f"{path}: "))
         kind = "exported-model" if content.get("kind") == "exported-model" else "checkpoint"
         return ModelInfo(path, kind, card, content.get("export"), size)
     state = content.get("model_state_dict", content)
