@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,17 +33,19 @@ from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.tracking.observers import add_observers
 from incasem.tracking.run_folder import run_name
 from incasem.training.config import default_config, parse_config
-from incasem.training.loop import check_training_config, train
+from incasem.training.loop import TrainingInterrupted, check_training_config, train
 
 logger = logging.getLogger(__name__)
 
 
-def build_training_experiment(runs_dir: str, mongodb: str | None = None) -> Experiment:
+def build_training_experiment(
+    runs_dir: str, mongodb: str | None = None, started: dict[str, Path] | None = None
+) -> Experiment:
     """A Sacred experiment that trains with `incasem.training.loop.train`.
 
     The run folder of the file observer is the training run folder (checkpoints, best.json,
     TensorBoard, snapshots), except for ``training.continue_id``, which trains on in that
-    earlier run's folder.
+    earlier run's folder. ``started["run_dir"]`` receives the folder training writes into.
     """
     experiment = Experiment("incasem_training", save_git_info=False)
     experiment.add_config(default_config())
@@ -54,6 +57,8 @@ def build_training_experiment(runs_dir: str, mongodb: str | None = None) -> Expe
         observer_dir = Path(_run.observers[0].dir)
         resume = config.training.continue_id is not None
         run_dir = Path(runs_dir) / str(config.training.continue_id) if resume else observer_dir
+        if started is not None:
+            started["run_dir"] = run_dir
         result = train(
             config,
             run_dir,
@@ -173,11 +178,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             print(json.dumps(config.model_dump(), indent=2))
             return 0
-        experiment = build_training_experiment(runs_dir, args.mongodb)
+        started: dict[str, Path] = {}
+        experiment = build_training_experiment(runs_dir, args.mongodb, started)
         options = {"--name": name} if name else {}
         run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
     except IncasemError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(
+            f"train.py: stopped by {signal.Signals(e.signum).name} at iteration {e.iteration} "
+            f"(checkpoint saved; run recorded as INTERRUPTED); resume with --continue_run "
+            f"{started['run_dir'].name}",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
     print(json.dumps(run.result, indent=2))
     return 0

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gunpowder as gp
 import numpy as np
@@ -266,6 +269,61 @@ def _threshold(config: TrainingConfig, metrics: dict[str, float] | None) -> floa
     return metrics.get("best_threshold")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGTERM or SIGINT after saving a checkpoint at ``iteration``.
+
+    A KeyboardInterrupt, so that Sacred records the run as INTERRUPTED.
+    """
+
+    def __init__(self, signum: int, iteration: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at iteration {iteration}")
+        self.signum = signum
+        self.iteration = iteration
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGINT into a request to stop after the current iteration.
+
+    Clusters (SLURM, LSF) send SIGTERM at a job's time limit, a while before SIGKILL; stopping
+    between iterations leaves the model and optimizer consistent for the checkpoint that
+    follows. A second signal interrupts at once. Outside the main thread (where handlers cannot
+    be installed) nothing changes.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            # A PreCache worker forked with these handlers: it must die as gunpowder's
+            # teardown (SIGTERM) or the cluster means it to.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        logger.warning(
+            "%s: stopping after this iteration with a checkpoint (again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
 class _TrainingClock:
     """Seconds spent training, validation and checkpoint writing excluded, against a budget.
 
@@ -444,11 +502,14 @@ def train(
     iterations = range(first_iteration + 1, config.training.iterations + 1)
     bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
     schedule = config.training.optimizer
+    stop = _StopSignals()
     try:
-        with gp.build(pipeline):
+        with stop, gp.build(pipeline):
             train_node.iteration = first_iteration
             clock.start()
             for iteration in bar:
+                if stop.signal is not None:
+                    break
                 if clock.out_of_time():
                     logger.info(
                         "training.max_minutes (%g) reached after %d iterations",
@@ -497,9 +558,14 @@ def train(
                     or iteration == config.training.iterations
                 ):
                     save(iteration)
+        last = result.last_iteration
+        if stop.signal is not None:
+            # A cluster's time limit: keep every iteration done, skip the final validation.
+            if last > first_iteration and last not in list_checkpoints(run_dir):
+                save(last)
+            raise TrainingInterrupted(stop.signal, last)
         waiting.report(config.training.precache.num_workers)
         # The final model is always scored (so every validated run has a best.json) and kept.
-        last = result.last_iteration
         if validation is not None and last > first_iteration and last not in result.validation:
             validate(last)
         elif (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,37 @@ def test_bad_config_fails_before_training_in_one_line(tmp_path, repo_root, write
         )
     )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/checkpoints"))
+
+
+def test_sigterm_saves_marks_interrupted_and_resumes(tmp_path, repo_root, write_cubes):
+    # What SLURM and LSF do at a job's time limit.
+    train, _ = _make_data(tmp_path, write_cubes)
+    command = [
+        sys.executable, str(repo_root / "scripts" / "train.py"), "with", f"training.data={train}",
+        "directories.runs=runs", "directories.data=.", "model.num_fmaps=2",
+        "training.input_size_voxels=[108,108,108]", "training.output_size_voxels=[14,14,14]",
+        "training.iterations=100000", "training.save_every=100000", "sacred.log_every=1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "1"
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.json").is_file() or "loss" not in _metrics(run):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("train.py: stopped by SIGTERM at iteration ")
+    assert message.endswith("resume with --continue_run 1") and "Traceback" not in stderr
+    stopped = int(message.split("at iteration ")[1].split()[0])
+    assert json.loads((run / "run.json").read_text())["status"] == "INTERRUPTED"
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == [f"model_checkpoint_{stopped}.pt"]
+
+    resumed = _train(
+        repo_root, tmp_path, "--continue_run", "1", "with", f"training.iterations={stopped + 1}"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(tmp_path / "runs" / "2")["loss"]["steps"] == [stopped + 1]
+    assert (run / "checkpoints" / f"model_checkpoint_{stopped + 1}.pt").is_file()
