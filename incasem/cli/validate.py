@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from incasem.io.data_config import DataConfigError, load_data_config, validate_against_data
+from incasem.predict.truth import EntryTruth
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,8 +39,25 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(e.problems)} problem(s) found in {args.config}", file=sys.stderr)
         return 1
+    num_classes = args.num_classes or 1 + max(
+        (c for entry in config for c in entry.labels.values()), default=0
+    )
+    empty = []
     for entry in config:
         labels = ", ".join(f"{d} -> {c}" for d, c in entry.labels.items()) or "none"
         print(f"{entry.name}: {entry.file} ROI {entry.roi_voxels} (voxels) labels: {labels}")
-    print(f"{args.config}: {len(config)} entries OK")
+        counts = EntryTruth(entry, args.data_root).class_counts(entry.roi, max(num_classes, 1))
+        known = counts.sum()
+        shares = ", ".join(
+            f"class {c} {n} ({100 * n / max(known, 1):.1f} %)" for c, n in enumerate(counts)
+        )
+        print(f"  voxels inside ROI and mask: {shares}")
+        for c in range(1, num_classes):
+            if counts[c] == 0:
+                print(f"  {entry.name}: no voxel of class {c}")
+        empty += [c for c in range(1, num_classes) if counts[c] == 0]
+    missing = sorted(c for c in set(empty) if empty.count(c) == len(config))
+    for c in missing:
+        print(f"warning: class {c} has no voxel in any entry; training would refuse this config")
+    print(f"{args.config}: {len(config)} entries OK" + (" (with warnings)" if missing else ""))
     return 0

@@ -39,8 +39,9 @@ class EntryTruth:
         self.ignore_value = entry.ignore_value
         self.voxel_size = Coordinate(entry.voxel_size)
 
-    def read(self, roi: Roi) -> tuple[np.ndarray, np.ndarray]:
-        """Class ids (uint8) and evaluation region (bool) of ``roi`` (nm), both (z, y, x)."""
+    def read(self, roi: Roi, metric_masks: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids (uint8) and evaluation region (bool) of ``roi`` (nm), both (z, y, x);
+        ``metric_masks=False`` leaves the metric masks out of the region."""
         region = self.read_mask(roi)
         class_ids = np.zeros(region.shape, np.uint8)
         for array, class_id in self.labels:
@@ -49,7 +50,7 @@ class EntryTruth:
                 region &= data != self.ignore_value
                 data = np.where(data == self.ignore_value, 0, data)
             class_ids[data > 0] = class_id
-        for array in self.metric_masks:
+        for array in self.metric_masks if metric_masks else []:
             region &= array[roi] > 0
         return class_ids, region
 
@@ -58,3 +59,17 @@ class EntryTruth:
         if self.mask is None:
             return np.ones(tuple(roi.shape / self.voxel_size), bool)
         return np.asarray(self.mask[roi] > 0)
+
+    def class_counts(self, roi: Roi, num_classes: int, slab_voxels: int = 32) -> np.ndarray:
+        """Voxels of each class (index = class id) inside ``mask`` and not ``ignore_value`` in
+        ``roi`` (nm), read in slabs of ``slab_voxels`` sections along z to bound memory.
+
+        Metric masks do not apply: they restrict scores, not what training learns from.
+        """
+        counts = np.zeros(num_classes, np.int64)
+        step = slab_voxels * self.voxel_size[0]
+        for z in range(roi.begin[0], roi.end[0], step):
+            slab = Roi((z, *roi.begin[1:]), (min(step, roi.end[0] - z), *roi.shape[1:]))
+            class_ids, region = self.read(slab, metric_masks=False)
+            counts += np.bincount(class_ids[region], minlength=num_classes)[:num_classes]
+        return counts

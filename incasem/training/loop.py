@@ -90,6 +90,7 @@ def check_training_config(config: TrainingConfig) -> TrainingData:
         raise IncasemError("training.data is not set: give a data config JSON")
     _check_sizes(config)
     train, train_files = _load_data(config.training.data, "training.data", config)
+    _check_class_voxels(train, config)
     validation = None
     if config.validation.data:
         validation, _ = _load_data(config.validation.data, "validation.data", config)
@@ -115,6 +116,29 @@ def _check_sizes(config: TrainingConfig) -> None:
             raise IncasemError(
                 f"validation.input_size_voxels {config.validation.input_size_voxels}: {e}"
             ) from None
+
+
+def _check_class_voxels(data: DataConfig, config: TrainingConfig) -> None:
+    """Refuse training data in which a class has no voxel at all: such a run would train at a
+    constant loss and learn nothing of that class. Entries without a class are only logged
+    (background-only blocks are a normal part of sparse annotation)."""
+    from incasem.predict.truth import EntryTruth
+
+    num_classes, names = config.data.num_classes, config.class_names
+    total = np.zeros(num_classes, np.int64)
+    for entry in data:
+        counts = EntryTruth(entry, config.directories.data).class_counts(entry.roi, num_classes)
+        total += counts
+        missing = [f"{names[c]} ({c})" for c in range(1, num_classes) if counts[c] == 0]
+        if missing:
+            logger.info("%s: no voxel of %s in its ROI", entry.name, ", ".join(missing))
+    empty = [f"{names[c]} ({c})" for c in range(1, num_classes) if total[c] == 0]
+    if empty:
+        raise IncasemError(
+            f"training.data {config.training.data}: no entry has a single voxel of class "
+            f"{', '.join(empty)} inside its ROI and mask; the labels are empty or the class ids "
+            "do not match (incasem validate prints the voxels per class)"
+        )
 
 
 def _load_data(paths: str, role: str, config: TrainingConfig) -> tuple[DataConfig, list[str]]:
