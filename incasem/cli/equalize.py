@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="normalised clip limit in [0, 1], higher = more contrast (default: 0.02)",
     )
     parser.add_argument("--bins", type=int, default=256, help="histogram bins (default: 256)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     add_run_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         nbins=args.bins,
         num_workers=args.workers,
         overwrite=args.overwrite,
+        progress=args.progress,
     )
     print(f"wrote {path}")
     return 0

@@ -21,6 +21,13 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Size3 = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
 
 
+def _none_spelled_out(value: Any) -> Any:
+    # Sacred passes `key=null` from the command line as the string "null"; YAML spells None so.
+    if isinstance(value, str) and value.strip().lower() in ("null", "none", "~", ""):
+        return None
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,11 +124,15 @@ class Training(_Section):
     start_from: str | None = None
     continue_id: str | None = None
 
+    _no_data = field_validator("data", "start_from", mode="before")(_none_spelled_out)
+
 
 class Validation(_Section):
     data: str | None = None
     validate_every: PositiveInt = 1000
     input_size_voxels: Size3 | None = None
+
+    _no_data = field_validator("data", mode="before")(_none_spelled_out)
 
 
 class Data(_Section):

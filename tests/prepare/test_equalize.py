@@ -79,3 +79,12 @@ def test_cli_refuses_float_data(tmp_path: Path, cli, error_line):
     code, _, err = cli("equalize", tmp_path / "c.zarr", "--workers", 0)
     assert code == 2
     assert error_line(err).endswith("CLAHE needs uint8 or uint16 raw data, not float32")
+
+
+def test_cli_no_progress_writes_no_bar(tmp_path: Path, cli, rng):
+    raw = create_array(tmp_path / "c.zarr", "volumes/raw", (8, 16, 16), (1, 1, 1))
+    raw[raw.roi] = _raw(rng, (8, 16, 16))
+    code, out, err = cli("equalize", tmp_path / "c.zarr", "--workers", 0, "--no-progress",
+                         "--kernel-size", 8)  # fmt: skip
+    assert code == 0 and out.strip() == f"wrote {tmp_path / 'c.zarr'}/volumes/raw_equalized_0.02"
+    assert "%|" not in err  # no progress bar

@@ -57,3 +57,10 @@ def test_bad_config_values_fail_in_one_line(update, message):
         parse_config(update)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_null_on_the_command_line_means_none():
+    # `validation.data=null` reaches the config as the string "null" through Sacred
+    config = parse_config({"validation": {"data": "null"}, "training": {"start_from": "None"}})
+    assert config.validation.data is None and config.training.start_from is None
+    assert parse_config({"validation": {"data": "v.json"}}).validation.data == "v.json"
