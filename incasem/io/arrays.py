@@ -13,6 +13,7 @@ caller passes ``overwrite=True``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from funlib.geometry import Coordinate
+from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 from numcodecs import Blosc
 
@@ -212,3 +213,56 @@ def atomic_container(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _chunk_keys(source: zarr.Array, array: Array, roi: Roi) -> Iterator[tuple[str, tuple]]:
+    """(store key, chunk index) of every chunk of ``source`` that ``roi`` (nm) touches."""
+    clipped = roi.intersect(array.roi)
+    if clipped.empty:
+        return
+    begin = (clipped.begin - array.roi.begin) / array.voxel_size
+    end = (clipped.end - array.roi.begin) / array.voxel_size
+    channel_dims = source.ndim - len(begin)
+    chunks = source.chunks[channel_dims:]
+    ranges = [range(b // c, (e - 1) // c + 1) for b, e, c in zip(begin, end, chunks, strict=True)]
+    separator = getattr(source, "_dimension_separator", None) or "."
+    prefix = f"{source.path}/" if source.path else ""
+    for index in itertools.product(*ranges):
+        full = (0,) * channel_dims + tuple(index)
+        yield prefix + separator.join(map(str, full)), full
+
+
+def read_checked(array: Array, roi: Roi) -> np.ndarray:
+    """``array[roi]`` (nm) that refuses missing chunks and names a corrupt one.
+
+    zarr reads a missing chunk as its fill value, silently; inside a raw dataset's extent that
+    means a broken copy (an interrupted transfer, a deleted file), and a network would segment
+    zeros. A chunk that fails to decompress surfaces as a codec error that names neither the
+    dataset nor the chunk. Both become one `IncasemError` naming the container, dataset and
+    chunk key. The existence check is one lookup per chunk, nothing next to reading it.
+    """
+    source = getattr(array, "_source_data", None)
+    if not isinstance(source, zarr.Array):
+        return array[roi]
+    name = f"{getattr(source.store, 'path', source.store)}/{source.path}"
+    keys = list(_chunk_keys(source, array, roi))
+    for key, _ in keys:
+        if key not in source.store:
+            raise IncasemError(
+                f"{name}: chunk {key.rsplit('/', 1)[-1]} is missing (zarr would read it as "
+                "zeros; the copy is incomplete or damaged): restore it or convert the data again"
+            )
+    try:
+        return array[roi]
+    except Exception as error:  # codecs raise many types
+        for key, index in keys:
+            try:
+                source.blocks[index]
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise IncasemError(
+                    f"{name}: chunk {key.rsplit('/', 1)[-1]} cannot be read "
+                    f"({type(e).__name__}: {first}); the file is damaged: restore it or convert "
+                    "the data again"
+                ) from None
+        raise error

@@ -27,6 +27,7 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from incasem.errors import IncasemError
+from incasem.io.arrays import read_checked
 from incasem.predict.geometry import BlockLayout
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def read_mirrored(array: Array, roi: Roi) -> np.ndarray:
 
     Reads only the part of the dataset the mirrored ROI needs (the ROI's intersection with the
     data, plus whatever a mirror reaches further in when the ROI sticks out by more than that).
-    Returns a (z, y, x) array of the dataset's dtype.
+    Returns a (z, y, x) array of the dataset's dtype. Missing or corrupt chunks raise
+    `IncasemError` naming the dataset and chunk (`incasem.io.arrays.read_checked`).
     """
     voxel_size = array.voxel_size
     begin = (roi.begin - array.roi.begin) / voxel_size
@@ -64,7 +66,9 @@ def read_mirrored(array: Array, roi: Roi) -> np.ndarray:
     ]
     low = Coordinate(int(i.min()) for i in indices)
     high = Coordinate(int(i.max()) + 1 for i in indices)
-    fetched = array[Roi(array.roi.begin + low * voxel_size, (high - low) * voxel_size)]
+    fetched = read_checked(
+        array, Roi(array.roi.begin + low * voxel_size, (high - low) * voxel_size)
+    )
     local = [axis_indices - axis_low for axis_indices, axis_low in zip(indices, low, strict=True)]
     if all(np.array_equal(axis, np.arange(len(axis))) for axis in local):
         return fetched
