@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from funlib.geometry import Roi
+from funlib.geometry import Coordinate, Roi
 
 from incasem.errors import IncasemError
 from incasem.io import open_array
@@ -23,14 +23,15 @@ def damaged(tmp_path):
     return cell
 
 
-def test_missing_and_corrupt_chunks_are_named(damaged):
+def test_missing_and_corrupt_chunks_are_named(damaged, monkeypatch):
     raw = open_array(damaged, "volumes/raw")
     begin = raw.roi.begin
     with pytest.raises(IncasemError) as error:
         read_checked(raw, raw.roi)
     assert str(error.value) == (
         f"{damaged}/volumes/raw: chunk 1.1.0 is missing (zarr would read it as zeros; the copy "
-        "is incomplete or damaged): restore it or convert the data again"
+        "is incomplete or damaged): restore it or convert the data again, or set "
+        "INCASEM_ALLOW_MISSING_CHUNKS=1 if its missing chunks are meant as zeros"
     )
     corner = Roi(begin, (8 * 8, 4 * 8, 4 * 40))  # touches chunks 0.0.0 and 0.0.1 only
     with pytest.raises(IncasemError, match=r"volumes/raw: chunk 0\.0\.1 cannot be read \("):
@@ -38,6 +39,19 @@ def test_missing_and_corrupt_chunks_are_named(damaged):
     intact = Roi(begin, (8 * 8, 4 * 8, 4 * 8))
     assert read_checked(raw, intact).shape == (8, 8, 8)
     assert np.array_equal(read_checked(raw, intact), raw[intact])
+    # data from tools that omit all-zero chunks: missing chunks read as zeros when allowed
+    monkeypatch.setenv("INCASEM_ALLOW_MISSING_CHUNKS", "1")
+    missing = Roi(begin + Coordinate(8 * 32, 4 * 32, 0), (8 * 8, 4 * 8, 4 * 8))  # chunk 1.1.0
+    assert read_checked(raw, missing).max() == 0
+
+
+def test_incasem_stores_all_zero_chunks(tmp_path):
+    # so that a missing chunk always means a damaged copy
+    from incasem.io import create_array
+
+    array = create_array(tmp_path / "c.zarr", "zeros", (64, 64, 64), (1, 1, 1), chunks=(32,) * 3)
+    array[array.roi] = np.zeros((64, 64, 64), np.uint8)
+    assert len(list((tmp_path / "c.zarr" / "zeros").glob("*.*.*"))) == 8
 
 
 def test_prediction_fails_on_a_missing_chunk(damaged, tmp_path):
