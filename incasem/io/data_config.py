@@ -215,7 +215,7 @@ def load_data_config(
 
 
 _USABLE_KINDS = {
-    "raw": "uifb",
+    "raw": "u",
     "labels": "uib",
     "mask": "uib",
     "metric_masks": "uib",
@@ -237,7 +237,13 @@ def _check_dataset(entry: DataEntry, container: Path, role: str, dataset: str) -
             f"voxel_size {entry.voxel_size}"
         )
         return problems
-    if np.dtype(array.dtype).kind not in _USABLE_KINDS[role]:
+    if role == "raw" and np.dtype(array.dtype) != np.uint8:
+        problems.append(
+            f"{where} in {container} is {array.dtype}; the networks read 8-bit raw (0-255, mapped "
+            "to [-1, 1]), so other raw would be predicted as noise: write a uint8 copy with "
+            "'incasem convert --dtype uint8' or, for 16-bit data, 'incasem equalize' (uint8 out)"
+        )
+    elif np.dtype(array.dtype).kind not in _USABLE_KINDS[role]:
         problems.append(f"{where} in {container} has dtype {array.dtype}, unusable as {role}")
     if not array.roi.contains(entry.roi):
         data_offset = array.roi.offset / array.voxel_size

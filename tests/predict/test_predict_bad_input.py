@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import zarr
 
 from incasem.cli.main import main as incasem_main
 from incasem.errors import IncasemError
+from incasem.io import create_array
 from incasem.predict import plan_prediction, predict
 from incasem.predict.settings import PredictionSettings
 
@@ -127,3 +129,24 @@ def test_cli_prints_one_line_and_records_no_run(setup, capsys, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("incasem predict: error: ")
     assert "ends outside the dataset" in lines[0]
     assert file_tree(tmp_path) == before and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("dtype", "values"), [(np.float32, (0.0, 1.0)), (np.uint16, (0, 65535))])
+def test_raw_that_is_not_8_bit_is_refused_in_one_line(tmp_path, capsys, dtype, values):
+    # float raw in [0, 1] gave a constant map, uint16 raw noise, both with exit 0
+    container = tmp_path / "other.zarr"
+    raw = create_array(container, "volumes/raw", (48, 56, 64), (8, 4, 4), dtype=dtype)
+    raw[raw.roi] = np.linspace(*values, 48 * 56 * 64).reshape(48, 56, 64).astype(dtype)
+    checkpoint = write_checkpoint(tmp_path / "model.pt")
+    code = incasem_main(
+        ["predict", "--checkpoint", str(checkpoint), "--input", str(container), "--device", "cpu"]
+    )
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("incasem predict: error: ")
+    assert (
+        f"raw 'volumes/raw' in {container} is {np.dtype(dtype)}; the networks read 8-bit"
+        in (lines[0])
+    )
+    assert "incasem convert --dtype uint8" in lines[0]
+    assert sorted(p.name for p in container.iterdir()) == [".zgroup", "volumes"]
