@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,19 +126,44 @@ def _reduce_rgb(region: np.ndarray, mode: str | None, path: str) -> np.ndarray:
     return gray.astype(region.dtype)
 
 
+@contextmanager
+def _damaged_tiff(path: str | Path) -> Iterator[None]:
+    """Turn what tifffile only logs into an error: a truncated or corrupt file whose pages it
+    cannot find (it logs "invalid page offset" and reads fewer pages, so a conversion would
+    silently drop them)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(handler)
+    propagate, tiff_logger.propagate = tiff_logger.propagate, False
+    try:
+        yield
+    finally:
+        tiff_logger.removeHandler(handler)
+        tiff_logger.propagate = propagate
+    if records:
+        raise IncasemError(
+            f"{path}: damaged TIFF ({records[0].getMessage().strip()}): the file is truncated or "
+            "corrupt, so some of its pages cannot be read; copy it again"
+        )
+
+
 def _header(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
     """Number of pages, shape of the first page and its dtype, from the file header only."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _damaged_tiff(path), tifffile.TiffFile(path) as tif:
                 first = tif.pages.first
                 return len(tif.pages), tuple(first.shape), np.dtype(first.dtype)
         import imageio.v3 as iio
 
         props = iio.improps(path)
         return 1, tuple(props.shape), np.dtype(props.dtype)
+    except IncasemError:
+        raise
     except Exception as e:  # any decoder error is a problem with this one file
         raise IncasemError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
@@ -241,7 +267,7 @@ def _stack_from_multipage(path: Path, rgb: str | None) -> SliceStack:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _damaged_tiff(path), tifffile.TiffFile(path) as tif:
             headers = [(tuple(p.shape), np.dtype(p.dtype)) for p in tif.pages]
     except (tifffile.TiffFileError, OSError, ValueError) as e:
         raise IncasemError(f"{path}: not a readable TIFF ({e})") from None

@@ -107,3 +107,16 @@ def test_png_slices_and_vast_rgb_ids(tmp_path: Path):
     np.testing.assert_array_equal(stack.read(slice(0, 3), slice(0, 2), slice(0, 3)), [ids] * 3)
     gray = open_slice_stack(directory, rgb="gray").read(slice(0, 1), slice(0, 2), slice(0, 3))
     assert gray.dtype == np.uint8 and gray.shape == (1, 2, 3)
+
+
+def test_a_truncated_tiff_is_refused_not_shortened(tmp_path: Path, cli, rng):
+    # tifffile only logs the pages it cannot find; a conversion used to keep 1 of 8 sections
+    tifffile.imwrite(tmp_path / "full.tif", rng.integers(0, 255, (8, 64, 64), dtype=np.uint8))
+    data = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    code, _, err = cli("convert", "tiff-to-zarr", tmp_path / "cut.tif", "-o", tmp_path / "o.zarr",
+                       "-d", "volumes/raw", "--resolution", 5, 5, 5)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"incasem convert: error: {tmp_path / 'cut.tif'}: damaged TIFF (")
+    assert "the file is truncated or corrupt" in err
+    assert not (tmp_path / "o.zarr").exists()
