@@ -110,6 +110,7 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root, write_cubes):
     run3 = tmp_path / "runs" / "3"
     assert load_checkpoint(run3 / "checkpoints" / "model_checkpoint_2.pt").card.iteration == 2
     start_from = json.loads((run3 / "config.json").read_text())["training"]["start_from"]
+    best = json.loads((run / "best.json").read_text())  # the continuation validated again
     assert start_from.endswith(f"model_checkpoint_{best['iteration']}.pt")
 
 
