@@ -32,20 +32,29 @@ from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.tracking.observers import add_observers
 from incasem.tracking.run_folder import run_name
-from incasem.training.config import default_config, parse_config
-from incasem.training.loop import TrainingInterrupted, check_training_config, train
+from incasem.training.config import TrainingConfig, default_config, parse_config
+from incasem.training.loop import (
+    TrainingData,
+    TrainingInterrupted,
+    check_training_config,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def build_training_experiment(
-    runs_dir: str, mongodb: str | None = None, started: dict[str, Path] | None = None
+    runs_dir: str,
+    mongodb: str | None = None,
+    started: dict[str, Path] | None = None,
+    checked: TrainingData | None = None,
 ) -> Experiment:
     """A Sacred experiment that trains with `incasem.training.loop.train`.
 
     The run folder of the file observer is the training run folder (checkpoints, best.json,
     TensorBoard, snapshots), except for ``training.continue_id``, which trains on in that
-    earlier run's folder. ``started["run_dir"]`` receives the folder training writes into.
+    earlier run's folder. ``started["run_dir"]`` receives the folder training writes into;
+    ``checked`` is the data already checked for the same data configs (not read again).
     """
     experiment = Experiment("incasem_training", save_git_info=False)
     experiment.add_config(default_config())
@@ -65,6 +74,7 @@ def build_training_experiment(
             log_scalar=_run.log_scalar,
             start_from=config.training.start_from,
             resume=resume,
+            checked=checked if checked and _same_data(checked, config) else None,
         )
         return {
             "run_dir": str(result.run_dir),
@@ -76,6 +86,15 @@ def build_training_experiment(
         }
 
     return experiment
+
+
+def _same_data(checked: TrainingData, config: TrainingConfig) -> bool:
+    """Whether ``checked`` was made from the data configs ``config`` names."""
+    return checked.sources == (
+        config.directories.data,
+        config.training.data,
+        config.validation.data,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,12 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checkpoint = resolve_checkpoint(None, int(source), iteration, runs_dir).path
             set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
         config = parse_config(_resolved_config(config_updates, files))
-        check_training_config(config)
+        checked = check_training_config(config)
         if args.print_config:
             print(json.dumps(config.model_dump(), indent=2))
             return 0
         started: dict[str, Path] = {}
-        experiment = build_training_experiment(runs_dir, args.mongodb, started)
+        experiment = build_training_experiment(runs_dir, args.mongodb, started, checked)
         options = {"--name": name} if name else {}
         run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
     except IncasemError as e:

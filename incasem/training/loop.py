@@ -81,6 +81,8 @@ class TrainingData:
     train: DataConfig
     train_files: list[str]
     validation: DataConfig | None
+    #: (directories.data, training.data, validation.data) they were read from.
+    sources: tuple[str, str | None, str | None] = ("", None, None)
 
 
 def check_training_config(config: TrainingConfig) -> TrainingData:
@@ -94,7 +96,8 @@ def check_training_config(config: TrainingConfig) -> TrainingData:
     validation = None
     if config.validation.data:
         validation, _ = _load_data(config.validation.data, "validation.data", config)
-    return TrainingData(train, train_files, validation)
+    sources = (config.directories.data, config.training.data, config.validation.data)
+    return TrainingData(train, train_files, validation, sources)
 
 
 def _check_sizes(config: TrainingConfig) -> None:
@@ -401,6 +404,7 @@ def train(
     start_from: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    checked: TrainingData | None = None,
 ) -> TrainingResult:
     """Train a model as configured, writing checkpoints and logs into ``run_dir``.
 
@@ -413,11 +417,14 @@ def train(
         resume: continue from the latest checkpoint in ``run_dir`` (weights, optimizer state,
             iteration).
         progress: show a progress bar.
+        checked: what `check_training_config` returned for this config, if the caller already
+            checked it (the command line does, before Sacred records a run), so the data and
+            its labels are not read twice.
 
     Raises `IncasemError` (one line) for any problem found before training starts.
     """
     run_dir = Path(run_dir)
-    data = check_training_config(config)
+    data = checked or check_training_config(config)
     train_data = data.train
     validation = None
     if data.validation is not None:
