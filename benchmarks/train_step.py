@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from incasem.gunpowder import threads_per_worker
 from incasem.io.phantom import write_cell
 from incasem.torch.loss import MaskedBalancedCrossEntropy
-from incasem.torch.models import output_shape
+from incasem.torch.models import output_shape, place_model
 from incasem.training.config import parse_config
 from incasem.training.loop import (
     build_model,
@@ -58,7 +58,7 @@ def _pure_step_seconds(config, iterations: int, warmup: int, raw_dtype) -> list[
     seed_everything(0)
     device = config.torch.device
     configure_device(device)
-    model = build_model(config).train().to(device)
+    model = place_model(build_model(config), device).train()
     optimizer = build_optimizer(config, model)
     loss = MaskedBalancedCrossEntropy(config.loss.weight)
     shape = config.training.input_size_voxels

@@ -22,7 +22,9 @@ has the same needs, so they live here once:
   blocks fail; we turn that into one `IncasemError` line naming the first failing block's ROI in
   voxels and its error, and keep the worker logs for the details.
 * **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
-  them in a temporary folder that is deleted after success and kept (and named) after a failure.
+  them in ``<output container>.logs/<task>-<time>-<id>/`` beside the output (a temporary folder
+  when there is no output container), delete them after success and keep (and name) them after a
+  failure.
 
 Done-markers (daisy's block tracking) are deliberately not used: callers write into staged
 datasets that only appear under their final name once every block succeeded, so a rerun starts
@@ -31,13 +33,16 @@ clean and a half-written result is never mistaken for a finished one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +144,67 @@ def _block_failure_message(error_text: str | None) -> str | None:
     return lines[-1] if lines else None
 
 
+@contextlib.contextmanager
+def scheduler_stderr_to(path: Path) -> Iterator[None]:
+    """Send what is written to file descriptor 2 during the block to ``path``; Python's
+    ``sys.stderr`` (progress bars, log messages) keeps reaching the terminal.
+
+    Why: daisy's scheduler (compiled code) reports every failed block with the worker's whole
+    traceback straight to descriptor 2, so a full disk printed 30 traceback lines before our one
+    line. The traceback belongs with the worker logs; the user gets the one line.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = open(saved, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+    previous = sys.stderr
+    handlers = [
+        h
+        for h in _all_handlers()
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is previous
+    ]
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = terminal
+    for handler in handlers:
+        handler.setStream(terminal)
+    try:
+        yield
+    finally:
+        terminal.flush()
+        for handler in handlers:
+            handler.setStream(previous)
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    return [handler for logger in loggers for handler in logger.handlers]
+
+
+def _log_dir(name: str, output: Array | None) -> Path:
+    """A new folder for the worker logs of one run: ``<container>.logs/<name>-<time>`` beside
+    the output's zarr container, where a user looks after a failure; a temporary folder when
+    the output is not a zarr container on disk."""
+    store = getattr(getattr(output, "_source_data", None), "store", None)
+    container = getattr(store, "path", None)
+    if container is not None:
+        logs = Path(f"{Path(container).resolve()}.logs")
+        with contextlib.suppress(OSError):
+            logs.mkdir(exist_ok=True)
+            return Path(
+                tempfile.mkdtemp(prefix=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=logs)
+            )
+    return Path(tempfile.mkdtemp(prefix=f"incasem-{name}-logs-"))
+
+
 def run_blockwise(
     process_block: Callable[[Any], None],
     total_roi: Roi,
@@ -195,7 +261,7 @@ def run_blockwise(
     timeout = 120.0 + seconds_per_megavoxel * read_megavoxels
     guarded = _GuardedBlockFunction(process_block, tuple(voxel_size))
 
-    log_dir = Path(tempfile.mkdtemp(prefix=f"incasem-{name}-logs-"))
+    log_dir = _log_dir(name, output)
     previous_log_dir = daisy_logging.get_log_basedir()
     daisy_logging.set_log_basedir(log_dir)
     task = daisy.Task(
@@ -213,14 +279,15 @@ def run_blockwise(
     start = time.monotonic()
     error: str | None = None
     try:
-        states = daisy.run_blockwise(
-            task,
-            multiprocessing=num_workers > 0,
-            progress=progress,
-            return_states=True,
-            host="127.0.0.1",
-            summary=False,
-        )
+        with scheduler_stderr_to(log_dir / "scheduler.err"):
+            states = daisy.run_blockwise(
+                task,
+                multiprocessing=num_workers > 0,
+                progress=progress,
+                return_states=True,
+                host="127.0.0.1",
+                summary=False,
+            )
     except BlockError as e:  # serial mode re-raises the block's exception here
         states = None
         error = _block_failure_message(str(e))
@@ -235,6 +302,9 @@ def run_blockwise(
         failed = state.total_block_count - state.completed_count
         if failed == 0:
             shutil.rmtree(log_dir, ignore_errors=True)
+            if log_dir.parent.name.endswith(".logs"):
+                with contextlib.suppress(OSError):
+                    log_dir.parent.rmdir()  # the container's .logs folder, if now empty
             logger.info(
                 "%s: %d blocks done in %.1f s",
                 name,

@@ -31,9 +31,11 @@ import numpy as np
 from funlib.geometry import Coordinate
 
 from incasem import __version__
+from incasem.blockwise import scheduler_stderr_to
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
+from incasem.io.intensity import WARN_DISTANCE, histogram_distance, percentiles, sample_histogram
 from incasem.metrics import class_names_for, format_scores
 from incasem.predict.block_size import largest_input_shape, memory_budget
 from incasem.predict.checkpoints import ResolvedCheckpoint, resolve_checkpoint
@@ -307,6 +309,31 @@ def _entry_record(entry: DataEntry, data_root: Path | None) -> dict[str, Any]:
     }
 
 
+def _warn_unfamiliar_intensities(
+    entry: DataEntry, data_root: str | None, training: list[int], checkpoint: Path
+) -> None:
+    """Warn, naming the dataset, when the raw's grey values are distributed far from the
+    training raw's (`incasem.io.intensity`); models without a recorded histogram are not
+    checked."""
+    if not training:
+        return
+    raw = open_array(entry.path(data_root), entry.raw)
+    counts = sample_histogram(raw, entry.roi)
+    distance = histogram_distance(counts, training)
+    if distance > WARN_DISTANCE:
+        logger.warning(
+            "%s/%s: its grey values (1/50/99 %% at %s) are far from those the model %s was "
+            "trained on (%s; %.0f grey levels apart); predictions may be poor: prepare the raw "
+            "as the training raw was (e.g. incasem equalize if that was CLAHE-equalised)",
+            entry.path(data_root),
+            entry.raw,
+            "/".join(map(str, percentiles(counts))),
+            checkpoint,
+            "/".join(map(str, percentiles(np.asarray(training)))),
+            distance,
+        )
+
+
 def plan_prediction(settings: PredictionSettings) -> _Plan:
     """Check a request completely and decide every output location; writes nothing.
 
@@ -368,6 +395,8 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
                 f"{entry.name}: the data has voxel size {entry.voxel_size} nm, but the model "
                 f"{resolved.path} was trained at {card.voxel_size} nm"
             )
+    for entry in entries:
+        _warn_unfamiliar_intensities(entry, data_root, card.raw_histogram, resolved.path)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // settings.num_workers)
 
@@ -626,13 +655,14 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     started = time.monotonic()
     state = None
     try:
-        states = daisy.run_blockwise(
-            task,
-            progress=progress,
-            return_states=True,
-            host=settings.scheduler_host,
-            summary=False,
-        )
+        with scheduler_stderr_to(work_dir / "logs" / "scheduler.err"):
+            states = daisy.run_blockwise(
+                task,
+                progress=progress,
+                return_states=True,
+                host=settings.scheduler_host,
+                summary=False,
+            )
         state = states[task.task_id]
     except RuntimeError as e:  # daisy abandons a task whose workers keep dying
         states = getattr(e, "daisy_states", None) or {}
@@ -645,7 +675,10 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
         result.skipped = int(state.skipped_count)
         result.computed = int(state.completed_count) - result.skipped
         result.failed = blocks - int(state.completed_count)
-        result.first_error = result.first_error or _last_line(state.first_worker_error)
+        if result.failed:
+            # A worker that failed once and was replaced leaves its error in the state even
+            # when every block was then done: only a failed run has a first error to show.
+            result.first_error = result.first_error or _last_line(state.first_worker_error)
     else:
         result.failed = blocks
     result.voxels_per_second = result.computed * roi_voxels / blocks / max(result.seconds, 1e-9)
@@ -761,6 +794,7 @@ def result_as_json(result: PredictionResult) -> str:
                     "computed": e.computed,
                     "skipped": e.skipped,
                     "failed": e.failed,
+                    "first_error": e.first_error,
                     "seconds": e.seconds,
                     "voxels_per_second": e.voxels_per_second,
                     "scores": e.scores,

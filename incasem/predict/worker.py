@@ -152,6 +152,7 @@ class BlockFailed(RuntimeError):
 
 def _load_model(spec: WorkerSpec, device: str) -> Any:
     from incasem.torch.checkpoint import load_checkpoint
+    from incasem.torch.models import place_model
 
     digest = file_sha256(spec.checkpoint)
     if digest != spec.checkpoint_sha256:
@@ -160,7 +161,7 @@ def _load_model(spec: WorkerSpec, device: str) -> Any:
             f"!= {spec.checkpoint_sha256[:12]}); start a new prediction"
         )
     checkpoint = load_checkpoint(spec.checkpoint, map_location=device)
-    return checkpoint.model.to(device).eval()
+    return place_model(checkpoint.model, device).eval()
 
 
 def run_worker(spec: WorkerSpec) -> None:

@@ -6,13 +6,16 @@ read zeros where blocks are missing and nobody would notice. We therefore create
 a hidden sibling ``.<name>.incomplete-<id>`` in the same group, and rename it into place after the
 last block succeeded. An existing dataset of the final name is refused before any work starts
 (unless ``overwrite``) and, with ``overwrite``, is only replaced after the new one is complete, so
-a failed rerun leaves the old result intact. A failure removes the hidden dataset; a hard crash
-leaves it behind under a name that says what it is.
+a failed rerun leaves the old result intact. A failure removes the hidden dataset, and the
+container and groups it created if they hold nothing else; a hard crash leaves it behind under
+a name that says what it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,6 +80,24 @@ def _sibling(dataset: str, tag: str) -> str:
     return f"{parent}/{hidden}" if parent else hidden
 
 
+def _missing_groups(container: Path, dataset: str) -> list[str]:
+    """The groups (``""`` for the container itself) that writing ``dataset`` will create,
+    outermost first."""
+    parts = dataset.split("/")[:-1]
+    groups = [""] + ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return [group for group in groups if not (container / group / ".zgroup").exists()]
+
+
+def _remove_empty(container: Path, root: zarr.Group, created: list[str]) -> None:
+    """Delete the groups a failed write created, innermost first, where nothing else was put
+    in them meanwhile; the container too if it was new, so a failure leaves no trace."""
+    for group in reversed(created):
+        if group and group in root and len(root[group]) == 0:
+            del root[group]
+    if "" in created and len(root) == 0:
+        shutil.rmtree(container, ignore_errors=True)
+
+
 @contextmanager
 def staged_dataset(
     container: str | os.PathLike,
@@ -96,7 +117,8 @@ def staged_dataset(
     ``voxel_size`` and ``offset`` in nm, all z, y, x. An existing ``dataset`` raises
     `IncasemError` unless ``overwrite``; with ``overwrite`` it is replaced only after the body of
     the ``with`` block finished without an exception. On an exception the hidden dataset is
-    deleted and the exception propagates.
+    deleted, and so are the groups and the container it created if they hold nothing else, and
+    the exception propagates.
     """
     container = Path(container)
     dataset = dataset.strip("/")
@@ -105,24 +127,41 @@ def staged_dataset(
             f"{container}: incasem writes zarr containers only; choose an output ending in .zarr"
         )
     check_new_dataset(container, dataset, overwrite)
+    created = _missing_groups(container, dataset)
     staging_name = _sibling(dataset, "incomplete")
-    array = create_array(
-        container,
-        staging_name,
-        shape,
-        voxel_size,
-        offset=offset,
-        dtype=dtype,
-        chunks=chunks,
-        num_channels=num_channels,
-        attrs=attrs,
-    )
+    try:
+        array = create_array(
+            container,
+            staging_name,
+            shape,
+            voxel_size,
+            offset=offset,
+            dtype=dtype,
+            chunks=chunks,
+            num_channels=num_channels,
+            attrs=attrs,
+        )
+    except (OSError, KeyError) as e:
+        # zarr's directory store reports a failed write (no permission, a full disk) as a
+        # KeyError caused by the OSError.
+        cause = e if isinstance(e, OSError) else e.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        shutil.rmtree(container / staging_name, ignore_errors=True)
+        with contextlib.suppress(IncasemError, OSError):
+            _remove_empty(container, _root(container), created)
+        raise IncasemError(
+            f"{container}/{dataset}: cannot write there ({cause.strerror or cause}"
+            + (f": {cause.filename}" if cause.filename else "")
+            + ")"
+        ) from None
     root = _root(container)
     try:
         yield StagedDataset(container, dataset, staging_name, array)
     except BaseException:
         if staging_name in root:
             del root[staging_name]
+        _remove_empty(container, root, created)
         raise
     if dataset in root:
         if not overwrite:

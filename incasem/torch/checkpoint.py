@@ -29,8 +29,9 @@ import torch
 from incasem import __version__
 from incasem.errors import IncasemError
 
-#: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``.
-FORMAT_VERSION = 2
+#: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``, 3 its
+#: ``raw_histogram``.
+FORMAT_VERSION = 3
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class ModelCard:
             (the best F1 over the threshold sweep; two classes only); None where the model
             was not validated, and prediction then uses 0.5.
         incasem_version: version that wrote the checkpoint.
+        raw_histogram: grey-value counts (256 levels) of the training raw, sampled over the
+            training ROIs (`incasem.io.intensity.sample_histogram`); prediction warns when its
+            input's histogram is far from it. Empty where unknown (older checkpoints).
     """
 
     hparams: dict[str, Any]
@@ -69,6 +73,7 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     incasem_version: str = __version__
     threshold: float | None = None
+    raw_histogram: list[int] = field(default_factory=list)
 
     def decision_threshold(self) -> tuple[float, str]:
         """The threshold prediction uses by default and where it comes from, for messages."""
@@ -90,8 +95,19 @@ def save_checkpoint(
     model: torch.nn.Module,
     card: ModelCard,
     optimizer: torch.optim.Optimizer | None = None,
+    training_model: torch.nn.Module | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file + rename) and return its path."""
+    """Write a checkpoint atomically (temporary file + rename) and return its path.
+
+    Args:
+        path: the file to write.
+        model: the weights to predict with (``model_state_dict``).
+        card: the model card.
+        optimizer: its state, to resume training.
+        training_model: the weights the optimizer steps, when they are not ``model``'s (with
+            weight averaging ``model`` is the average); stored as ``training_state_dict`` so a
+            resumed run continues both.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {
@@ -102,6 +118,8 @@ def save_checkpoint(
     }
     if optimizer is not None:
         content["optimizer_state_dict"] = optimizer.state_dict()
+    if training_model is not None:
+        content["training_state_dict"] = training_model.state_dict()
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         torch.save(content, tmp)
@@ -143,6 +161,8 @@ class Checkpoint:
     model: torch.nn.Module
     card: ModelCard
     optimizer_state: dict[str, Any] | None
+    #: The weights the optimizer stepped when they differ from ``model``'s (weight averaging).
+    training_state: dict[str, Any] | None = None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Checkpoint:
@@ -174,7 +194,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
         load_model_state(model, content)
     except ValueError as e:
         raise IncasemError(f"{path}: {e}") from None
-    return Checkpoint(path, model, card, content.get("optimizer_state_dict"))
+    return Checkpoint(
+        path,
+        model,
+        card,
+        content.get("optimizer_state_dict"),
+        content.get("training_state_dict"),
+    )
 
 
 _CARD_TYPES = (
@@ -185,6 +211,7 @@ _CARD_TYPES = (
     ("class_names", list),
     ("normalisation", dict),
     ("metrics", dict),
+    ("raw_histogram", list),
 )
 
 

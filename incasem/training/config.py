@@ -10,8 +10,9 @@ defaults.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incasem.errors import IncasemError
@@ -28,8 +29,38 @@ def _none_spelled_out(value: Any) -> Any:
     return value
 
 
+def _accepts_list(annotation: Any) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return any(_accepts_list(arg) for arg in get_args(annotation))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_spelled_out(cls, data: Any) -> Any:
+        # The original's command lines give lists as `with data.class_names=[background,mito]`;
+        # Sacred keeps what Python cannot read as a literal as the string "[background,mito]".
+        # YAML's flow syntax reads it as the list it means.
+        if not isinstance(data, dict):
+            return data
+        parsed = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if (
+                field is not None
+                and isinstance(value, str)
+                and value.strip().startswith("[")
+                and _accepts_list(field.annotation)
+            ):
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    pass  # the field's own check names the key and the value
+            parsed[key] = value
+        return parsed
 
 
 class Directories(_Section):
@@ -106,6 +137,11 @@ class Precache(_Section):
     prefetch: bool = True
 
 
+class WeightAveraging(_Section):
+    enabled: bool = False
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
+
+
 class Training(_Section):
     data: str | None = None
     iterations: PositiveInt = 20000
@@ -121,6 +157,7 @@ class Training(_Section):
     snapshot: Every = Every()
     profiling_stats: Every = Every()
     precache: Precache = Precache()
+    weight_averaging: WeightAveraging = WeightAveraging()
     start_from: str | None = None
     continue_id: str | None = None
 

@@ -25,11 +25,14 @@ from typing import Any
 import gunpowder as gp
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from incasem.errors import IncasemError
 from incasem.gunpowder import Prefetch
+from incasem.io import open_array
 from incasem.io.data_config import DataConfig, check_data_config, entry_voxel_size
+from incasem.io.intensity import sample_histogram
 from incasem.metrics import format_scores
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
@@ -39,7 +42,7 @@ from incasem.torch.checkpoint import (
     save_checkpoint,
 )
 from incasem.torch.loss import MaskedBalancedCrossEntropy
-from incasem.torch.models import ASEMUNet, initialise_weights, output_shape
+from incasem.torch.models import ASEMUNet, initialise_weights, output_shape, place_model
 from incasem.tracking.run_folder import (
     checkpoint_path,
     list_checkpoints,
@@ -178,6 +181,32 @@ def build_optimizer(config: TrainingConfig, model: torch.nn.Module) -> torch.opt
         lr=config.training.optimizer.lr,
         weight_decay=config.training.optimizer.weight_decay,
     )
+
+
+def training_raw_histogram(data: DataConfig, data_root: str | None) -> list[int]:
+    """Grey-value counts (256 levels) of the training raw, sampled over every entry's ROI, for
+    the model card (see `incasem.io.intensity`)."""
+    counts = sum(
+        sample_histogram(open_array(entry.path(data_root), entry.raw), entry.roi) for entry in data
+    )
+    return [int(c) for c in counts]
+
+
+def build_weight_average(config: TrainingConfig, model: torch.nn.Module) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights, or None without
+    ``training.weight_averaging.enabled``.
+
+    Why: with the high learning rates that make a CPU budget count, the weights of any one step
+    are noisy, and so is a validation of them; their running average (decay
+    ``training.weight_averaging.decay`` per iteration, a memory of about ``1 / (1 - decay)``
+    iterations) is the better model at every point of a run, not just after the learning rate
+    has decayed. Validation, checkpoints and prediction use the average; the optimizer keeps
+    stepping the raw weights.
+    """
+    averaging = config.training.weight_averaging
+    if not averaging.enabled:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(averaging.decay))
 
 
 def configure_device(device: str) -> None:
@@ -434,8 +463,9 @@ def train(
     configure_device(config.torch.device)
     # On the device before the optimizer is made (its state follows the parameters) and before
     # the validation at iteration 0, which runs ahead of the Train node that would move it.
-    model = build_model(config).to(config.torch.device)
+    model = place_model(build_model(config), config.torch.device)
     optimizer = build_optimizer(config, model)
+    averaged = build_weight_average(config, model)
     first_iteration = 0
     if resume:
         checkpoints = list_checkpoints(run_dir)
@@ -443,7 +473,10 @@ def train(
             raise IncasemError(f"{run_dir}: no checkpoint to continue from")
         first_iteration = max(checkpoints)
         loaded = load_checkpoint(checkpoints[first_iteration])
-        model.load_state_dict(loaded.model.state_dict())
+        model.load_state_dict(loaded.training_state or loaded.model.state_dict())
+        if averaged is not None:
+            averaged.module.load_state_dict(loaded.model.state_dict())
+            averaged.n_averaged.fill_(first_iteration)
         if loaded.optimizer_state is not None:
             optimizer.load_state_dict(loaded.optimizer_state)
         logger.info("continuing %s from iteration %d", run_dir, first_iteration)
@@ -455,6 +488,8 @@ def train(
                 f"configured model {model.hparams()}"
             )
         model.load_state_dict(loaded.model.state_dict())
+        if averaged is not None:
+            averaged.module.load_state_dict(loaded.model.state_dict())
         logger.info("fine-tuning from %s (iteration %d)", start_from, loaded.card.iteration)
     elif list_checkpoints(run_dir):
         raise IncasemError(f"{run_dir} already has checkpoints; continue that run instead")
@@ -466,6 +501,7 @@ def train(
         voxel_size=list(config.data.voxel_size),
         class_names=config.class_names,
         data_digest=digest_files(data.train_files),
+        raw_histogram=training_raw_histogram(train_data, config.directories.data),
     )
     loss = MaskedBalancedCrossEntropy(config.loss.weight)
     from incasem.pipeline import TrainingKeys, training_pipeline, training_request
@@ -503,17 +539,23 @@ def train(
         if log_scalar is not None and not thinned:
             log_scalar(name, float(value), iteration)
 
+    # What is validated, saved and handed on: the weight average when there is one.
+    scored = model if averaged is None else averaged.module
+    training_model = None if averaged is None else model
+
     def save(iteration: int, metrics: dict[str, float] | None = None) -> None:
         card.iteration = iteration
         card.metrics = dict(metrics or {})
         card.threshold = _threshold(config, metrics)
-        save_checkpoint(checkpoint_path(run_dir, iteration), model, card, optimizer)
+        save_checkpoint(
+            checkpoint_path(run_dir, iteration), scored, card, optimizer, training_model
+        )
 
     clock = _TrainingClock(config.training.max_minutes)
 
     def validate(iteration: int) -> None:
         with clock.paused():
-            metrics = validation(model, iteration)
+            metrics = validation(scored, iteration)
         for name, value in metrics.items():
             log(f"validation/{name}", value, iteration)
         log("time/training_s", clock.training_s(), iteration)
@@ -566,6 +608,8 @@ def train(
                 start = time.perf_counter()
                 batch = _request_batch(pipeline, request)
                 loss_value = float(batch.loss)
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 waiting.add(time.perf_counter() - start)
                 result.losses.append(loss_value)
                 result.last_iteration = iteration

@@ -41,9 +41,10 @@ def write_checkpoint(
     seed: int = 0,
     voxel_size: tuple[int, int, int] = VOXEL_SIZE,
     threshold: float | None = None,
+    raw_histogram: list[int] | None = None,
 ) -> Path:
     """A checkpoint of a random tiny ASEMUNet (2 feature maps) with its model card (and a
-    calibrated ``threshold`` if given)."""
+    calibrated ``threshold`` and the training raw's ``raw_histogram`` if given)."""
     torch.manual_seed(seed)
     spec = NETWORKS[network]
     model = ASEMUNet(
@@ -59,6 +60,7 @@ def write_checkpoint(
         class_names=["background", "mito", "er"][:num_classes],
         normalisation=dict(DEFAULT_NORMALISATION),
         threshold=threshold,
+        raw_histogram=list(raw_histogram or []),
     )
     return save_checkpoint(path, model, card)
 

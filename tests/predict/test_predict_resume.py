@@ -147,6 +147,8 @@ def test_kill_scheduler_and_worker_then_resume(tmp_path):
     assert entry["skipped"] == done  # exactly the blocks marked done, nothing else
     assert entry["computed"] + entry["skipped"] == entry["blocks"] == 48
     assert entry["failed"] == 0
+    # the killed worker was replaced and every block done: no error to report
+    assert entry["first_error"] is None
 
     reference = quantise(single_pass(checkpoint, cell, OFFSET_VOXELS, SHAPE, deterministic=True))
     ours = np.stack([read_dataset(cell, d) for d in entry["datasets"][:-1]])

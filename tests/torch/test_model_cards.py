@@ -11,7 +11,7 @@ import torch
 
 from incasem.cli.main import main
 from incasem.errors import IncasemError
-from incasem.torch.checkpoint import load_checkpoint
+from incasem.torch.checkpoint import FORMAT_VERSION, load_checkpoint
 
 from ..predict.conftest import write_checkpoint
 
@@ -34,7 +34,10 @@ def test_keys_from_a_newer_version_are_ignored_with_a_warning(tmp_path, caplog):
 
 
 BROKEN = {
-    "no_card": (lambda c: c.pop("card"), "an incasem checkpoint (format 2) without its model card"),
+    "no_card": (
+        lambda c: c.pop("card"),
+        f"an incasem checkpoint (format {FORMAT_VERSION}) without its model card",
+    ),
     "list_card": (lambda c: c.update(card=[1, 2]), "the model card is a list, not a mapping"),
     "no_hparams": (lambda c: c["card"].pop("hparams"), "the model card lacks hparams"),
     "bad_sizes": (

@@ -64,3 +64,20 @@ def test_null_on_the_command_line_means_none():
     config = parse_config({"validation": {"data": "null"}, "training": {"start_from": "None"}})
     assert config.validation.data is None and config.training.start_from is None
     assert parse_config({"validation": {"data": "v.json"}}).validation.data == "v.json"
+
+
+def test_lists_in_the_originals_command_line_spelling():
+    # `with data.class_names=[background,mito]` reaches the config as that string (Sacred keeps
+    # what Python cannot read as a literal); YAML's flow syntax reads the list it means.
+    config = parse_config(
+        {
+            "data": {"class_names": "[background,mito]"},
+            "model": {"downsample_factors": "[[1,2,2],[1,2,2],[2,2,2]]"},
+        }
+    )
+    assert config.data.class_names == ["background", "mito"]
+    assert config.model.downsample_factors == [[1, 2, 2], [1, 2, 2], [2, 2, 2]]
+    with pytest.raises(IncasemError, match=r"config key 'data.class_names' = '\[a,'"):
+        parse_config({"data": {"class_names": "[a,"}})
+    # strings stay strings where a string is meant
+    assert parse_config({"training": {"data": "[x].json"}}).training.data == "[x].json"

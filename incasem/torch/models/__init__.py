@@ -27,10 +27,19 @@ if TYPE_CHECKING:
         Upsample,
         initialise_weights,
         load_model_state,
+        place_model,
     )
 
 _NETWORK_NAMES = frozenset(
-    {"ASEMUNet", "ConvPass", "UNet", "Upsample", "initialise_weights", "load_model_state"}
+    {
+        "ASEMUNet",
+        "ConvPass",
+        "UNet",
+        "Upsample",
+        "initialise_weights",
+        "load_model_state",
+        "place_model",
+    }
 )
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "load_model_state",
     "normalise_downsample_factors",
     "output_shape",
+    "place_model",
     "valid_input_sizes",
 ]
 
