@@ -131,7 +131,7 @@ def _pipeline_seconds(config, run_dir: Path, iterations: int, warmup: int):
     data = check_training_config(config)
     seed_everything(0)
     configure_device(config.torch.device)
-    model = build_model(config).train()
+    model = place_model(build_model(config), config.torch.device).train()
     optimizer = build_optimizer(config, model)
     keys = TrainingKeys.create()
     request = training_request(config, keys)

@@ -52,6 +52,7 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from incasem.errors import IncasemError
+from incasem.io.arrays import array_container
 from incasem.io.roi import format_roi_voxels
 
 logger = logging.getLogger(__name__)
@@ -193,10 +194,9 @@ def _log_dir(name: str, output: Array | None) -> Path:
     """A new folder for the worker logs of one run: ``<container>.logs/<name>-<time>`` beside
     the output's zarr container, where a user looks after a failure; a temporary folder when
     the output is not a zarr container on disk."""
-    store = getattr(getattr(output, "_source_data", None), "store", None)
-    container = getattr(store, "path", None)
+    container = array_container(output) if output is not None else None
     if container is not None:
-        logs = Path(f"{Path(container).resolve()}.logs")
+        logs = Path(f"{container.resolve()}.logs")
         with contextlib.suppress(OSError):
             logs.mkdir(exist_ok=True)
             return Path(

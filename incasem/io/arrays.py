@@ -239,6 +239,14 @@ def _chunk_keys(source: zarr.Array, array: Array, roi: Roi) -> Iterator[tuple[st
         yield prefix + separator.join(map(str, full)), full
 
 
+def array_container(array: Array) -> Path | None:
+    """The zarr container (directory) an array is stored in, or None when it is not a zarr array
+    in a directory store (in memory, N5 through another backend)."""
+    source = getattr(array, "_source_data", None)
+    path = getattr(getattr(source, "store", None), "path", None)
+    return Path(path) if isinstance(source, zarr.Array) and path is not None else None
+
+
 def read_checked(array: Array, roi: Roi) -> np.ndarray:
     """``array[roi]`` (nm) that refuses missing chunks and names a corrupt one.
 
@@ -251,7 +259,7 @@ def read_checked(array: Array, roi: Roi) -> np.ndarray:
     source = getattr(array, "_source_data", None)
     if not isinstance(source, zarr.Array):
         return array[roi]
-    name = f"{getattr(source.store, 'path', source.store)}/{source.path}"
+    name = f"{array_container(array) or source.store}/{source.path}"
     keys = list(_chunk_keys(source, array, roi))
     allow_missing = os.environ.get(ALLOW_MISSING_CHUNKS, "") not in ("", "0")
     for key, _ in keys:

@@ -8,12 +8,15 @@ in every daisy worker it spawns, as ``[Errno 28]`` does on a full disk).
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from incasem.io import create_array
@@ -79,11 +82,6 @@ def test_a_full_disk_ends_in_one_line_and_leaves_no_trace(tmp_path: Path):
 def _without_root_override() -> list[str]:
     """A command prefix that runs as root without the capabilities that let root write into a
     read-only folder (what every other user experiences), or skips the test."""
-    import os
-    import shutil
-
-    import pytest
-
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE (a plain user sees it anyway)")
     drop = "-dac_override,-dac_read_search"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from incasem.torch.models import ASEMUNet, UNet, initialise_weights, load_model_state
+from incasem.torch.models import ASEMUNet, UNet, initialise_weights, load_model_state, place_model
 
 TWO_LEVELS = ((2, 2, 2),) * 2
 ANISOTROPIC = ((1, 2, 2), (1, 2, 2), (2, 2, 2))
@@ -213,3 +213,21 @@ def test_kaiming_initialisation_keeps_the_signal() -> None:
     assert spreads["kaiming"] > 10 * spreads["pytorch"]
     with pytest.raises(ValueError, match="unknown initialisation"):
         initialise_weights(ASEMUNet(num_fmaps=2), "xavier")
+
+
+def test_place_model_runs_channels_last_on_the_cpu_with_the_same_values() -> None:
+    torch.manual_seed(0)
+    reference = initialise_weights(ASEMUNet(num_fmaps=2)).eval()
+    placed = place_model(ASEMUNet(num_fmaps=2), "cpu").eval()
+    placed.load_state_dict(reference.state_dict())
+    # the convolutions' weights are channels-last, also after loading a checkpoint's weights
+    weight = placed.unet.l_conv[1].conv_pass[0].weight
+    assert placed.channels_last and weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not weight.is_contiguous()
+    x = torch.randn(1, 1, 100, 100, 100)
+    with torch.no_grad():
+        torch.testing.assert_close(placed(x), reference(x), rtol=1e-4, atol=1e-5)
+    # the state dict is the plain model's: it loads into a model that was never placed
+    plain = ASEMUNet(num_fmaps=2)
+    plain.load_state_dict(placed.state_dict())
+    assert not plain.channels_last

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from incasem.io import open_array
+from incasem.io.intensity import sample_histogram
 from incasem.torch.checkpoint import load_checkpoint, read_model_file
 from incasem.tracking.run_folder import list_checkpoints
 from incasem.training.loop import train
@@ -48,6 +50,10 @@ def test_checkpoints_hold_the_average_and_the_training_weights(tmp_path: Path, p
     loaded = load_checkpoint(list_checkpoints(run)[2])
     assert _max_difference(loaded.model.state_dict(), average) == 0.0
     assert _max_difference(loaded.training_state, trained) == 0.0
+    # the card records the training raw's grey values (one 64³ cube of the 64³ block here)
+    raw = open_array(config.directories.data + "/cell.zarr", "volumes/raw")
+    assert loaded.card.raw_histogram == sample_histogram(raw).tolist()
+    assert sum(loaded.card.raw_histogram) == 64**3
 
     # Continuing goes on with both: the optimizer steps the training weights, and the average
     # takes them in with the configured decay (0.5) instead of restarting from either.
