@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 
 from incasem.errors import IncasemError
 
@@ -31,11 +32,12 @@ def _add_import_arguments(parser: argparse.ArgumentParser, resolution_required: 
     parser.add_argument("-o", "--output", required=True, help="zarr container to write to")
     parser.add_argument(
         "--resolution",
-        type=int,
+        type=float,
         nargs=3,
         metavar=("Z", "Y", "X"),
         required=resolution_required,
-        help="voxel size in nm (z y x)"
+        help="voxel size in nm (z y x); decimals are recorded exactly in the attribute "
+        "voxel_size_exact_nm and rounded to whole nm for computing"
         + ("" if resolution_required else "; default: from the input's metadata"),
     )
     parser.add_argument(
@@ -162,7 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "zarr-to-tiff",
         help="a zarr dataset -> a directory of 2D TIFFs (section_0000.tif, ...)",
         description="Export every z section of a dataset as an uncompressed 2D TIFF, numbered "
-        "from 0 (section_0000.tif ...; more digits if needed). Values are written unchanged: "
+        "by world z in voxels (z offset / z voxel size + index: section_0020.tif ... for a crop "
+        "starting at section 20; more digits if needed). Values are written unchanged: "
         "uint8/uint16/uint32 ids and float32 probabilities keep their dtype (ImageJ metadata with "
         "the voxel size in nm for uint8, uint16 and float32). Booleans become 0/255. "
         f"{UNITS}",
@@ -200,6 +203,22 @@ def _per_input(values: list[str] | None, count: int, option: str) -> list[str | 
     return values
 
 
+def _voxel_grid(resolution: Sequence[float], where: str) -> tuple[list[int], list[float] | None]:
+    """The whole-nm voxel size incasem computes on and, if rounding changed it, the exact one
+    (said in one line: the user should know that 5.9 nm sections are handled as 6 nm)."""
+    if any(not r > 0 for r in resolution):
+        raise IncasemError(f"{where}: voxel size {list(resolution)} nm must be positive")
+    grid = [max(1, math.floor(r + 0.5)) for r in resolution]
+    if all(math.isclose(r, g, abs_tol=1e-6) for r, g in zip(resolution, grid, strict=True)):
+        return grid, None
+    exact = [float(r) for r in resolution]
+    print(
+        f"{where}: voxel size {exact} nm is recorded as {grid} nm (incasem computes on whole "
+        "nm); the exact value is kept in the attribute voxel_size_exact_nm"
+    )
+    return grid, exact
+
+
 def _offset_nm(offset_voxels: list[int] | None, resolution: list[int]) -> list[int] | None:
     if offset_voxels is None:
         return None
@@ -213,13 +232,15 @@ def _import(args: argparse.Namespace, sources: list, datasets: list[str]) -> Non
     dtypes = _per_input(args.dtype, len(sources), "--dtype")
     for dataset in datasets:
         check_new_dataset(args.output, dataset, args.overwrite)
+    voxel_size, exact = _voxel_grid(args.resolution, sources[0].name)
     for source, dataset, dtype in zip(sources, datasets, dtypes, strict=True):
         path = import_volume(
             source,
             args.output,
             dataset,
-            voxel_size=args.resolution,
-            offset=_offset_nm(args.offset, args.resolution),
+            voxel_size=voxel_size,
+            exact_voxel_size=exact,
+            offset=_offset_nm(args.offset, voxel_size),
             dtype=dtype,
             chunks=args.chunks,
             invert=args.invert,
@@ -228,9 +249,7 @@ def _import(args: argparse.Namespace, sources: list, datasets: list[str]) -> Non
             max_block_mb=args.block_mb,
         )
         shape = " x ".join(str(s) for s in source.shape)
-        print(
-            f"wrote {path}: {shape} voxels (z y x) at {list(args.resolution)} nm from {source.name}"
-        )
+        print(f"wrote {path}: {shape} voxels (z y x) at {voxel_size} nm from {source.name}")
 
 
 def run_tiff_to_zarr(args: argparse.Namespace) -> int:
@@ -271,15 +290,18 @@ def run_n5_to_zarr(args: argparse.Namespace) -> int:
     if args.resolution is None:
         if placement is None:
             raise IncasemError(f"{volume.name}: no voxel size in its metadata; pass --resolution")
-        args.resolution = _integral(placement.voxel_size, "voxel size", "--resolution", volume.name)
+        args.resolution = list(placement.voxel_size)
     if args.offset is None and placement is not None:
         offset_nm = _integral(placement.offset, "offset", "--offset (voxels)", volume.name)
-        if any(o % r for o, r in zip(offset_nm, args.resolution, strict=True)):
+        exact = [float(r) for r in args.resolution]
+        # a metadata offset in exact nm is a whole number of voxels of the exact size
+        voxels = [o / r for o, r in zip(offset_nm, exact, strict=True)]
+        if any(not math.isclose(v, round(v), abs_tol=1e-6) for v in voxels):
             raise IncasemError(
                 f"{volume.name}: offset {offset_nm} nm is not a multiple of the voxel size "
-                f"{list(args.resolution)} nm; pass --offset (voxels)"
+                f"{exact} nm; pass --offset (voxels)"
             )
-        args.offset = [o // r for o, r in zip(offset_nm, args.resolution, strict=True)]
+        args.offset = [round(v) for v in voxels]
     _import(args, [volume], [args.dataset])
     return 0
 

@@ -22,6 +22,7 @@ from incasem.errors import IncasemError
 
 _COMMANDS = (
     "incasem.cli.validate",
+    "incasem.cli.plan",
     "incasem.cli.phantom",
     "incasem.cli.plot_slice",
     "incasem.cli.convert",

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "between --min and --max (the original's 2 and 180: excludes black margins and bright "
         "resin), cleaned by a binary opening (ball, --opening-radius voxels) and closing (ball, "
         "--closing-radius voxels). Blockwise with enough context that the result equals a "
-        "single-block run. Radii are in voxels, axis order z y x.",
+        "single-block run. Radii are in voxels, axis order z y x. Prints the share of the volume "
+        f"kept and warns when more than {100 * WARN_EXCLUDED:.0f} %% is excluded.",
     )
     parser.add_argument("container", help="the .zarr container (output is written into it)")
     parser.add_argument("-d", "--dataset", default="volumes/raw", help="raw dataset")
@@ -53,4 +54,35 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"wrote {path}")
+    _report_fraction(args)
     return 0
+
+
+#: Above this excluded fraction ``mask`` warns: FIB-SEM blocks of a cell have some resin or
+#: black margin, but a quarter of the volume in speckles means bounds made for other data.
+WARN_EXCLUDED = 0.10
+
+
+def _report_fraction(args: argparse.Namespace) -> None:
+    """Say what share of the volume the mask keeps (from 64 evenly spread 64³ cubes), and warn
+    when the bounds exclude more than `WARN_EXCLUDED` of it: the default bounds assume bright
+    resin and black margins, which tissue-only blocks do not have."""
+    import sys
+
+    from incasem.io.arrays import open_array
+    from incasem.io.intensity import sample_histogram
+
+    counts = sample_histogram(open_array(args.container, args.out_dataset), cubes_per_axis=4)
+    excluded = float(counts[0]) / max(int(counts.sum()), 1)
+    print(
+        f"{args.out_dataset} keeps {100 * (1 - excluded):.1f} % of the voxels (sampled); it "
+        f"excludes gray values outside ({args.min:g}, {args.max:g}) after opening and closing"
+    )
+    if excluded > WARN_EXCLUDED:
+        print(
+            f"warning: {args.container}/{args.out_dataset} excludes {100 * excluded:.0f} % of the "
+            f"volume: the bounds ({args.min:g}, {args.max:g}) may not suit this data (defaults "
+            "assume black margins and bright resin); look at it with 'incasem plot-slice "
+            f"--labels {args.out_dataset}' and set --min/--max from the raw's histogram",
+            file=sys.stderr,
+        )

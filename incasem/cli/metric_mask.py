@@ -9,18 +9,20 @@ from incasem.errors import IncasemError
 
 # The numbers of incasem.prepare.masks.EXCLUSION_DEFAULTS, spelled out so that `--help` does not
 # import the data stack; tests/prepare check that the two agree.
-_DEFAULTS_HELP = "mito 4/4, golgi 2/2, er 2/2, nuclear_pores 1/1, coated_pits 2/2"
+_DEFAULTS_HELP = "mito 20/20, golgi 10/10, er 10/10, nuclear_pores 5/5, coated_pits 10/10"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "metric-mask",
-        help="metric mask: 0 within a few voxels of object boundaries, 255 elsewhere",
+        help="metric mask: 0 within a few nm of object boundaries, 255 elsewhere",
         description="Write a 0/255 uint8 metric mask for a label dataset (nonzero = object): "
-        "voxels within --exclude-inwards voxels inside or --exclude-outwards voxels outside an "
-        "object boundary (city-block distance, 6-connected) get 0 and are ignored by the "
-        "metrics. The volume's faces are not boundaries. Defaults per --organelle "
-        f"(inwards/outwards, voxels): {_DEFAULTS_HELP}. Axis order z y x.",
+        "voxels within a band inside (--exclude-inwards-nm) and outside (--exclude-outwards-nm) "
+        "an object boundary get 0 and are ignored by the metrics. Widths are city-block "
+        "distances in nm (|dz| vz + |dy| vy + |dx| vx), so anisotropic data excludes the same "
+        "distance in the cell as isotropic data; --exclude-inwards/--exclude-outwards give "
+        "whole voxel steps instead. The volume's faces are not boundaries. Defaults per "
+        f"--organelle (inwards/outwards, nm): {_DEFAULTS_HELP}. Axis order z y x.",
     )
     parser.add_argument("container", help="the .zarr container (output is written into it)")
     parser.add_argument(
@@ -31,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="organelle whose default widths to use (mito, golgi, er, nuclear_pores, "
         "coated_pits); also names the default output",
     )
+    parser.add_argument("--exclude-inwards-nm", type=float, help="band width inside objects, nm")
+    parser.add_argument("--exclude-outwards-nm", type=float, help="band width outside objects, nm")
     parser.add_argument("--exclude-inwards", type=int, help="band width inside objects, voxels")
     parser.add_argument("--exclude-outwards", type=int, help="band width outside objects, voxels")
     parser.add_argument(
@@ -44,19 +48,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from incasem.prepare.masks import EXCLUSION_DEFAULTS, create_metric_mask
 
-    inwards, outwards = args.exclude_inwards, args.exclude_outwards
+    voxels = (args.exclude_inwards, args.exclude_outwards)
+    nm = (args.exclude_inwards_nm, args.exclude_outwards_nm)
+    if any(v is not None for v in voxels) and any(v is not None for v in nm):
+        raise IncasemError("give the widths in nm or in voxels, not both")
+    units = "voxels" if any(v is not None for v in voxels) else "nm"
+    inwards, outwards = voxels if units == "voxels" else nm
     if args.organelle is not None:
         if args.organelle not in EXCLUSION_DEFAULTS:
             raise IncasemError(
                 f"--organelle {args.organelle!r}: no defaults; choose one of "
-                f"{', '.join(EXCLUSION_DEFAULTS)} or give --exclude-inwards/--exclude-outwards"
+                f"{', '.join(EXCLUSION_DEFAULTS)} or give --exclude-inwards-nm/"
+                "--exclude-outwards-nm"
             )
+        if units == "voxels" and None in voxels:
+            raise IncasemError("with --organelle, give both voxel widths or nm widths")
         default_in, default_out = EXCLUSION_DEFAULTS[args.organelle]
         inwards = default_in if inwards is None else inwards
         outwards = default_out if outwards is None else outwards
     if inwards is None or outwards is None:
         raise IncasemError(
-            "give --organelle or both --exclude-inwards and --exclude-outwards (voxels)"
+            "give --organelle or both --exclude-inwards-nm and --exclude-outwards-nm (or both "
+            "--exclude-inwards and --exclude-outwards in voxels)"
         )
     name = args.organelle or args.dataset.rstrip("/").rsplit("/", 1)[-1]
     path = create_metric_mask(
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         outwards=outwards,
         num_workers=args.workers,
         overwrite=args.overwrite,
+        units=units,
     )
-    print(f"wrote {path} (excluding {inwards} voxels inwards, {outwards} outwards)")
+    print(f"wrote {path} (excluding {inwards:g} {units} inwards, {outwards:g} {units} outwards)")
     return 0

@@ -76,12 +76,13 @@ def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchF
     augment = config.training.augmentation
     nodes: list[gp.BatchFilter] = []
     if augment.elastic.enabled:
-        # Spacing and jitter in voxels and rotation about z, as the original's ElasticAugment;
-        # ElasticDeform's docstring says why it replaces gunpowder's elastic nodes.
+        # Spacing and jitter from nm to voxels, and rotation about z, as the original's
+        # ElasticAugment; ElasticDeform's docstring says why it replaces gunpowder's elastic nodes.
+        spacing, jitter = augment.elastic.in_voxels(config.data.voxel_size)
         nodes.append(
             ElasticDeform(
-                control_point_spacing=augment.elastic.control_point_spacing,
-                jitter_sigma=augment.elastic.jitter_sigma,
+                control_point_spacing=spacing,
+                jitter_sigma=jitter,
                 rotation_interval=(0, math.pi / 2) if augment.elastic.rotate_in_plane else (0, 0),
             )
         )

@@ -57,6 +57,28 @@ def memory_budget(device: str, workers_sharing: int) -> int:
     return int(total * MEMORY_FRACTION.get(device, MEMORY_FRACTION["cpu"]) / workers_sharing)
 
 
+def fit_input_to_roi(
+    input_shape: Sequence[int],
+    roi_shapes: Sequence[Sequence[int]],
+    downsample_factors: shapes.Factors,
+    head_kernel_size: int,
+) -> list[int]:
+    """``input_shape`` (voxels, z, y, x), cut along each axis where its output is longer than
+    the largest ROI (``roi_shapes``, voxels) needs: the smallest valid input whose output covers
+    that ROI there. A 6-section ROI of serial-section data then gets blocks a few sections deep
+    instead of the training input's 100-odd sections of context."""
+    output = shapes.output_shape(input_shape, downsample_factors, head_kernel_size)
+    extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
+    # blocks tile on the grid of the total downsampling: no block writes less than one step
+    grid = [math.prod(level[axis] for level in downsample_factors) for axis in range(3)]
+    needed = shapes.input_shape_for_output(
+        [max(min(o, e), g) for o, e, g in zip(output, extent, grid, strict=True)],
+        downsample_factors,
+        head_kernel_size,
+    )
+    return [min(size, need) for size, need in zip(input_shape, needed, strict=True)]
+
+
 def largest_input_shape(
     budget_bytes: int,
     num_fmaps: int,
@@ -65,12 +87,19 @@ def largest_input_shape(
     roi_shapes: Sequence[Sequence[int]],
     minimum: Sequence[int],
 ) -> list[int]:
-    """The largest cubic valid input (voxels, z, y, x) whose forward pass fits ``budget_bytes``,
-    then cut per axis so that its blocks tile the largest ROI (``roi_shapes``, voxels) evenly
-    with the fewest blocks, and never below ``minimum``.
+    """The largest valid input (voxels, z, y, x) whose forward pass fits ``budget_bytes``, then
+    cut per axis so that its blocks tile the largest ROI (``roi_shapes``, voxels) evenly with
+    the fewest blocks.
 
-    Raises `IncasemError` when not even ``minimum`` fits the budget.
+    It grows every axis in turn by one step of its grid while the forward pass fits, except
+    axes whose blocks already cover the ROI: a thin ROI (a few sections of serial-section data)
+    gets thin, wide blocks rather than cubes that compute context nobody asked for. ``minimum``
+    (the size that covers the training output) is cut to what the ROI needs along each axis
+    first (`fit_input_to_roi`).
+
+    Raises `IncasemError` when not even that minimum fits the budget.
     """
+    minimum = fit_input_to_roi(minimum, roi_shapes, downsample_factors, head_kernel_size)
     if forward_bytes(minimum, num_fmaps) > budget_bytes:
         raise IncasemError(
             f"a block of {list(minimum)} voxels needs about "
@@ -83,15 +112,20 @@ def largest_input_shape(
         return BlockLayout.for_network(input_shape, (1,) * 3, downsample_factors, head_kernel_size)
 
     periods = layout(minimum).grid
+    extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
     best = list(minimum)
-    while True:
-        grown = [size + period for size, period in zip(best, periods, strict=True)]
-        if forward_bytes(grown, num_fmaps) > budget_bytes:
-            break
-        best = grown
+    growing = True
+    while growing:
+        growing = False
+        for axis in range(3):
+            if layout(best).write_shape[axis] >= extent[axis]:
+                continue
+            grown = list(best)
+            grown[axis] += periods[axis]
+            if forward_bytes(grown, num_fmaps) <= budget_bytes:
+                best, growing = grown, True
     # Tile the largest ROI evenly: as few blocks per axis as the budget allows, each just large
     # enough. Otherwise a 512-voxel axis with 352-voxel blocks computes 704 voxels to keep 512.
-    extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
     write = []
     for e, most, period in zip(extent, layout(best).write_shape, periods, strict=True):
         blocks = math.ceil(e / most)

@@ -91,13 +91,22 @@ def existing_ids(container: Path, model: str) -> list[int]:
     )
 
 
-def reserve_prediction(containers: Sequence[Path], model: str) -> tuple[int, str]:
+def reserve_prediction(
+    containers: Sequence[Path], model: str, preferred: int | None = None
+) -> tuple[int, str]:
     """Pick a new prediction id free in every container and claim its group in each.
 
-    The claim is a ``mkdir`` (atomic: of two runs starting together, one gets the id and the other
-    moves on to the next). Returns (id, group path).
+    ``preferred`` is the id to take if it is free (the prediction's run id ``pN``, so that
+    ``runs show pN`` and ``predict_<N>`` name the same prediction); otherwise, or without one,
+    the next id after those the containers hold. The claim is a ``mkdir`` (atomic: of two runs
+    starting together, one gets the id and the other moves on to the next). Returns (id, group
+    path).
     """
-    prediction_id = 1 + max((i for c in containers for i in existing_ids(c, model)), default=0)
+    taken = {i for c in containers for i in existing_ids(c, model)}
+    if preferred is not None and preferred not in taken:
+        prediction_id = preferred
+    else:
+        prediction_id = 1 + max(taken, default=0)
     while True:
         group = prediction_group(model, prediction_id)
         claimed: list[Path] = []

@@ -374,7 +374,11 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
         input_size, card.voxel_size, network.downsample_factors, network.head_kernel_size
     )
     efficiency = math.prod(layout.write_shape) / math.prod(layout.input_shape)
-    if efficiency < 0.05:
+    covered = all(
+        w >= max(entry.shape[axis] for entry in entries)
+        for axis, w in enumerate(layout.write_shape)
+    )
+    if efficiency < 0.05 and not covered:  # a larger block would compute less context
         logger.warning(
             "blocks of %s voxels write only %s each (%.1f %% of what they read): prediction "
             "will be slow; use a larger input_size_voxels or 'auto'",
@@ -518,7 +522,18 @@ def _create_outputs(plan: _Plan) -> None:
     settings = plan.settings
     containers = sorted({p.container for p in plan.entries})
     if plan.group is None:
-        plan.prediction_id, plan.group = reserve_prediction(containers, plan.model)
+        run_id = settings.sacred_run_id
+        preferred = int(run_id) if str(run_id).isdigit() else None
+        plan.prediction_id, plan.group = reserve_prediction(containers, plan.model, preferred)
+        if preferred is not None and plan.prediction_id != preferred:
+            logger.warning(
+                "prediction run p%s writes to %s: that container already holds a predict_%04d "
+                "of %s (from another runs folder)",
+                run_id,
+                plan.group,
+                preferred,
+                plan.model,
+            )
         for p in plan.entries:
             p.outputs = EntryOutputs.for_entry(
                 p.container, plan.group, p.entry.name, plan.num_classes

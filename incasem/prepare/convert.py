@@ -137,6 +137,7 @@ def import_volume(
     overwrite: bool = False,
     max_block_mb: float = DEFAULT_BLOCK_MB,
     progress: bool = True,
+    exact_voxel_size: Sequence[float] | None = None,
 ) -> str:
     """Write ``source`` into a new zarr dataset, blockwise; returns ``container/dataset``.
 
@@ -155,6 +156,8 @@ def import_volume(
         max_block_mb: cap on one block's size in MB; memory per worker is about this plus one
             decoded slice.
         progress: show a progress bar.
+        exact_voxel_size: the voxel size (nm, z y x) as measured, when ``voxel_size`` is its
+            rounding to whole nm; kept in the attribute ``voxel_size_exact_nm``.
     """
     shape = tuple(int(s) for s in source.shape)
     out_dtype = np.dtype(dtype if dtype is not None else source.dtype)
@@ -174,7 +177,8 @@ def import_volume(
         dtype=out_dtype,
         chunks=chunks,
         overwrite=overwrite,
-        attrs={"incasem_source": source.name},
+        attrs={"incasem_source": source.name}
+        | ({"voxel_size_exact_nm": list(exact_voxel_size)} if exact_voxel_size else {}),
     ) as staged:
         run_blockwise(
             _CopyBlock(source, str(staged.container), staged.staging_name, out_dtype.str, invert),

@@ -25,6 +25,7 @@ Sizes and widths are in voxels, axis order z, y, x.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,15 @@ DEFAULT_MAX_VALUE = 180
 DEFAULT_OPENING_RADIUS = 3
 DEFAULT_CLOSING_RADIUS = 2
 
-#: Exclusion widths (inwards, outwards) in voxels per organelle, as used for the published models.
+#: Exclusion widths (inwards, outwards) in nm per organelle: the published models' widths in
+#: voxels (mito 4/4, golgi 2/2, er 2/2, nuclear pores 1/1, coated pits 2/2) at their 5 nm, so
+#: that data at any voxel size excludes the same distance in the cell.
 EXCLUSION_DEFAULTS: dict[str, tuple[int, int]] = {
-    "mito": (4, 4),
-    "golgi": (2, 2),
-    "er": (2, 2),
-    "nuclear_pores": (1, 1),
-    "coated_pits": (2, 2),
+    "mito": (20, 20),
+    "golgi": (10, 10),
+    "er": (10, 10),
+    "nuclear_pores": (5, 5),
+    "coated_pits": (10, 10),
 }
 
 _BLOCK_EDGE = 128
@@ -81,23 +84,39 @@ def foreground_from_values(
     return mask
 
 
-def exclusion_band(labels: np.ndarray, inwards: int, outwards: int) -> np.ndarray:
+def l1_ball(radius_nm: float, voxel_size: Sequence[float]) -> np.ndarray:
+    """Boolean footprint (z, y, x) of the voxel offsets within ``radius_nm`` in city-block
+    distance measured in nm: ``|dz| vz + |dy| vy + |dx| vx <= radius_nm``. On isotropic voxels
+    a radius of n voxels is the 6-connected ball n dilations grow."""
+    reach = [int(radius_nm // v) for v in voxel_size]
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    distance = sum(np.abs(g) * v for g, v in zip(grids, voxel_size, strict=True))
+    return distance <= radius_nm + 1e-9
+
+
+def exclusion_band(
+    labels: np.ndarray,
+    inwards: float,
+    outwards: float,
+    voxel_size: Sequence[float] = (1, 1, 1),
+) -> np.ndarray:
     """Boolean band around the boundaries of nonzero ``labels`` (z, y, x): voxels within
-    ``outwards`` voxels outside or ``inwards`` voxels inside an object (city-block distance);
-    the array's faces are not boundaries."""
+    ``outwards`` outside or ``inwards`` inside an object, in city-block distance measured in the
+    units of ``voxel_size`` (default voxels; give the voxel size in nm and widths in nm for
+    anisotropic data). The array's faces are not boundaries."""
     from scipy import ndimage
 
     objects = labels != 0
-    dilated = (
-        ndimage.binary_dilation(objects, iterations=outwards, border_value=0)
-        if outwards > 0
-        else objects
-    )
-    eroded = (
-        ndimage.binary_erosion(objects, iterations=inwards, border_value=1)
-        if inwards > 0
-        else objects
-    )
+    isotropic_voxels = all(v == 1 for v in voxel_size)
+
+    def grow(mask: np.ndarray, width: float, border: int, erode: bool) -> np.ndarray:
+        morphology = ndimage.binary_erosion if erode else ndimage.binary_dilation
+        if isotropic_voxels:  # n 6-connected steps: the same set, cheaper than the ball
+            return morphology(mask, iterations=int(width), border_value=border)
+        return morphology(mask, structure=l1_ball(width, voxel_size), border_value=border)
+
+    dilated = grow(objects, outwards, 0, erode=False) if outwards > 0 else objects
+    eroded = grow(objects, inwards, 1, erode=True) if inwards > 0 else objects
     return dilated & ~eroded
 
 
@@ -118,7 +137,8 @@ class _FilterBlock:
         if self.kind == "foreground":
             keep = foreground_from_values(data, *self.parameters)
         else:
-            keep = ~exclusion_band(data, *(int(p) for p in self.parameters))
+            inwards, outwards, *voxel_size = self.parameters
+            keep = ~exclusion_band(data, inwards, outwards, voxel_size)
         begin = (block.write_roi.offset - read.offset) / source.voxel_size
         end = begin + block.write_roi.shape / source.voxel_size
         inner = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
@@ -131,7 +151,7 @@ def _run_filter(
     out_dataset: str,
     kind: str,
     parameters: tuple[float, ...],
-    context: int,
+    context: int | Sequence[int],
     attrs: dict[str, Any],
     num_workers: int,
     overwrite: bool,
@@ -222,11 +242,12 @@ def create_metric_mask(
     container: str | os.PathLike,
     labels: str,
     out_dataset: str,
-    inwards: int,
-    outwards: int,
+    inwards: float,
+    outwards: float,
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    units: str = "voxels",
 ) -> str:
     """Write a metric mask (0 on the exclusion band around object boundaries, 255 elsewhere).
 
@@ -234,32 +255,41 @@ def create_metric_mask(
         container: the ``.zarr`` container; the mask is written into it.
         labels: label dataset; nonzero voxels are objects.
         out_dataset: e.g. ``volumes/metric_masks/mito``.
-        inwards: band width inside objects, voxels (city-block distance).
-        outwards: band width outside objects, voxels (city-block distance).
+        inwards: band width inside objects (city-block distance), in ``units``.
+        outwards: band width outside objects (city-block distance), in ``units``.
         num_workers: worker processes (0: in this process).
         overwrite: replace an existing mask (only after the new one is complete).
         progress: show a progress bar.
+        units: ``voxels`` (whole steps along every axis) or ``nm`` (distance in the cell:
+            on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z).
 
-    See `EXCLUSION_DEFAULTS` for the widths used per organelle.
+    See `EXCLUSION_DEFAULTS` for the widths used per organelle (nm).
     """
     if inwards < 0 or outwards < 0:
         raise IncasemError(
             f"exclusion widths must not be negative (inwards {inwards}, outwards {outwards})"
         )
+    if units not in ("voxels", "nm"):
+        raise IncasemError(f"exclusion width units {units!r}: expected voxels or nm")
+    voxel_size = [float(v) for v in open_array(container, labels).voxel_size]
+    recorded = {f"exclude_inwards_{units}": inwards, f"exclude_outwards_{units}": outwards}
+    if units == "voxels" or len(set(voxel_size)) == 1:
+        # whole 6-connected steps (nm on isotropic voxels are whole steps of the voxel size)
+        step = 1.0 if units == "voxels" else voxel_size[0]
+        inwards, outwards = int(inwards // step), int(outwards // step)
+        parameters: tuple[float, ...] = (inwards, outwards, 1, 1, 1)
+        context: list[int] = [max(inwards, outwards)] * 3
+    else:
+        parameters = (inwards, outwards, *voxel_size)
+        context = [int(max(inwards, outwards) // v) for v in voxel_size]
     return _run_filter(
         container,
         labels,
         out_dataset,
         "metric-mask",
-        (inwards, outwards),
-        max(inwards, outwards),
-        {
-            "incasem_metric_mask": {
-                "source": labels,
-                "exclude_inwards_voxels": inwards,
-                "exclude_outwards_voxels": outwards,
-            }
-        },
+        parameters,
+        context,
+        {"incasem_metric_mask": {"source": labels, **recorded}},
         num_workers,
         overwrite,
         progress,

@@ -36,11 +36,12 @@ from incasem.prepare.convert import DEFAULT_BLOCK_MB, copy_block_shape
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 
-def section_name(index: int, count: int) -> str:
-    """File name of section ``index`` (0-based) of ``count``: ``section_0007.tif``; zero-padded
-    to at least 4 digits and to the width of the largest index, so that sorting by name and by
-    number agree."""
-    width = max(4, len(str(max(count - 1, 0))))
+def section_name(index: int, end: int) -> str:
+    """File name of world section ``index`` (z in voxels of the world grid, i.e. offset / voxel
+    size) of a stack whose sections end before ``end``: ``section_0007.tif``; zero-padded to at
+    least 4 digits and to the width of the largest index, so that sorting by name and by number
+    agree."""
+    width = max(4, len(str(max(end - 1, 0))))
     return f"section_{index:0{width}d}.tif"
 
 
@@ -84,7 +85,8 @@ class _WriteRows:
     dataset: str
     channel: int | None
     directory: str
-    count: int
+    first: int
+    end: int
     binarize: bool
     float_to_uint8: bool
 
@@ -98,7 +100,7 @@ class _WriteRows:
         data = _to_output(data, self.binarize, self.float_to_uint8)
         z0, y0, x0 = (block.write_roi.offset - array.roi.offset) / array.voxel_size
         for i, section in enumerate(data):
-            path = Path(self.directory) / section_name(z0 + i, self.count)
+            path = Path(self.directory) / section_name(self.first + z0 + i, self.end)
             image = tifffile.memmap(path, mode="r+")
             image[y0 : y0 + section.shape[0], x0 : x0 + section.shape[1]] = section
             image.flush()
@@ -117,12 +119,15 @@ def export_tiff_stack(
     max_block_mb: float = DEFAULT_BLOCK_MB,
     progress: bool = True,
 ) -> int:
-    """Write every z section of a dataset as ``output_dir/section_NNNN.tif``; returns the count.
+    """Write every z section of a dataset as ``output_dir/section_NNNN.tif``, NNNN the section's
+    world z in voxels (the dataset's z offset / z voxel size + its index), so that sections of a
+    crop keep the numbers of the volume they came from; returns the count.
 
     Args:
         container: the ``.zarr`` (or ``.n5``) container.
         dataset: the dataset, e.g. ``volumes/raw`` or ``volumes/predictions/mito``.
-        output_dir: directory to create; sections are numbered from 0 at the dataset's first z.
+        output_dir: directory to create; sections are numbered by world z (voxels): a dataset at
+            z offset 200 nm with 10 nm sections starts at ``section_0020.tif``.
         channel: for datasets with a leading channel axis (e.g. one probability per class),
             which channel to write.
         binarize: write ``255`` where the value is nonzero, else ``0`` (uint8).
@@ -146,6 +151,8 @@ def export_tiff_stack(
     if channel is not None and not (channels and 0 <= channel < channels[0]):
         raise IncasemError(f"{container}/{dataset}: no channel {channel} (shape {array.shape})")
     shape = array.shape[-3:]
+    first = array.roi.offset[0] // array.voxel_size[0]
+    end = first + shape[0]
     dtype = _output_dtype(np.dtype(array.dtype), binarize, float_to_uint8)
     options = _tiff_options(dtype, array.voxel_size)
 
@@ -154,7 +161,7 @@ def export_tiff_stack(
     try:
         for z in range(shape[0]):
             image = tifffile.memmap(
-                staging / section_name(z, shape[0]), shape=shape[1:], dtype=dtype, **options
+                staging / section_name(first + z, end), shape=shape[1:], dtype=dtype, **options
             )
             del image
         chunks = array.chunk_shape[-3:]
@@ -166,7 +173,8 @@ def export_tiff_stack(
                 dataset,
                 channel,
                 str(staging),
-                shape[0],
+                first,
+                end,
                 binarize,
                 float_to_uint8,
             ),

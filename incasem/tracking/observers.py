@@ -4,12 +4,19 @@ Every training and prediction run is recorded by a `FileStorageObserver` under t
 so nothing needs a server (the original crashed without MongoDB). A MongoDB URL adds a
 `MongoObserver` for labs that browse runs in Omniboard. Its ``failure_dir`` is always set: with
 no server reachable, sacred 0.8.7 otherwise fails the run a second time with a ``TypeError``.
+
+A continued training run (``--continue_run N``) is recorded as run N again, in its own folder:
+one run, one id, one folder, whatever the number of sessions it took. Sacred appends metrics and
+captured output there; ``run.json`` describes the latest session and lists the earlier ones
+under ``sessions``. In MongoDB the continuation replaces the run's document (its metrics stay).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from sacred import Experiment
 from sacred.observers import FileStorageObserver
@@ -26,26 +33,91 @@ def _split_mongodb_url(url: str) -> tuple[str, str]:
     return f"{scheme}://{host}", database.split("?")[0] or "incasem"
 
 
-def add_observers(experiment: Experiment, runs_dir: str | os.PathLike, mongodb: str | None = None):
+class ContinuingFileStorageObserver(FileStorageObserver):
+    """A `FileStorageObserver` that records run ``continue_id`` in its existing folder.
+
+    Args:
+        basedir (str): the runs folder.
+        continue_id (str | None): the run being continued; None records a new run as Sacred
+            does. The run is started with Sacred's ``--id`` set to the same id.
+    """
+
+    def __init__(self, basedir: str, continue_id: str | None = None) -> None:
+        super().__init__(basedir)
+        self.continue_id = continue_id
+
+    def _continuing(self, _id: Any) -> bool:
+        return self.continue_id is not None and str(_id) == self.continue_id
+
+    def _make_run_dir(self, _id: Any) -> None:
+        if not self._continuing(_id):
+            super()._make_run_dir(_id)
+            return
+        self.dir = os.path.join(self.basedir, self.continue_id)
+        if not os.path.isfile(os.path.join(self.dir, "run.json")):
+            raise IncasemError(f"--continue_run {self.continue_id}: {self.dir} holds no run")
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        earlier = None
+        if self._continuing(_id):
+            self._make_run_dir(_id)
+            earlier = self._earlier_sessions()
+        run_id = super().started_event(
+            ex_info, command, host_info, start_time, config, meta_info, _id
+        )
+        if earlier is not None:
+            self.run_entry["sessions"] = earlier
+            self.save_json(self.run_entry, "run.json")
+        return run_id
+
+    def _earlier_sessions(self) -> list[dict[str, Any]]:
+        """The sessions recorded in the run folder so far, oldest first."""
+        with open(os.path.join(self.dir, "run.json")) as f:
+            previous = json.load(f)
+        session = {k: previous.get(k) for k in ("start_time", "stop_time", "status", "result")}
+        return [*previous.get("sessions", []), session]
+
+
+def _mongo_observer(url: str, database: str, failure_dir: Path, continue_id: str | None):
+    from sacred.observers import MongoObserver
+
+    def observer(overwrite: int | None) -> MongoObserver:
+        return MongoObserver(
+            url=url,
+            db_name=database,
+            failure_dir=str(failure_dir),
+            serverSelectionTimeoutMS=5000,
+            overwrite=overwrite,
+        )
+
+    if continue_id is not None:
+        try:
+            return observer(int(continue_id))
+        except RuntimeError:  # the run was not mirrored to this database: insert it
+            pass
+    return observer(None)
+
+
+def add_observers(
+    experiment: Experiment,
+    runs_dir: str | os.PathLike,
+    mongodb: str | None = None,
+    continue_id: str | None = None,
+) -> None:
     """Attach the file observer (always) and a MongoDB observer (if ``mongodb`` is a URL).
 
     Args:
         experiment: the Sacred experiment.
         runs_dir: folder holding one sub-folder per run (created if missing).
         mongodb: ``mongodb://HOST[:PORT][/DATABASE]``, or None.
+        continue_id: the run a continuation records into (start it with Sacred's ``--id``
+            option set to this id); None for a new run.
     """
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    experiment.observers.append(FileStorageObserver(str(runs_dir)))
+    experiment.observers.append(ContinuingFileStorageObserver(str(runs_dir), continue_id))
     if mongodb:
-        from sacred.observers import MongoObserver
-
         url, database = _split_mongodb_url(mongodb)
         experiment.observers.append(
-            MongoObserver(
-                url=url,
-                db_name=database,
-                failure_dir=str(runs_dir / "mongodb_failures"),
-                serverSelectionTimeoutMS=5000,
-            )
+            _mongo_observer(url, database, runs_dir / "mongodb_failures", continue_id)
         )

@@ -106,14 +106,20 @@ def _read_json(path: Path, required: bool) -> dict[str, Any]:
 
 
 def read_curves(run_dir: str | os.PathLike) -> dict[str, Curve]:
-    """Every metric of a run folder's ``metrics.json`` (empty if there is none yet)."""
+    """Every metric of a run folder's ``metrics.json`` (empty if there is none yet), by step.
+
+    A continued run appends to the same file; where a session logged a step again (it resumed
+    from a checkpoint older than the last logged step) the later value is kept.
+    """
     path = Path(run_dir) / "metrics.json"
     curves = {}
     for name, metric in _read_json(path, required=False).items():
         try:
-            curves[name] = Curve(name, [int(s) for s in metric["steps"]], list(metric["values"]))
+            points = dict(zip((int(s) for s in metric["steps"]), metric["values"], strict=True))
         except (KeyError, TypeError, ValueError):
             raise IncasemError(f"{path}: metric {name!r} has no steps/values lists") from None
+        steps = sorted(points)
+        curves[name] = Curve(name, steps, [points[s] for s in steps])
     return curves
 
 
@@ -156,6 +162,16 @@ def _best_validation(curves: dict[str, Curve]) -> tuple[float | None, int | None
     return float(value), step
 
 
+def _chosen_checkpoint(run_dir: Path, curves: dict[str, Curve]) -> tuple[float | None, int | None]:
+    """The validation score and iteration of the checkpoint training chose (``best.json``, which
+    prediction uses), or, for a run without one yet, the best validated iteration."""
+    best = _read_json(run_dir / "best.json", required=False)
+    value, iteration = best.get("value"), best.get("iteration")
+    if isinstance(value, int | float) and isinstance(iteration, int):
+        return float(value), iteration
+    return _best_validation(curves)
+
+
 def _model_iteration(config: dict[str, Any], result: dict[str, Any]) -> int | None:
     checkpoint = (result or {}).get("checkpoint") or config.get("checkpoint") or ""
     match = CHECKPOINT_NAME.match(Path(str(checkpoint)).name)
@@ -192,7 +208,7 @@ def read_run(
         iterations = result.get("iterations", [None, None])[-1] if result else None
         if iterations is None and steps:
             iterations = max(steps)
-        best_f1, best_iteration = _best_validation(curves)
+        best_f1, best_iteration = _chosen_checkpoint(run_dir, curves)
     else:
         run_id = f"p{run_dir.name}"
         prediction = config.get("prediction", {})
@@ -367,7 +383,10 @@ def format_run(record: RunRecord) -> str:
     ]
     if record.kind == "training":
         continued = record.config.get("training", {}).get("continue_id")
-        if continued:
+        sessions = record.info.get("sessions")
+        if isinstance(sessions, list) and sessions:
+            lines.append(f"  sessions:   {len(sessions) + 1} (continued with --continue_run)")
+        elif continued and str(continued) != record.id:  # recorded by incasem before 2026-12
             lines.append(f"  continues:  run {continued} (trains in its folder)")
         lines.append(f"  iterations: {_cell(record.iterations)}")
         lines.append(
@@ -379,6 +398,10 @@ def format_run(record: RunRecord) -> str:
             "checkpoint"
         )
         lines.append(f"  model:      {checkpoint or '-'} (iteration {_cell(record.iterations)})")
+        if result.get("group"):
+            resume = result.get("prediction_id")
+            again = f" (resume with --resume {resume})" if resume is not None else ""
+            lines.append(f"  outputs:    {result['group']}{again}")
         lines.append(f"  F1:         {_cell(record.best_f1)} (mean over scored entries)")
     lines.append(f"  data:       {', '.join(record.data) or '-'}")
     if record.kind == "training":

@@ -30,12 +30,15 @@ from sacred.utils import set_by_dotted_path
 
 from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
+from incasem.torch.checkpoint import ModelCard, load_checkpoint
 from incasem.tracking.observers import add_observers
 from incasem.tracking.run_folder import run_name
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
     TrainingData,
     TrainingInterrupted,
+    build_model,
+    check_start_from,
     check_training_config,
     train,
 )
@@ -48,24 +51,25 @@ def build_training_experiment(
     mongodb: str | None = None,
     started: dict[str, Path] | None = None,
     checked: TrainingData | None = None,
+    continue_id: str | None = None,
 ) -> Experiment:
     """A Sacred experiment that trains with `incasem.training.loop.train`.
 
     The run folder of the file observer is the training run folder (checkpoints, best.json,
-    TensorBoard, snapshots), except for ``training.continue_id``, which trains on in that
-    earlier run's folder. ``started["run_dir"]`` receives the folder training writes into;
-    ``checked`` is the data already checked for the same data configs (not read again).
+    TensorBoard, snapshots). With ``continue_id`` (``--continue_run``; run the experiment with
+    the option ``--id`` set to it) the run is recorded under that id again and trains on in its
+    folder. ``started["run_dir"]`` receives the folder training writes into; ``checked`` is the
+    data already checked for the same data configs (not read again).
     """
     experiment = Experiment("incasem_training", save_git_info=False)
     experiment.add_config(default_config())
-    add_observers(experiment, runs_dir, mongodb)
+    add_observers(experiment, runs_dir, mongodb, continue_id)
 
     @experiment.main
     def _train(_config: dict[str, Any], _run) -> dict[str, Any]:
         config = parse_config(_config)
-        observer_dir = Path(_run.observers[0].dir)
+        run_dir = Path(_run.observers[0].dir)
         resume = config.training.continue_id is not None
-        run_dir = Path(runs_dir) / str(config.training.continue_id) if resume else observer_dir
         if started is not None:
             started["run_dir"] = run_dir
         result = train(
@@ -157,6 +161,55 @@ def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> di
     return config
 
 
+def _plan_auto_sizes(config_updates: dict[str, Any], files: Sequence[str]) -> None:
+    """Replace ``auto`` downsampling and training sizes by the plan for the training data (as
+    ``incasem plan`` prints it), so the run records the values it trains with."""
+    from incasem.predict.block_size import memory_budget
+    from incasem.training.plan import resolve_auto
+
+    resolved = _resolved_config(config_updates, files)
+    device = str((resolved.get("torch") or {}).get("device", "cpu"))
+    budget = memory_budget("cuda" if device.startswith("cuda") or device.isdigit() else "cpu", 1)
+    planned, plan = resolve_auto(resolved, budget)
+    for key, value in planned.items():
+        set_by_dotted_path(config_updates, key, value)
+    if plan is not None:
+        logger.info("planned from the training data (incasem plan):\n%s", plan.describe())
+
+
+def _card_config(card: ModelCard) -> dict[str, Any]:
+    """The config a fine-tuning run takes from its checkpoint's model card (dotted keys):
+    the network, its classes, voxel size (nm) and training input/output sizes (voxels)."""
+    hparams = card.hparams
+    return {
+        "model.num_fmaps": hparams["num_fmaps"],
+        "model.fmap_inc_factor": hparams["fmap_inc_factor"],
+        "model.downsample_factors": hparams["downsample_factors"],
+        "model.constant_upsample": hparams["constant_upsample"],
+        "data.num_classes": hparams["num_classes"],
+        "data.class_names": list(card.class_names),
+        "data.voxel_size": list(card.voxel_size),
+        "training.input_size_voxels": list(card.input_size_voxels),
+        "training.output_size_voxels": list(card.output_size_voxels),
+    }
+
+
+def _set_by_user(key: str, config_updates: dict[str, Any], files: Sequence[str]) -> bool:
+    """Whether the dotted ``key`` is given on the command line or in one of the YAML files."""
+
+    def has(tree: Any, parts: list[str]) -> bool:
+        for part in parts:
+            if not isinstance(tree, dict) or part not in tree:
+                return False
+            tree = tree[part]
+        return True
+
+    parts = key.split(".")
+    return has(config_updates, parts) or any(
+        has(yaml.safe_load(Path(name).read_text()), parts) for name in files
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -192,14 +245,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise IncasemError(f"--start_from {source}: no such checkpoint file or run id")
                 checkpoint = resolve_checkpoint(None, int(source), iteration, runs_dir).path
             set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
+            card = load_checkpoint(checkpoint).card
+            for key, value in _card_config(card).items():
+                if not _set_by_user(key, config_updates, files):
+                    set_by_dotted_path(config_updates, key, value)
+        _plan_auto_sizes(config_updates, files)
         config = parse_config(_resolved_config(config_updates, files))
+        if args.start_from:
+            # before Sacred records a run: a network that cannot take the weights is bad input
+            check_start_from(card.hparams, build_model(config).hparams(), checkpoint)
         checked = check_training_config(config)
         if args.print_config:
             print(json.dumps(config.model_dump(), indent=2))
             return 0
         started: dict[str, Path] = {}
-        experiment = build_training_experiment(runs_dir, args.mongodb, started, checked)
-        options = {"--name": name} if name else {}
+        experiment = build_training_experiment(
+            runs_dir, args.mongodb, started, checked, args.continue_run
+        )
+        options: dict[str, str] = {"--name": name} if name else {}
+        if args.continue_run is not None:
+            options["--id"] = args.continue_run
         run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
     except IncasemError as e:
         print(f"train.py: error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ defaults.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
@@ -83,16 +84,36 @@ class Reject(_Section):
     max_attempts: PositiveInt = 10000
 
 
+_NonNegative3 = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=3, max_length=3)]
+_Positive3 = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
+
+
 class Elastic(_Section):
+    """Elastic deformation. Spacing and jitter are distances in the cell, so they are given in
+    nm and converted with ``data.voxel_size`` (160 / 10 nm: the original's 32 / 2 voxels at
+    5 nm); the original's voxel keys, when given, take their place."""
+
     enabled: bool = True
-    control_point_spacing: Size3 = [32, 32, 32]
-    jitter_sigma: Annotated[
-        list[Annotated[float, Field(ge=0)]], Field(min_length=3, max_length=3)
-    ] = [2.0, 2.0, 2.0]
+    control_point_spacing_nm: _Positive3 = [160.0, 160.0, 160.0]
+    jitter_sigma_nm: _NonNegative3 = [10.0, 10.0, 10.0]
+    control_point_spacing: Size3 | None = None
+    jitter_sigma: _NonNegative3 | None = None
     # The original's ElasticAugment key; kept so its configs load. ElasticDeform computes the
     # displacement at full resolution at no extra cost, so there is nothing to subsample.
     subsample: PositiveInt = 4
     rotate_in_plane: bool = True
+
+    def in_voxels(self, voxel_size: Sequence[int]) -> tuple[list[int], list[float]]:
+        """Control-point spacing (whole voxels, at least 1) and jitter sigma (voxels), z y x,
+        for data of ``voxel_size`` nm."""
+        spacing = self.control_point_spacing or [
+            max(1, round(d / v))
+            for d, v in zip(self.control_point_spacing_nm, voxel_size, strict=True)
+        ]
+        jitter = self.jitter_sigma or [
+            s / v for s, v in zip(self.jitter_sigma_nm, voxel_size, strict=True)
+        ]
+        return list(spacing), list(jitter)
 
 
 class Simple(_Section):
@@ -167,7 +188,7 @@ class Training(_Section):
 class Validation(_Section):
     data: str | None = None
     validate_every: PositiveInt = 1000
-    input_size_voxels: Size3 | None = None
+    input_size_voxels: Size3 | Literal["auto"] | None = None
 
     _no_data = field_validator("data", mode="before")(_none_spelled_out)
 
@@ -200,7 +221,7 @@ class BalanceLabels(_Section):
 
 
 class Loss(_Section):
-    type: str = "cross_entropy_scaling"
+    type: Literal["cross_entropy_scaling", "cross_entropy_dice"] = "cross_entropy_scaling"
     weight: list[Annotated[float, Field(ge=0)]] | None = None
     balance_labels: BalanceLabels = BalanceLabels()
 
@@ -275,6 +296,11 @@ def parse_config(config: dict[str, Any]) -> TrainingConfig:
                 problems.append(f"unknown config key '{key}'")
             elif not key:
                 problems.append(error["msg"].removeprefix("Value error, "))
+            elif error.get("input") == "auto":
+                problems.append(
+                    f"config key '{key}' = 'auto' is planned from the training data by "
+                    "scripts/train.py (in Python: incasem.training.plan.resolve_auto)"
+                )
             else:
                 value = error.get("input")
                 shown = f" = {value!r}" if not isinstance(value, dict) else ""

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from incasem.errors import IncasemError
 from incasem.gunpowder import Prefetch
 from incasem.io import open_array
-from incasem.io.data_config import DataConfig, check_data_config, entry_voxel_size
+from incasem.io.data_config import DataConfig, DataEntry, check_data_config, entry_voxel_size
 from incasem.io.intensity import sample_histogram
 from incasem.metrics import format_scores
 from incasem.torch.checkpoint import (
@@ -95,6 +95,7 @@ def check_training_config(config: TrainingConfig) -> TrainingData:
         raise IncasemError("training.data is not set: give a data config JSON")
     _check_sizes(config)
     train, train_files = _load_data(config.training.data, "training.data", config)
+    _check_outputs_fit(train, config)
     _check_class_voxels(train, config)
     validation = None
     if config.validation.data:
@@ -115,13 +116,36 @@ def _check_sizes(config: TrainingConfig) -> None:
             f"training.output_size_voxels is {config.training.output_size_voxels} but the model "
             f"gives {list(expected)} for training.input_size_voxels {input_size}"
         )
-    if config.validation.input_size_voxels is not None:
+    if config.validation.input_size_voxels not in (None, "auto"):
         try:
             output_shape(config.validation.input_size_voxels, factors)
         except ValueError as e:
             raise IncasemError(
                 f"validation.input_size_voxels {config.validation.input_size_voxels}: {e}"
             ) from None
+
+
+def _check_outputs_fit(data: DataConfig, config: TrainingConfig) -> None:
+    """Fail at once, with the plan for this data, when no annotated ROI can hold the share of
+    an output block that ``training.reject.min_valid`` asks for: sampling would try for minutes
+    and then blame the labels (e.g. a 110-section output on a 14-section ROI)."""
+    from incasem.training.plan import plan_network, unreachable_valid_fraction
+
+    shapes = {entry.name: list(entry.shape) for entry in data}
+    message = unreachable_valid_fraction(
+        config.training.output_size_voxels, shapes, config.training.reject.min_valid
+    )
+    if message is None:
+        return
+    try:
+        plan = plan_network(config.data.voxel_size, list(shapes.values()), config.model.num_fmaps)
+    except IncasemError as e:
+        raise IncasemError(f"{message}; {e}") from None
+    keys = " ".join(f"{k}={str(v).replace(' ', '')}" for k, v in plan.config_updates().items())
+    raise IncasemError(
+        f"{message}. 'incasem plan {config.training.data}' proposes {keys} (or set these keys "
+        "to auto)"
+    )
 
 
 def _check_class_voxels(data: DataConfig, config: TrainingConfig) -> None:
@@ -172,6 +196,36 @@ def build_model(config: TrainingConfig) -> ASEMUNet:
         constant_upsample=config.model.constant_upsample,
     )
     return initialise_weights(model, config.model.initialisation)
+
+
+#: Config keys named like the network's constructor arguments (``ASEMUNet.hparams``).
+_HPARAM_KEYS = {
+    "num_classes": "data.num_classes",
+    "num_fmaps": "model.num_fmaps",
+    "fmap_inc_factor": "model.fmap_inc_factor",
+    "downsample_factors": "model.downsample_factors",
+    "constant_upsample": "model.constant_upsample",
+}
+
+
+def check_start_from(
+    checkpoint_hparams: dict[str, Any], configured: dict[str, Any], path: str | os.PathLike
+) -> None:
+    """Raise `IncasemError` naming each config key whose value builds a network other than the
+    checkpoint's (fine-tuning loads its weights, so the architectures must be equal)."""
+    differences = [
+        f"{_HPARAM_KEYS.get(key, key)} {configured.get(key)!r} (the checkpoint's: {value!r})"
+        for key, value in checkpoint_hparams.items()
+        if configured.get(key) != value
+    ]
+    differences += [f"{key} (not in the checkpoint)" for key in configured if key not in
+                    checkpoint_hparams]  # fmt: skip
+    if differences:
+        raise IncasemError(
+            f"--start_from {path}: the configured network differs from the checkpoint's: "
+            + "; ".join(differences)
+            + " (leave these keys unset to take them from the checkpoint)"
+        )
 
 
 def build_optimizer(config: TrainingConfig, model: torch.nn.Module) -> torch.optim.Adam:
@@ -288,16 +342,13 @@ class _Validator:
     def __call__(self, model: torch.nn.Module, iteration: int) -> dict[str, float]:
         from incasem.predict.evaluate import entry_scores, score_entry
 
-        input_size = (
-            self.config.validation.input_size_voxels or self.config.training.input_size_voxels
-        )
         totals = None
         for entry in self.data:
             scored = score_entry(
                 model,
                 entry,
                 self.config.directories.data,
-                input_size_voxels=input_size,
+                input_size_voxels=self._input_size(model, entry),
                 voxel_size=self.config.data.voxel_size,
                 normalisation=DEFAULT_NORMALISATION,
                 device=self.config.torch.device,
@@ -305,6 +356,35 @@ class _Validator:
             totals = scored if totals is None else (totals[0] + scored[0], totals[1] + scored[1])
         assert totals is not None
         return entry_scores(*totals, class_names=self.config.class_names)
+
+    def _input_size(self, model: torch.nn.Module, entry: DataEntry) -> list[int]:
+        """Block input (voxels, z y x) for validating ``entry``.
+
+        Default: the training input, cut along each axis to what the entry's ROI needs, so the
+        validation allocates no more than a training step (larger blocks slow every later
+        training step on a CPU: glibc keeps the heap they grew) and a thin ROI is not padded
+        with a training block's depth of context. ``auto``: the largest block the memory
+        allows, as prediction's ``input_size_voxels: auto``. Or the size given.
+        """
+        from incasem.predict.block_size import (
+            fit_input_to_roi,
+            largest_input_shape,
+            memory_budget,
+        )
+
+        network = getattr(model, "module", model)  # the average of AveragedModel
+        factors, head = network.downsample_factors, network.head_kernel_size
+        size = self.config.validation.input_size_voxels
+        training = list(self.config.training.input_size_voxels)
+        if size is None:
+            return fit_input_to_roi(training, [entry.shape], factors, head)
+        if size == "auto":
+            device = "cuda" if str(self.config.torch.device).startswith("cuda") else "cpu"
+            budget = memory_budget(device, 1)
+            return largest_input_shape(
+                budget, network.num_fmaps, factors, head, [entry.shape], training
+            )
+        return list(size)
 
     def is_best(self, iteration: int, metrics: dict[str, float]) -> bool:
         value = metrics[BEST_METRIC]
@@ -482,11 +562,7 @@ def train(
         logger.info("continuing %s from iteration %d", run_dir, first_iteration)
     elif start_from is not None:
         loaded = load_checkpoint(start_from)
-        if loaded.card.hparams != model.hparams():
-            raise IncasemError(
-                f"--start_from {start_from}: its model {loaded.card.hparams} differs from the "
-                f"configured model {model.hparams()}"
-            )
+        check_start_from(loaded.card.hparams, model.hparams(), start_from)
         model.load_state_dict(loaded.model.state_dict())
         if averaged is not None:
             averaged.module.load_state_dict(loaded.model.state_dict())
@@ -503,7 +579,9 @@ def train(
         data_digest=digest_files(data.train_files),
         raw_histogram=training_raw_histogram(train_data, config.directories.data),
     )
-    loss = MaskedBalancedCrossEntropy(config.loss.weight)
+    loss = MaskedBalancedCrossEntropy(
+        config.loss.weight, dice=config.loss.type == "cross_entropy_dice"
+    )
     from incasem.pipeline import TrainingKeys, training_pipeline, training_request
 
     keys = TrainingKeys.create()

@@ -83,14 +83,45 @@ def test_plot_slice_with_partial_probability_panel(tmp_path, small_container):
     args = ["plot-slice", str(small_container), "--probabilities", "volumes/p", "-o", str(out)]
     assert main([*args, "--labels", "volumes/labels/mito"]) == 0
     assert out.stat().st_size > 10_000
-    assert main([*args, "--z", "2"]) == 2  # the probabilities do not reach section 2
+    # world z: the raw covers sections 10..49 (offset 100 nm, 10 nm), the probabilities 20..39
+    assert main([*args, "--z", "12"]) == 2
 
 
 def test_plot_slice_bad_section_is_one_line(small_container, tmp_path, capsys):
     assert main(["plot-slice", str(small_container), "--z", "99", "-o", str(tmp_path / "x.png")])
     assert capsys.readouterr().err.strip() == (
-        f"incasem plot-slice: error: {small_container}/volumes/raw: section z=99 outside 0..39"
+        f"incasem plot-slice: error: {small_container}/volumes/raw: section z=99 outside 10..49 "
+        "(world voxels)"
     )
+    args = ["plot-slice", str(small_container), "-o", str(tmp_path / "x.png"), "--roi"]
+    assert main([*args, "0", "10", "0", "5", "20", "20"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"incasem plot-slice: error: {small_container}/volumes/raw: --roi [0:5, 10:30, 0:20] "
+        "(voxels) is not inside the raw's [10:50, 10:60, 0:60]"
+    )
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_slice_draws_world_sections_of_a_crop_and_partial_labels(small_container, tmp_path):
+    """A label covering part of the section is outlined where it is; --z and --roi are world
+    voxels, so the picture of a crop shows the same section as the whole cell's."""
+    import matplotlib.image
+
+    from incasem.io import create_array
+
+    part = create_array(small_container, "volumes/part", (5, 20, 20), (10, 5, 5), (250, 100, 50))
+    data = np.zeros((5, 20, 20), np.uint8)
+    data[:, 5:15, 5:15] = 1
+    part[part.roi] = data
+    whole, crop = tmp_path / "whole.png", tmp_path / "crop.png"
+    common = ["plot-slice", str(small_container), "--labels", "volumes/part", "--z", "27"]
+    assert main([*common, "-o", str(whole)]) == 0
+    assert main([*common, "--roi", "25", "20", "10", "5", "20", "20", "-o", str(crop)]) == 0
+    assert main([*common, "--z", "20", "-o", str(tmp_path / "x.png")]) == 2  # no overlap
+    for path in (whole, crop):
+        image = matplotlib.image.imread(path)
+        red = (image[..., 0] > 0.8) & (image[..., 1] < 0.3) & (image[..., 2] < 0.4)
+        assert red.sum() > 20, path  # the outline was drawn
 
 
 @pytest.mark.parametrize("command", [["--help"], ["validate", "--help"], ["phantom", "--help"]])

@@ -110,6 +110,12 @@ MALFORMED = {
         {"a": _entry(labels={"volumes/raw_float": 1})},
         "a: labels 'volumes/raw_float' in {root}/cell.zarr has dtype float32, unusable as labels",
     ),
+    "float raw": (
+        {"a": _entry(raw="volumes/raw_float")},
+        "a: raw 'volumes/raw_float' in {root}/cell.zarr is float32; the networks read 8-bit raw "
+        "(0-255, mapped to [-1, 1]), so other raw would be predicted as noise: write a uint8 copy "
+        "with 'incasem convert --dtype uint8'",
+    ),
     "empty raw path": ({"a": _entry(raw=" ")}, "entry 'a': key 'raw' = \" \": Value error"),
     "non-positive weight": ({"a": _entry(weight=0)}, "entry 'a': key 'weight' = 0"),
 }

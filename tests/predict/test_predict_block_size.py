@@ -27,19 +27,28 @@ def test_estimate_grows_with_the_block_and_the_feature_maps():
 def test_largest_valid_block_within_the_budget():
     budget = 8 * 2**30
     shape = largest_input_shape(budget, 12, FACTORS, 3, BIG_ROI, [204] * 3)
-    assert shape[0] == shape[1] == shape[2] and shape[0] % 8 == 4
-    assert forward_bytes(shape, 12) <= budget < forward_bytes([s + 8 for s in shape], 12)
+    # axes grow in turn: near-cubic, every size valid, and no axis can grow one more step
+    assert max(shape) - min(shape) <= 8 and all(s % 8 == 4 for s in shape)
+    assert forward_bytes(shape, 12) <= budget
+    for axis in range(3):
+        grown = list(shape)
+        grown[axis] += 8
+        assert forward_bytes(grown, 12) > budget
 
 
 def test_blocks_tile_the_largest_roi_evenly():
-    # 8 GiB allows 308³ blocks (208³ written). A thin slab: z keeps the smallest (default)
-    # block, y = 384 becomes 2 blocks of 192, x = 512 3 blocks of 176, not 208 + 208 + 96.
+    # 8 GiB allows about 310³ blocks. A thin slab: z gets what 35 sections need (output 46,
+    # blocks of 40), and the memory that saves goes to y and x: y = 384 becomes 2 blocks of
+    # 192, x = 512 2 blocks of 256, not 3 of 176 as with cubic blocks.
     shape = largest_input_shape(
         8 * 2**30, 12, FACTORS, 3, [[35, 384, 512], [20, 100, 100]], [204] * 3
     )
-    assert shape == [204, 292, 276]  # outputs 110, 198, 182 -> blocks 104, 192, 176
+    assert shape == [140, 292, 356]  # outputs 46, 198, 262 -> blocks 40, 192, 256
     small = largest_input_shape(8 * 2**30, 12, FACTORS, 3, [[100, 120, 130]], [204] * 3)
     assert small == [204, 220, 236]  # outputs 110, 126, 142 -> blocks 104, 120, 136
+    # six sections of serial-section data: never more along z than the ROI needs
+    thin = largest_input_shape(8 * 2**30, 12, FACTORS, 3, [[6, 2000, 2000]], [204] * 3)
+    assert thin[0] == 108 and thin[1] > 204  # output 14: one block of 8 sections (the grid)
     # 452³ would fit, but a 512³ volume is 2 x 256 per axis: 356³ blocks compute 2.2x less
     assert largest_input_shape(12 * 2**30, 4, FACTORS, 3, [[512] * 3], [204] * 3) == [356] * 3
 
@@ -98,7 +107,8 @@ def test_tiny_blocks_are_warned_about_and_auto_avoids_them(tmp_path, checkpoint_
             PredictionSettings(checkpoint=checkpoint, input=str(cell), input_size_voxels="auto")
         )
     assert "prediction will be slow" not in caplog.text
-    assert list(plan.layout.write_shape) == [104, 104, 104]  # the default block, one per ROI
+    # one block just covering the 48 x 56 x 64 ROI (blocks of 48, 56, 64 voxels)
+    assert list(plan.layout.write_shape) == [48, 56, 64]
 
 
 def test_auto_uses_the_memory_budget_for_fewer_larger_blocks(
@@ -108,7 +118,8 @@ def test_auto_uses_the_memory_budget_for_fewer_larger_blocks(
     from incasem.predict.run import plan_prediction
 
     # 8 GiB per worker allows 436³ inputs with 2 feature maps: the 300-voxel x axis fits one
-    # block of 304 (input 404), z and y keep the default input; the default writes 104 per block.
+    # block of 304 (input 404), z and y get what their 48 and 56 voxels need; the default input
+    # writes 104 per block.
     monkeypatch.setattr(run, "memory_budget", lambda device, sharing: 8 * 2**30)
     cell = write_cell(tmp_path / "cell.zarr", shape=(48, 56, 300))
     checkpoint = str(checkpoint_factory())
@@ -121,8 +132,20 @@ def test_auto_uses_the_memory_budget_for_fewer_larger_blocks(
         for size in ("auto", None)
     }
     auto, default = plans["auto"], plans[None]
-    assert list(auto.layout.input_shape) == [204, 204, 404]
+    assert list(auto.layout.input_shape) == [148, 156, 404]
     assert list(default.layout.input_shape) == [204, 204, 204]
     (entry,) = auto.entries
     assert auto.layout.num_blocks(entry.entry.roi) == 1
     assert default.layout.num_blocks(entry.entry.roi) == 3
+
+
+def test_validation_and_small_rois_get_blocks_no_deeper_than_the_roi():
+    """The training input is cut along an axis only where its output exceeds the ROI."""
+    from incasem.predict.block_size import fit_input_to_roi
+
+    # Lucchi validation: 35 sections of 384 x 512; 164³ training input (output 70³)
+    assert fit_input_to_roi([164] * 3, [[35, 384, 512]], FACTORS, 3) == [132, 164, 164]
+    # serial sections (factors 1 along z): 14 sections need an input of 44, not 204
+    assert fit_input_to_roi([204] * 3, [[14, 300, 300]], [[1, 2, 2]] * 3, 3) == [44, 204, 204]
+    # a ROI larger than the output everywhere keeps the training input
+    assert fit_input_to_roi([108] * 3, [[64, 64, 64]], FACTORS, 3) == [108, 108, 108]

@@ -86,22 +86,31 @@ def test_openorganelle_n5_level_with_placement(tmp_path: Path, cli, rng):
 
 
 @pytest.mark.filterwarnings("ignore:The N5Store is deprecated:FutureWarning")
-def test_fractional_voxel_sizes_need_an_explicit_resolution(tmp_path: Path, cli, rng, error_line):
+def test_fractional_voxel_sizes_are_rounded_with_the_exact_value_kept(tmp_path: Path, cli, rng):
     path = tmp_path / "a.n5"
     root = zarr.open_group(zarr.N5Store(str(path)), mode="w")
     array = root.create_dataset("raw", data=rng.integers(0, 9, (4, 5, 6), dtype=np.uint16))
     array.attrs["pixelResolution"] = {"dimensions": [4.0, 4.0, 3.24], "unit": "nm"}
     base = ["convert", "n5-to-zarr", path, "--source-dataset", "raw", "-o", tmp_path / "c.zarr"]
-    base += ["-d", "raw", "--workers", 0]
-    code, _, err = cli(*base)
-    assert code == 2
-    assert error_line(err) == (
-        f"incasem convert: error: {path}/raw: voxel size [3.24, 4.0, 4.0] nm is not whole nm; "
-        "pass --resolution to choose the values to record"
-    )
-    assert cli(*base, "--resolution", 3, 4, 4, "--dtype", "uint8")[0] == 0
+    base += ["--workers", 0, "--dtype", "uint8"]
+    code, out, _ = cli(*base, "-d", "raw")
+    assert code == 0
+    assert (
+        f"{path}/raw: voxel size [3.24, 4.0, 4.0] nm is recorded as [3, 4, 4] nm (incasem "
+        "computes on whole nm); the exact value is kept in the attribute voxel_size_exact_nm"
+    ) in out
     got = open_array(tmp_path / "c.zarr", "raw")
     assert got.voxel_size == (3, 4, 4) and got.dtype == np.uint8
+    attrs = zarr.open(str(tmp_path / "c.zarr"), mode="r")["raw"].attrs
+    assert attrs["voxel_size_exact_nm"] == [3.24, 4.0, 4.0] and attrs["resolution"] == [3, 4, 4]
+    # --resolution takes decimals too (a serial-section stack at 40 x 5.9 x 5.9 nm)
+    code, out, _ = cli(*base, "-d", "raw2", "--resolution", 40, 5.9, 5.9)
+    assert code == 0 and "is recorded as [40, 6, 6] nm" in out
+    exact = zarr.open(str(tmp_path / "c.zarr"), mode="r")["raw2"].attrs["voxel_size_exact_nm"]
+    assert exact == [40.0, 5.9, 5.9]
+    # whole values are recorded as they are, without the extra attribute
+    assert cli(*base, "-d", "raw3", "--resolution", 3, 4, 4)[0] == 0
+    assert "voxel_size_exact_nm" not in zarr.open(str(tmp_path / "c.zarr"), mode="r")["raw3"].attrs
 
 
 def test_ome_zarr_multiscale_in_micrometers(tmp_path: Path, cli, rng):

@@ -36,8 +36,10 @@ def test_tiff_zarr_tiff_round_trip_is_byte_identical(
         "convert", "zarr-to-tiff", container, "-d", "volumes/raw", "-o", tmp_path / "out"
     )
     assert code == 0 and "wrote 13 sections" in out
+    # named by world z: the dataset starts at section 2 (offset 20 nm, 10 nm sections)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names[:2] == ["section_0000.tif", "section_0001.tif"] and len(names) == 13
+    assert names[:2] == ["section_0002.tif", "section_0003.tif"] and len(names) == 13
+    assert names[-1] == "section_0014.tif"
     back = read_slices(tmp_path / "out")
     assert back.dtype == volume.dtype and back.tobytes() == volume.tobytes()
 

@@ -27,26 +27,30 @@ def _labels_with_cubes(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return container, labels
 
 
-def _expected_band(inwards: int, outwards: int) -> np.ndarray:
-    """City-block band around the two boxes, computed from distances instead of morphology."""
+def _expected_band(inwards: float, outwards: float, voxel_size=(1, 1, 1)) -> np.ndarray:
+    """City-block band around the two boxes, computed from distances instead of morphology;
+    distances in the units of ``voxel_size`` (voxels by default, nm with the voxel size)."""
     grid = np.indices(SHAPE)
     band = np.zeros(SHAPE, bool)
     for lo, hi in (((10, 12, 14), (26, 30, 34)), ((30, 0, 40), (40, 8, 48))):
         outside = sum(
-            np.maximum(0, np.maximum(a - g, g - (b - 1)))
-            for g, a, b in zip(grid, lo, hi, strict=True)
+            v * np.maximum(0, np.maximum(a - g, g - (b - 1)))
+            for g, a, b, v in zip(grid, lo, hi, voxel_size, strict=True)
         )
-        # Distance to the box's faces that lie inside the volume (the volume's faces do not count).
+        # Distance to the nearest voxel beyond the box's faces that lie inside the volume (the
+        # volume's faces do not count).
         depth = np.min(
             [
-                np.where(a > 0, g - a, np.inf) if side == 0 else np.where(b < s, b - 1 - g, np.inf)
-                for g, a, b, s in zip(grid, lo, hi, SHAPE, strict=True)
+                np.where(a > 0, (g - a + 1) * v, np.inf)
+                if side == 0
+                else np.where(b < s, (b - g) * v, np.inf)
+                for g, a, b, s, v in zip(grid, lo, hi, SHAPE, voxel_size, strict=True)
                 for side in (0, 1)
             ],
             axis=0,
         )
         inside = outside == 0
-        band |= (~inside & (outside <= outwards)) | (inside & (depth < inwards))
+        band |= (~inside & (outside <= outwards)) | (inside & (depth <= inwards))
     return band
 
 
@@ -64,6 +68,24 @@ def test_metric_mask_band_has_exact_widths_blockwise(
     assert out.roi.offset == (80, 0, 40) and out.voxel_size == (8, 4, 4) and out.dtype == np.uint8
     expected = np.where(_expected_band(inwards, outwards), 0, 255)
     np.testing.assert_array_equal(out[out.roi], expected)
+
+
+@pytest.mark.parametrize(("inwards", "outwards"), [(20, 20), (9, 16), (0, 7.5)])
+def test_metric_mask_band_in_nm_on_anisotropic_voxels(
+    tmp_path: Path, monkeypatch, inwards, outwards
+):
+    """On 8 x 4 x 4 nm voxels a 20 nm band is 2 voxels deep along z and 5 along y and x."""
+    container, _ = _labels_with_cubes(tmp_path)
+    monkeypatch.setattr(masks, "_BLOCK_EDGE", 16)
+    masks.create_metric_mask(
+        container, "volumes/labels/mito", "volumes/metric_masks/mito", inwards, outwards,
+        num_workers=0, progress=False, units="nm",
+    )  # fmt: skip
+    out = open_array(container, "volumes/metric_masks/mito")
+    expected = np.where(_expected_band(inwards, outwards, (8, 4, 4)), 0, 255)
+    np.testing.assert_array_equal(out[out.roi], expected)
+    attrs = zarr.open(str(container), mode="r")["volumes/metric_masks/mito"].attrs
+    assert attrs["incasem_metric_mask"]["exclude_inwards_nm"] == inwards
 
 
 def test_foreground_mask_blockwise_equals_one_block(tmp_path: Path, rng, monkeypatch):
@@ -90,9 +112,12 @@ def test_metric_mask_cli_defaults_per_organelle(tmp_path: Path, cli, error_line)
     code, out, _ = cli(
         "metric-mask", container, "-d", "volumes/labels/mito", "--organelle", "mito", "--workers", 0
     )
-    assert code == 0 and "excluding 4 voxels inwards, 4 outwards" in out
+    assert code == 0 and "excluding 20 nm inwards, 20 nm outwards" in out
     attrs = zarr.open(str(container), mode="r")["volumes/metric_masks/mito"].attrs
-    assert attrs["incasem_metric_mask"]["exclude_inwards_voxels"] == 4
+    assert attrs["incasem_metric_mask"]["exclude_inwards_nm"] == 20
+    got = open_array(container, "volumes/metric_masks/mito")
+    expected = np.where(_expected_band(20, 20, (8, 4, 4)), 0, 255)
+    np.testing.assert_array_equal(got[got.roi], expected)
     code, _, err = cli("metric-mask", container, "-d", "volumes/labels/mito", "--workers", 0)
     assert code == 2 and "give --organelle or both --exclude-inwards" in error_line(err)
     code, _, err = cli(
@@ -113,3 +138,23 @@ def test_metric_mask_cli_defaults_per_organelle(tmp_path: Path, cli, error_line)
 def test_help_lists_the_library_defaults():
     listed = ", ".join(f"{k} {i}/{o}" for k, (i, o) in masks.EXCLUSION_DEFAULTS.items())
     assert metric_mask_cli._DEFAULTS_HELP == listed
+
+
+def test_mask_says_what_it_keeps_and_warns_when_bounds_do_not_fit(tmp_path: Path, cli):
+    """Tissue without resin: the default bounds (2, 180) cut out its bright half; mask says so."""
+    container = tmp_path / "cell.zarr"
+    raw = np.zeros(SHAPE, np.uint8)
+    raw[:, :, :24] = 100  # tissue
+    raw[:, :, 24:] = 200  # bright: resin for the defaults, or bright tissue
+    array = create_array(container, "volumes/raw", SHAPE, (8, 4, 4), (0, 0, 0), np.uint8)
+    array[array.roi] = raw
+    code, out, err = cli("mask", container, "--workers", 0)
+    assert code == 0
+    assert "volumes/mask keeps 50.0 % of the voxels (sampled); it excludes gray values outside " \
+        "(2, 180) after opening and closing" in out  # fmt: skip
+    assert err.strip().startswith(
+        f"warning: {container}/volumes/mask excludes 50 % of the volume: the bounds (2, 180) "
+        "may not suit this data"
+    )
+    code, out, err = cli("mask", container, "--workers", 0, "--max", 256, "--overwrite")
+    assert code == 0 and "keeps 100.0 % of the voxels" in out and "warning" not in err

@@ -5,7 +5,11 @@ import math
 import pytest
 import torch
 
-from incasem.torch.loss import MaskedBalancedCrossEntropy, masked_balanced_cross_entropy
+from incasem.torch.loss import (
+    MaskedBalancedCrossEntropy,
+    masked_balanced_cross_entropy,
+    masked_soft_dice_loss,
+)
 
 # Two classes on 2x2x1 voxels (z, y, x): logits per voxel as (class 0, class 1).
 VOXEL_LOGITS = [(2.0, -1.0), (0.5, 0.5), (-3.0, 1.0), (0.0, 4.0)]
@@ -79,3 +83,35 @@ def test_gradient_is_finite_for_regular_batch() -> None:
     assert torch.isfinite(logits.grad).all()
     # The voxel with zero scale gets no gradient.
     assert torch.equal(logits.grad[0, :, 1, 0, 0], torch.zeros(2, dtype=torch.float64))
+
+
+def hand_computed_dice(smooth: float = 1.0) -> float:
+    """1 - soft Dice of class 1 over the voxels with positive scale."""
+    overlap = probability_sum = target_sum = 0.0
+    for logits, target, scale in zip(VOXEL_LOGITS, TARGET, SCALE, strict=True):
+        if scale <= 0:
+            continue
+        p = math.exp(logits[1]) / sum(math.exp(v) for v in logits)
+        overlap += p * (target == 1)
+        probability_sum += p
+        target_sum += target == 1
+    return 1 - (2 * overlap + smooth) / (probability_sum + target_sum + smooth)
+
+
+def test_dice_term_matches_hand_computation_and_ignores_unannotated_voxels() -> None:
+    logits, target, scale = example()
+    assert masked_soft_dice_loss(logits, target, scale).item() == pytest.approx(
+        hand_computed_dice(), rel=1e-12
+    )
+    combined = MaskedBalancedCrossEntropy(dice=True)(logits, target, scale)
+    assert combined.item() == pytest.approx(hand_computed() + hand_computed_dice(), rel=1e-12)
+    combined.backward()
+    assert torch.equal(logits.grad[0, :, 1, 0, 0], torch.zeros(2, dtype=torch.float64))
+
+
+def test_dice_term_is_zero_for_a_confident_perfect_prediction() -> None:
+    target = torch.tensor([0, 1, 1, 0]).reshape(1, 2, 2, 1)
+    logits = torch.stack([(1 - target) * 30.0, target * 30.0], dim=1).double()
+    assert masked_soft_dice_loss(logits, target, torch.ones(1, 2, 2, 1)).item() == pytest.approx(
+        0.0, abs=1e-9
+    )

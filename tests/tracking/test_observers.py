@@ -9,10 +9,10 @@ import mongomock
 import mongomock.gridfs
 import pytest
 from sacred import Experiment
-from sacred.observers import FileStorageObserver, MongoObserver
+from sacred.observers import MongoObserver
 
 from incasem.errors import IncasemError
-from incasem.tracking.observers import add_observers
+from incasem.tracking.observers import ContinuingFileStorageObserver, add_observers
 from incasem.training.cli import build_training_experiment
 
 
@@ -60,9 +60,41 @@ def test_training_experiment_gets_both_observers(tmp_path):
     with mongomock.patch(servers=(("localhost", 27017),)):
         experiment = build_training_experiment(str(tmp_path / "runs"), "mongodb://localhost")
     kinds = [type(o) for o in experiment.observers]
-    assert kinds == [FileStorageObserver, MongoObserver]
+    assert kinds == [ContinuingFileStorageObserver, MongoObserver]
 
 
 def test_bad_mongodb_url_is_one_line_error(tmp_path):
     with pytest.raises(IncasemError, match="expected mongodb://HOST"):
         add_observers(_experiment(), tmp_path, "localhost:27017")
+
+
+def test_continued_run_keeps_its_id_in_the_folder_and_in_mongodb(tmp_path):
+    """--continue_run N records run N again: the same folder (metrics appended, earlier
+    sessions listed in run.json) and the same MongoDB document."""
+    mongomock.gridfs.enable_gridfs_integration()
+    url = "mongodb://localhost:27017/incasem_test"
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        first = _experiment()
+        add_observers(first, tmp_path / "runs", url)
+        first.run()
+        again = _experiment()
+        add_observers(again, tmp_path / "runs", url, continue_id="1")
+        run = again.run(config_updates={"value": 10}, options={"--id": "1"})
+        assert run._id == "1"
+        database = again.observers[1].runs.database
+        documents = list(database.runs.find())
+        assert [d["_id"] for d in documents] == [1] and documents[0]["result"] == 20
+    folder = tmp_path / "runs" / "1"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["1", "_sources"]
+    record = json.loads((folder / "run.json").read_text())
+    assert record["result"] == 20 and record["sessions"][0]["result"] == 6
+    assert record["sessions"][0]["status"] == "COMPLETED"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["loss"]["values"] == [3, 2, 1, 10, 9, 8]
+
+
+def test_continuing_a_missing_run_is_one_line(tmp_path):
+    experiment = _experiment()
+    add_observers(experiment, tmp_path / "runs", continue_id="7")
+    with pytest.raises(IncasemError, match=r"--continue_run 7: .*runs/7 holds no run"):
+        experiment.run(options={"--id": "7"})

@@ -195,15 +195,16 @@ def test_runs_cli_list_show_plot(runs, tmp_path, capsys, monkeypatch):
 def test_prediction_experiment_mirrors_to_mongodb(tmp_path):
     import mongomock
     import mongomock.gridfs
-    from sacred.observers import FileStorageObserver, MongoObserver
+    from sacred.observers import MongoObserver
 
     from incasem.cli.predict import build_experiment
+    from incasem.tracking.observers import ContinuingFileStorageObserver
 
     mongomock.gridfs.enable_gridfs_integration()
     with mongomock.patch(servers=(("localhost", 27017),)):
         experiment = build_experiment(tmp_path / "runs", "mongodb://localhost:27017/omniboard")
         kinds = [type(o) for o in experiment.observers]
-        assert kinds == [FileStorageObserver, MongoObserver]
+        assert kinds == [ContinuingFileStorageObserver, MongoObserver]
         assert experiment.observers[0].basedir == str(tmp_path / "runs" / "predictions")
         assert experiment.observers[1].runs.database.name == "omniboard"
 

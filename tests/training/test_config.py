@@ -81,3 +81,26 @@ def test_lists_in_the_originals_command_line_spelling():
         parse_config({"data": {"class_names": "[a,"}})
     # strings stay strings where a string is meant
     assert parse_config({"training": {"data": "[x].json"}}).training.data == "[x].json"
+
+
+def test_validation_blocks_auto_and_loss_types():
+    assert (
+        parse_config({"validation": {"input_size_voxels": "auto"}}).validation.input_size_voxels
+        == "auto"
+    )
+    assert parse_config({"loss": {"type": "cross_entropy_dice"}}).loss.type == "cross_entropy_dice"
+    with pytest.raises(IncasemError, match="loss.type"):
+        parse_config({"loss": {"type": "dice_only"}})
+
+
+def test_elastic_widths_are_nm_converted_per_axis():
+    """A 40 x 6 x 6 nm serial-section volume deforms over the same distances as 5 nm FIB-SEM."""
+    elastic = parse_config({}).training.augmentation.elastic
+    assert elastic.in_voxels([5, 5, 5]) == ([32, 32, 32], [2.0, 2.0, 2.0])  # the original's
+    spacing, jitter = elastic.in_voxels([40, 6, 6])
+    assert spacing == [4, 27, 27] and jitter == pytest.approx([0.25, 10 / 6, 10 / 6])
+    # the original's voxel keys still load and win
+    original = parse_config(
+        {"training": {"augmentation": {"elastic": {"control_point_spacing": [10, 20, 20]}}}}
+    ).training.augmentation.elastic
+    assert original.in_voxels([40, 6, 6])[0] == [10, 20, 20]

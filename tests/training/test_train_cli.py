@@ -94,24 +94,54 @@ def test_train_continue_and_fine_tune(tmp_path, repo_root, write_cubes):
 
     resumed = _train(repo_root, tmp_path, "--continue_run", "1", "with", "training.iterations=6")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # one run, one id: the continuation is run 1 again, recorded in its folder
+    assert 'Started run with ID "1"' in resumed.stderr
+    assert not (tmp_path / "runs" / "2").exists()
     assert (run / "checkpoints" / "model_checkpoint_6.pt").is_file()
-    assert _metrics(tmp_path / "runs" / "2")["loss"]["steps"] == [5, 6]
-    config = json.loads((tmp_path / "runs" / "2" / "config.json").read_text())
+    assert _metrics(run)["loss"]["steps"] == [1, 2, 3, 4, 5, 6]
+    assert _metrics(run)["validation/f1"]["steps"] == [0, 2, 4, 6]
+    config = json.loads((run / "config.json").read_text())
     assert config["training"]["continue_id"] == "1"
-    # the continuation keeps the run's name
-    assert json.loads((tmp_path / "runs" / "2" / "run.json").read_text())["experiment"]["name"] == (
-        "cubes"
-    )
-
-    tuned = _train(
-        repo_root, tmp_path, "--start_from", "1", "best", "with", *common, "training.iterations=2"
-    )
-    assert tuned.returncode == 0, tuned.stderr[-3000:]
-    run3 = tmp_path / "runs" / "3"
-    assert load_checkpoint(run3 / "checkpoints" / "model_checkpoint_2.pt").card.iteration == 2
-    start_from = json.loads((run3 / "config.json").read_text())["training"]["start_from"]
+    record = json.loads((run / "run.json").read_text())
+    assert record["experiment"]["name"] == "cubes"  # the continuation keeps the run's name
+    assert record["status"] == "COMPLETED" and record["result"]["iterations"] == [4, 6]
+    assert [s["status"] for s in record["sessions"]] == ["COMPLETED"]
+    assert record["sessions"][0]["result"]["iterations"] == [0, 4]
+    # runs show reports the checkpoint best.json names, which prediction uses
+    shown = subprocess.run(
+        [sys.executable, "-m", "incasem.cli.main", "runs", "show", "1", "--runs-dir", "runs"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     best = json.loads((run / "best.json").read_text())  # the continuation validated again
-    assert start_from.endswith(f"model_checkpoint_{best['iteration']}.pt")
+    assert f"best F1:    {best['value']:.4f} at iteration {best['iteration']}" in shown.stdout
+    assert "sessions:   2 (continued with --continue_run)" in shown.stdout
+
+    # fine-tuning needs nothing but the checkpoint: network and sizes come from its card
+    data_only = [f"training.data={train}", "directories.runs=runs", "directories.data=."]
+    mismatch = _train(
+        repo_root, tmp_path, "--start_from", "1", "with", *data_only, "model.num_fmaps=4"
+    )
+    assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr
+    assert mismatch.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: --start_from runs/1/{best['checkpoint']}: "
+        "the configured network differs from the checkpoint's: model.num_fmaps 4 (the "
+        "checkpoint's: 2) (leave these keys unset to take them from the checkpoint)"
+    )
+    assert not (tmp_path / "runs" / "2").exists()  # no FAILED run left behind
+    tuned = _train(
+        repo_root, tmp_path, "--start_from", "1", "best", "with", *data_only,
+        "training.iterations=2", "training.save_every=2",
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    run2 = tmp_path / "runs" / "2"
+    assert load_checkpoint(run2 / "checkpoints" / "model_checkpoint_2.pt").card.iteration == 2
+    tuned_config = json.loads((run2 / "config.json").read_text())
+    assert tuned_config["training"]["start_from"].endswith(
+        f"model_checkpoint_{best['iteration']}.pt"
+    )
+    assert tuned_config["model"]["num_fmaps"] == 2
+    assert tuned_config["training"]["input_size_voxels"] == [108, 108, 108]
+    assert tuned_config["training"]["output_size_voxels"] == [14, 14, 14]
 
 
 def test_bad_config_fails_before_training_in_one_line(tmp_path, repo_root, write_cubes):
@@ -164,5 +194,9 @@ def test_sigterm_saves_marks_interrupted_and_resumes(tmp_path, repo_root, write_
         repo_root, tmp_path, "--continue_run", "1", "with", f"training.iterations={stopped + 1}"
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert _metrics(tmp_path / "runs" / "2")["loss"]["steps"] == [stopped + 1]
+    assert _metrics(run)["loss"]["steps"][-2:] == [stopped, stopped + 1]
+    assert not (tmp_path / "runs" / "2").exists()
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "COMPLETED"
+    assert [s["status"] for s in record["sessions"]] == ["INTERRUPTED"]
     assert (run / "checkpoints" / f"model_checkpoint_{stopped + 1}.pt").is_file()
