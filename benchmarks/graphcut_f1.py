@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from incasem.annotate import CutSettings, annotate_graphcut, simulate_strokes
+from incasem.atomic import write_atomic
 from incasem.io import create_array, open_array
 from incasem.io.phantom import write_cell
 from incasem.metrics import ConfusionCounts
-from incasem.postprocess.outputs import write_atomic
 
 LUCCHI = Path(__file__).resolve().parents[1].parent / "shared/data/epfl_lucchi_train.zarr"
 

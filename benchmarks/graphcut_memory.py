@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from incasem.annotate import simulate_strokes
+from incasem.atomic import write_atomic
 from incasem.io import create_array, open_array
 from incasem.io.phantom import generate_cell
 from incasem.metrics import scores
-from incasem.postprocess.outputs import write_atomic
 
 
 def _rss_mb(pid: int) -> float:

@@ -68,11 +68,11 @@ from incasem.annotate.features import (  # noqa: E402
     feature_names,
     filter_features,
 )
+from incasem.atomic import write_atomic  # noqa: E402
 from incasem.io import open_array  # noqa: E402
 from incasem.io.data_config import DataEntry, check_data_config  # noqa: E402
 from incasem.io.roi import roi_from_voxels  # noqa: E402
 from incasem.metrics import ThresholdHistograms, quantise, scores  # noqa: E402
-from incasem.postprocess.outputs import write_atomic  # noqa: E402
 from incasem.predict.truth import EntryTruth  # noqa: E402
 
 logger = logging.getLogger("lucchi_accuracy")

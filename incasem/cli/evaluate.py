@@ -76,8 +76,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from incasem.atomic import check_new_file, write_json
     from incasem.postprocess.evaluate import evaluate, sweep_thresholds
-    from incasem.postprocess.outputs import check_new_file, write_json
     from incasem.postprocess.sources import parse_dataset
 
     if args.json and args.json != "-":

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from incasem.atomic import check_new_file
     from incasem.postprocess.measure import measure, parse_filter, write_table
-    from incasem.postprocess.outputs import check_new_file
     from incasem.postprocess.sources import parse_dataset
 
     for text in args.filter:

@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from incasem.atomic import check_new_file, write_json
     from incasem.postprocess.merge import MergeInput, merge
-    from incasem.postprocess.outputs import check_new_file, write_json
     from incasem.postprocess.sources import parse_dataset
 
     names = [name for name, _ in args.input]

@@ -5,8 +5,8 @@ package, so the metadata contract (nm, z, y, x, ``resolution`` and ``voxel_size`
 is kept in one place.
 """
 
+from incasem.atomic import atomic_folder as atomic_container  # a container is a folder
 from incasem.io.arrays import (
-    atomic_container,
     create_array,
     default_chunks,
     list_datasets,

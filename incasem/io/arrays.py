@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,32 +186,6 @@ def create_array(
     metadata = spatial_attributes(voxel_size, offset, len(channel_shape))
     data.attrs.update({**metadata, **(attrs or {})})
     return open_array(container, dataset, mode="r+")
-
-
-@contextmanager
-def atomic_container(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Build a whole new container in a temporary sibling and move it into place when done.
-
-    A crash or error leaves ``path`` as it was (absent, or the old container); the temporary
-    folder is removed. An existing ``path`` raises `IncasemError` unless ``overwrite``.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise IncasemError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        if path.exists():
-            trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, trash)
-            os.replace(tmp, path)
-            shutil.rmtree(trash)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 #: Environment variable: set to 1 to read missing chunks as zeros (data written by tools that

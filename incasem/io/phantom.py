@@ -1106,13 +1106,14 @@ def write_cell(
     an interrupted run leaves nothing behind; an existing ``path`` is replaced only with
     ``overwrite``. Returns the fraction of voxels in each label.
     """
-    from incasem.io.arrays import atomic_container, create_array
+    from incasem.atomic import atomic_folder
+    from incasem.io.arrays import create_array
 
     cell = generate_cell(shape, seed=seed, voxel_size=voxel_size)
     attrs = {"generator": "incasem.io.phantom", "seed": seed}
     datasets = {"volumes/raw": cell.raw, "volumes/mask": cell.cell_mask}
     datasets.update({f"volumes/labels/{name}": data for name, data in cell.labels.items()})
-    with atomic_container(path, overwrite=overwrite) as tmp:
+    with atomic_folder(path, overwrite=overwrite) as tmp:
         for dataset, data in datasets.items():
             array = create_array(tmp, dataset, data.shape, cell.voxel_size, attrs=attrs)
             array[array.roi] = data

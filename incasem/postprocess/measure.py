@@ -338,7 +338,7 @@ def write_table(
     """
     import csv
 
-    from incasem.postprocess.outputs import check_new_file, write_atomic
+    from incasem.atomic import check_new_file, write_atomic
 
     columns = list(table)
     parquet_path = str(path).rsplit(".", 1)[0] + ".parquet"

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from funlib.geometry import Roi
+
+from incasem.atomic import write_atomic
 
 
 def block_key(roi: Roi) -> str:
@@ -28,11 +29,7 @@ def block_key(roi: Roi) -> str:
 
 def save_part(folder: str | os.PathLike, roi: Roi, **arrays: np.ndarray) -> None:
     """Save one block's arrays as ``<folder>/<block key>.npz`` atomically."""
-    folder = Path(folder)
-    final = folder / f"{block_key(roi)}.npz"
-    tmp = folder / f".{final.stem}.{uuid.uuid4().hex[:8]}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, final)
+    write_atomic(Path(folder) / f"{block_key(roi)}.npz", lambda tmp: np.savez(tmp, **arrays))
 
 
 def load_parts(folder: str | os.PathLike) -> list[dict[str, np.ndarray]]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from incasem.atomic import write_atomic
 from incasem.metrics import ConfusionCounts, ThresholdHistograms
 
 
@@ -55,15 +55,8 @@ def save_block_metrics(
     folder: Path, block_id: int, counts: ConfusionCounts, histograms: ThresholdHistograms
 ) -> None:
     """Store one block's counts atomically (temporary file + rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{block_id}.npz"
-    tmp = folder / f".{block_id}.{uuid.uuid4().hex[:8]}.npz"
-    try:
-        np.savez(tmp, counts=counts.as_array(), histograms=histograms.as_array())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    arrays = {"counts": counts.as_array(), "histograms": histograms.as_array()}
+    write_atomic(folder / f"{block_id}.npz", lambda tmp: np.savez(tmp, **arrays))
 
 
 def load_metrics(

@@ -19,8 +19,6 @@ pixel size as TIFF resolution tags.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
+from incasem.atomic import atomic_folder, check_new_file
 from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
@@ -139,9 +138,7 @@ def export_tiff_stack(
     """
     import tifffile
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise IncasemError(f"{output_dir} already exists; pass --overwrite to replace it")
+    check_new_file(output_dir, overwrite)  # before any work
     array = open_array(container, dataset)
     channels = array.shape[: -array.voxel_size.dims]
     if channels and channel is None:
@@ -156,9 +153,8 @@ def export_tiff_stack(
     dtype = _output_dtype(np.dtype(array.dtype), binarize, float_to_uint8)
     options = _tiff_options(dtype, array.voxel_size)
 
-    staging = output_dir.with_name(f".{output_dir.name}.incomplete-{uuid.uuid4().hex[:8]}")
-    staging.mkdir(parents=True)
-    try:
+    with atomic_folder(output_dir, overwrite) as staging:
+        staging.mkdir()
         for z in range(shape[0]):
             image = tifffile.memmap(
                 staging / section_name(first + z, end), shape=shape[1:], dtype=dtype, **options
@@ -185,14 +181,4 @@ def export_tiff_stack(
             name="zarr-to-tiff",
             progress=progress,
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(output_dir, old)
-        os.replace(staging, output_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, output_dir)
     return int(shape[0])

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import pickle
-import uuid
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from incasem import __version__
+from incasem.atomic import write_atomic
 from incasem.errors import IncasemError
 
 #: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``, 3 its
@@ -108,8 +108,6 @@ def save_checkpoint(
             weight averaging ``model`` is the average); stored as ``training_state_dict`` so a
             resumed run continues both.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = {
         "format": "incasem-checkpoint",
         "format_version": FORMAT_VERSION,
@@ -120,14 +118,7 @@ def save_checkpoint(
         content["optimizer_state_dict"] = optimizer.state_dict()
     if training_model is not None:
         content["training_state_dict"] = training_model.state_dict()
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        torch.save(content, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomic(path, lambda tmp: torch.save(content, tmp))
 
 
 def read_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from incasem import __version__
+from incasem.atomic import write_atomic
 from incasem.errors import IncasemError
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
@@ -57,17 +57,7 @@ MODEL_SUFFIXES = (".pt", ".pth")
 
 
 def _write_torch_atomic(content: dict[str, Any], out: Path, overwrite: bool) -> Path:
-    if out.exists() and not overwrite:
-        raise IncasemError(f"{out} already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        torch.save(content, tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    return write_atomic(out, lambda tmp: torch.save(content, tmp), overwrite)
 
 
 def _now() -> str:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
+
+from incasem.atomic import write_json
 
 CHECKPOINT_NAME = re.compile(r"^model_checkpoint_(\d+)\.pt$")
 
@@ -49,14 +50,6 @@ def list_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def write_json_atomic(path: str | os.PathLike, content: Any) -> None:
-    """Write JSON to a temporary file and rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(content, indent=2))
-    os.replace(tmp, path)
-
-
 def write_best(
     run_dir: str | os.PathLike,
     iteration: int,
@@ -66,7 +59,7 @@ def write_best(
 ) -> None:
     """Record ``iteration`` as the run's best checkpoint by validation ``metric``, with the
     decision threshold (on p(class 1)) at which it reached ``value``."""
-    write_json_atomic(
+    write_json(
         Path(run_dir) / "best.json",
         {
             "iteration": iteration,

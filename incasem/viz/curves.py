@@ -11,7 +11,6 @@ are written to a temporary name and renamed, so a viewer never sees half a PNG.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from incasem.atomic import write_atomic  # noqa: E402
+
 #: Validation scores drawn in the right panel, in this order.
 SCORES = ("f1", "iou", "precision", "recall")
 
@@ -31,17 +32,10 @@ Series = tuple[Sequence[int], Sequence[float]]
 
 def save_figure(figure: plt.Figure, out: str | os.PathLike) -> Path:
     """Write ``figure`` as PNG to ``out`` atomically (temporary file + rename) and close it."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
     try:
-        figure.savefig(tmp, dpi=100)
-        os.replace(tmp, out)
+        return write_atomic(out, lambda tmp: figure.savefig(tmp, dpi=100))
     finally:
         plt.close(figure)
-        if tmp.exists():
-            tmp.unlink()
-    return out
 
 
 def plot_training_curves(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from incasem.atomic import write_atomic
 from incasem.errors import IncasemError
 from incasem.io import open_array
 
@@ -241,7 +242,4 @@ def screenshot(viewer: Any, out: str | os.PathLike, size: tuple[int, int] = (120
             image = viewer.screenshot(size=list(size)).screenshot.image
     except Exception as e:  # selenium raises its own types for a missing driver or a crash
         raise IncasemError(f"screenshot with {browser} failed: {type(e).__name__}: {e}") from None
-    staged = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    staged.write_bytes(image)
-    os.replace(staged, out)
-    return out
+    return write_atomic(out, lambda tmp: tmp.write_bytes(image))

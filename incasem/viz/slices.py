@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from funlib.geometry import Coordinate, Roi  # noqa: E402
 from funlib.persistence import Array  # noqa: E402
 
+from incasem.atomic import write_atomic
 from incasem.errors import IncasemError  # noqa: E402
 from incasem.io.arrays import open_array  # noqa: E402
 from incasem.io.roi import format_roi_voxels, roi_to_voxels  # noqa: E402
@@ -134,10 +135,7 @@ def plot_slice(
     axes[-1].set_title("outlines")
     if handles:
         axes[-1].legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    try:
+        return write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
