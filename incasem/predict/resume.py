@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ import numpy as np
 
 from incasem.atomic import write_atomic
 from incasem.metrics import ConfusionCounts, ThresholdHistograms
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex)."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def provenance_hash(record: dict[str, Any]) -> str:

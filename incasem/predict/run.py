@@ -32,6 +32,7 @@ from funlib.geometry import Coordinate
 
 from incasem import __version__
 from incasem.blockwise import scheduler_stderr_to
+from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
@@ -56,7 +57,6 @@ from incasem.predict.output import (
 )
 from incasem.predict.progress import PredictionProgress
 from incasem.predict.resume import (
-    file_sha256,
     load_metrics,
     metrics_path,
     provenance_hash,

@@ -28,6 +28,7 @@ from typing import Any
 import daisy.v2 as daisy
 from funlib.geometry import Roi
 
+from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry
@@ -35,7 +36,7 @@ from incasem.metrics import quantise
 from incasem.predict.block import classify, predict_block
 from incasem.predict.evaluate import block_scores
 from incasem.predict.geometry import BlockLayout
-from incasem.predict.resume import file_sha256, save_block_metrics
+from incasem.predict.resume import save_block_metrics
 from incasem.predict.truth import EntryTruth
 
 logger = logging.getLogger("incasem.predict.worker")

@@ -13,12 +13,10 @@ gunpowder's Train node and the original incasem use, so their tools can read our
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import pickle
-from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,14 +78,6 @@ class ModelCard:
         if self.threshold is None:
             return 0.5, "0.5, the model has no calibrated threshold"
         return float(self.threshold), "the model's, chosen on its validation data"
-
-
-def digest_files(paths: Sequence[str | os.PathLike]) -> str:
-    """sha256 over the contents of files (e.g. the training data configs), in the given order."""
-    sha = hashlib.sha256()
-    for path in paths:
-        sha.update(Path(path).read_bytes())
-    return sha.hexdigest()
 
 
 def save_checkpoint(

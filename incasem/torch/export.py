@@ -27,6 +27,7 @@ import torch
 
 from incasem import __version__
 from incasem.atomic import write_atomic
+from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
@@ -62,12 +63,6 @@ def _write_torch_atomic(content: dict[str, Any], out: Path, overwrite: bool) -> 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _file_sha256(path: Path) -> str:
-    from incasem.predict.resume import file_sha256
-
-    return file_sha256(path)
 
 
 def _training_run(checkpoint: Path) -> dict[str, Any]:
@@ -125,7 +120,7 @@ def export_model(
     loaded = load_checkpoint(checkpoint)
     export = {
         "source": str(checkpoint.resolve()),
-        "source_sha256": _file_sha256(checkpoint),
+        "source_sha256": file_sha256(checkpoint),
         "training_run": _training_run(checkpoint),
         "description": description,
     }
@@ -204,7 +199,7 @@ def import_asem(
     )
     export = {
         "source": str(weights.resolve()),
-        "source_sha256": _file_sha256(weights),
+        "source_sha256": file_sha256(weights),
         "training_run": {},
         "description": "original ASEM weights"
         + (f", published model {model_id} ({organelle}, {preparation})" if model_id else ""),

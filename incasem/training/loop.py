@@ -28,6 +28,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from incasem.digest import digest_files
 from incasem.errors import IncasemError
 from incasem.gunpowder import Prefetch
 from incasem.io import open_array
@@ -37,7 +38,6 @@ from incasem.metrics import format_scores
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
     ModelCard,
-    digest_files,
     load_checkpoint,
     save_checkpoint,
 )

@@ -15,10 +15,10 @@ import pytest
 import zarr
 from funlib.geometry import Coordinate, Roi
 
+from incasem.digest import file_sha256
 from incasem.io import open_array
 from incasem.metrics import quantise
 from incasem.predict import evaluate_entry, predict
-from incasem.predict.resume import file_sha256
 from incasem.torch.checkpoint import load_checkpoint
 
 from .conftest import (
