@@ -7,25 +7,10 @@ import argparse
 import math
 from collections.abc import Sequence
 
+from incasem.cli.common import add_run_arguments
 from incasem.errors import IncasemError
 
 UNITS = "Sizes are in voxels and voxel sizes in nm, axis order z y x."
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--workers`` and ``--overwrite``, shared by every blockwise command."""
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="worker processes (default: 1; 0 runs every block in this process, for debugging); "
-        "each holds about one block in memory",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs (the old one is kept until the new one is complete)",
-    )
 
 
 def _add_import_arguments(parser: argparse.ArgumentParser, resolution_required: bool) -> None:

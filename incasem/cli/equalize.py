@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from incasem.cli.convert import add_run_arguments
+from incasem.cli.common import add_run_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from incasem.cli.convert import add_run_arguments
+from incasem.cli.common import add_run_arguments
 from incasem.errors import IncasemError
 
 # The numbers of incasem.prepare.masks.EXCLUSION_DEFAULTS, spelled out so that `--help` does not

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from incasem.cli.convert import add_run_arguments
+from incasem.cli.common import add_run_arguments
 
 DATASET_HELP = (
     "datasets are DATASET (inside CONTAINER) or OTHER.zarr/DATASET; append @C for channel C of "
