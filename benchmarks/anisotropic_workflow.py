@@ -42,7 +42,7 @@ def _run(step: str, command: list[str], cwd: Path, log: list[dict]) -> str:
     shown = " ".join(Path(c).name if os.sep in c else c for c in command)
     log.append({"step": step, "command": shown, "seconds": round(seconds, 1)})
     print(f"{step}: {seconds:.1f} s", flush=True)
-    return result.stdout + result.stderr
+    return result.stdout + "\n" + result.stderr
 
 
 def _write_stack(folder: Path, volume: np.ndarray) -> None:
@@ -102,7 +102,7 @@ def main() -> None:
     said = _run("predict (auto blocks)", [*incasem, "predict", "--run_id", "1", "--data",
                 "validation.json", "--data_root", ".", "--input_size", "auto", "--device", "cpu",
                 "--num_workers", "2", "--no-progress", "--json"], work, log)  # fmt: skip
-    result = json.loads(said[said.index("{") :])
+    result = json.loads(said[said.index("{") : said.rindex("}") + 1])
     layout = zarr.open(str(work / "cell.zarr"), mode="r")[result["group"]].attrs[
         "incasem_prediction"
     ]["layout"]

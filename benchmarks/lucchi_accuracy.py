@@ -521,8 +521,10 @@ def run_unet(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _at_minutes(validations: list[dict[str, Any]], minutes: float) -> dict[str, Any] | None:
-    """The last validation at or before ``minutes`` of training."""
-    done = [v for v in validations if v["training_minutes"] <= minutes + 1e-9]
+    """The last validation at or before ``minutes`` of training; a run with that budget stops
+    at the first iteration past it, so its final validation (up to one step, a few seconds,
+    later) counts as at ``minutes``."""
+    done = [v for v in validations if v["training_minutes"] <= minutes + 0.1]
     return done[-1] if done else None
 
 
