@@ -70,7 +70,7 @@ def fit_input_to_roi(
     output = shapes.output_shape(input_shape, downsample_factors, head_kernel_size)
     extent = [max(shape[axis] for shape in roi_shapes) for axis in range(3)]
     # blocks tile on the grid of the total downsampling: no block writes less than one step
-    grid = [math.prod(level[axis] for level in downsample_factors) for axis in range(3)]
+    grid = shapes.total_downsampling(downsample_factors)
     needed = shapes.input_shape_for_output(
         [max(min(o, e), g) for o, e, g in zip(output, extent, grid, strict=True)],
         downsample_factors,

@@ -76,10 +76,7 @@ class BlockLayout:
             context = Coordinate(shapes.context(downsample_factors, head_kernel_size))
         except ValueError as e:
             raise IncasemError(f"prediction input size {list(input_shape)}: {e}") from None
-        factors = shapes.normalise_downsample_factors(downsample_factors)
-        grid = Coordinate(
-            int(np.prod([level[axis] for level in factors])) for axis in range(len(input_shape))
-        )
+        grid = Coordinate(shapes.total_downsampling(downsample_factors))
         write_shape = (output_shape // grid) * grid
         if min(write_shape) < 1:
             smallest = shapes.input_shape_for_output(grid, downsample_factors, head_kernel_size)

@@ -35,6 +35,7 @@ from incasem.tracking.observers import add_observers
 from incasem.tracking.run_folder import run_name
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
+    HPARAM_CONFIG_KEYS,
     TrainingData,
     TrainingInterrupted,
     build_model,
@@ -180,13 +181,9 @@ def _plan_auto_sizes(config_updates: dict[str, Any], files: Sequence[str]) -> No
 def _card_config(card: ModelCard) -> dict[str, Any]:
     """The config a fine-tuning run takes from its checkpoint's model card (dotted keys):
     the network, its classes, voxel size (nm) and training input/output sizes (voxels)."""
-    hparams = card.hparams
+    network = {key: card.hparams[name] for name, key in HPARAM_CONFIG_KEYS.items()}
     return {
-        "model.num_fmaps": hparams["num_fmaps"],
-        "model.fmap_inc_factor": hparams["fmap_inc_factor"],
-        "model.downsample_factors": hparams["downsample_factors"],
-        "model.constant_upsample": hparams["constant_upsample"],
-        "data.num_classes": hparams["num_classes"],
+        **network,
         "data.class_names": list(card.class_names),
         "data.voxel_size": list(card.voxel_size),
         "training.input_size_voxels": list(card.input_size_voxels),

@@ -141,10 +141,9 @@ def _check_outputs_fit(data: DataConfig, config: TrainingConfig) -> None:
         plan = plan_network(config.data.voxel_size, list(shapes.values()), config.model.num_fmaps)
     except IncasemError as e:
         raise IncasemError(f"{message}; {e}") from None
-    keys = " ".join(f"{k}={str(v).replace(' ', '')}" for k, v in plan.config_updates().items())
     raise IncasemError(
-        f"{message}. 'incasem plan {config.training.data}' proposes {keys} (or set these keys "
-        "to auto)"
+        f"{message}. 'incasem plan {config.training.data}' proposes {plan.config_arguments()} "
+        "(or set these keys to auto)"
     )
 
 
@@ -198,8 +197,8 @@ def build_model(config: TrainingConfig) -> ASEMUNet:
     return initialise_weights(model, config.model.initialisation)
 
 
-#: Config keys named like the network's constructor arguments (``ASEMUNet.hparams``).
-_HPARAM_KEYS = {
+#: The config key of each network constructor argument (``ASEMUNet.hparams``) the config sets.
+HPARAM_CONFIG_KEYS = {
     "num_classes": "data.num_classes",
     "num_fmaps": "model.num_fmaps",
     "fmap_inc_factor": "model.fmap_inc_factor",
@@ -214,7 +213,7 @@ def check_start_from(
     """Raise `IncasemError` naming each config key whose value builds a network other than the
     checkpoint's (fine-tuning loads its weights, so the architectures must be equal)."""
     differences = [
-        f"{_HPARAM_KEYS.get(key, key)} {configured.get(key)!r} (the checkpoint's: {value!r})"
+        f"{HPARAM_CONFIG_KEYS.get(key, key)} {configured.get(key)!r} (the checkpoint's: {value!r})"
         for key, value in checkpoint_hparams.items()
         if configured.get(key) != value
     ]

@@ -74,10 +74,13 @@ class NetworkPlan:
             "training.output_size_voxels": self.output_size_voxels,
         }
 
+    def config_arguments(self) -> str:
+        """`config_updates` as ``key=value`` words for ``scripts/train.py ... with``."""
+        return " ".join(f"{k}={str(v).replace(' ', '')}" for k, v in self.config_updates().items())
+
     def describe(self) -> str:
         """Lines for the terminal: factors, sizes, context in voxels and nm, and the keys."""
         nm = [s * v for s, v in zip(self.output_size_voxels, self.voxel_size, strict=True)]
-        keys = " ".join(f"{k}={str(v).replace(' ', '')}" for k, v in self.config_updates().items())
         return "\n".join(
             [
                 f"voxel size:          {self.voxel_size} nm (z, y, x)",
@@ -86,7 +89,7 @@ class NetworkPlan:
                 f"training output:     {self.output_size_voxels} voxels = {nm} nm",
                 f"context per side:    {self.context_voxels} voxels = {self.context_nm} nm",
                 f"smallest ROI:        {self.smallest_roi_voxels} voxels",
-                f"config:              {keys}",
+                f"config:              {self.config_arguments()}",
             ]
         )
 
@@ -109,7 +112,7 @@ def _largest_valid_output(limit: int, axis: int, factors: shapes.Factors) -> int
     even the smallest valid input's output is longer."""
     smallest_input = shapes.input_shape_for_output([1, 1, 1], factors, HEAD_KERNEL_SIZE)
     smallest_output = shapes.output_shape(smallest_input, factors, HEAD_KERNEL_SIZE)[axis]
-    period = math.prod(level[axis] for level in factors)
+    period = shapes.total_downsampling(factors)[axis]
     if limit < smallest_output:
         return None
     return smallest_output + (limit - smallest_output) // period * period

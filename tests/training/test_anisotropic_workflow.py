@@ -5,6 +5,7 @@ metric-mask -> plan -> train -> predict (auto blocks) -> evaluate."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,4 +127,12 @@ def test_serial_section_stack_from_tiffs_to_scores(tmp_path, shared_data, repo_r
     assert _cli("evaluate", cell, "--prediction", probabilities, "--truth",
                 "volumes/labels/mito", "--threshold", 0.5, "--mask",
                 "volumes/metric_masks/mito", "--no-progress") == 0  # fmt: skip
-    assert "f1" in capsys.readouterr().out.lower()
+    scores = capsys.readouterr().out
+    line = next(row for row in scores.splitlines() if row.startswith("class_1"))
+    counts = dict(re.findall(r"(tp|fp|fn) (\d+)", line))
+    # scored over the 6-section slab, inside the metric mask: every mitochondrion voxel there is
+    # a true positive or a false negative
+    in_slab = (labels[14:] > 0) & (metric[metric.roi][14:] > 0)
+    assert int(counts["tp"]) + int(counts["fn"]) == int(in_slab.sum()) > 0
+    f1 = 2 * int(counts["tp"]) / (2 * int(counts["tp"]) + int(counts["fp"]) + int(counts["fn"]))
+    assert f"f1 {f1:.4f}" in line

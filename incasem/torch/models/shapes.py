@@ -121,6 +121,14 @@ def normalise_downsample_factors(downsample_factors: Factors) -> tuple[tuple[int
     return tuple(factors)
 
 
+def total_downsampling(downsample_factors: Factors) -> tuple[int, int, int]:
+    """The product of the per-level factors along each axis (z, y, x): the grid, in voxels, on
+    which outputs tile seamlessly and by which valid sizes step (8 for three levels of 2)."""
+    factors = normalise_downsample_factors(downsample_factors)
+    z, y, x = (math.prod(level[axis] for level in factors) for axis in range(len(AXIS_NAMES)))
+    return z, y, x
+
+
 def _lattices(downsample_factors: Factors, head_kernel_size: int) -> list[_AxisLattice]:
     factors = normalise_downsample_factors(downsample_factors)
     if head_kernel_size < 1 or head_kernel_size % 2 == 0:
