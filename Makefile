@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: the pinned version resolves to the local CPU build here, CUDA on a GPU box.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,gui]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,8 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check incasem scripts tests benchmarks
 	$(VENV)/bin/ruff format --check incasem scripts tests benchmarks
 
+# The napari painter tests need a display: a virtual one (Xvfb) when there is none.
+XVFB := $(if $(DISPLAY),,$(shell command -v xvfb-run >/dev/null 2>&1 && echo xvfb-run -a))
+
 test: lint
-	$(PY) -m pytest -q -ra --durations=10
+	$(XVFB) $(PY) -m pytest -q -ra --durations=10
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

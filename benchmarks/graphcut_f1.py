@@ -2,7 +2,7 @@
 
 Strokes are simulated from the ground truth (`incasem.annotate.strokes`: 2D skeletons of the
 eroded organelle and background on k evenly spaced planes per axis), the cut runs with the
-default settings through `annotate_graphcut` (blockwise, one worker process), and F1 is measured
+default settings through `annotate_graphcut` (blockwise, `--workers` processes), and F1 is measured
 against the full label over the ROI. Peak resident memory is reported for the driver process and
 for the worker (the largest child), from ``getrusage``.
 
@@ -16,7 +16,10 @@ Data: the 256³ synthetic cell (``incasem.io.phantom``, seed 0, mitochondria) an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +39,10 @@ def _f1(prediction: np.ndarray, truth: np.ndarray) -> float:
     return ConfusionCounts.from_arrays(prediction != 0, truth != 0, None, 2).class_scores(1)["f1"]
 
 
-def _run(container: Path, raw: str, truth: np.ndarray, planes: int, **kwargs) -> dict:
+def _run(
+    container: Path, raw: str, truth: np.ndarray, planes: int, settings: CutSettings,
+    workers: int = 1,
+) -> dict:  # fmt: skip
     seeds = simulate_strokes(truth, planes)
     start = time.monotonic()
     annotate_graphcut(
@@ -44,9 +50,10 @@ def _run(container: Path, raw: str, truth: np.ndarray, planes: int, **kwargs) ->
         raw,
         seeds,
         "volumes/labels/graphcut",
+        settings=settings,
+        num_workers=workers,
         overwrite=True,
         progress=False,
-        **kwargs,
     )
     seconds = time.monotonic() - start
     result = open_array(container, "volumes/labels/graphcut")
@@ -72,14 +79,35 @@ def main() -> None:
         "--lucchi-roi", type=int, nargs=6, default=[32, 512, 0, 128, 256, 256],
         help="offset and shape in voxels (z y x) of the Lucchi crop",
     )  # fmt: skip
+    parser.add_argument(
+        "--model", default=CutSettings.model, help="unary term (default: the library's)"
+    )
+    parser.add_argument(
+        "--lambda", dest="smoothness", type=float, default=CutSettings.smoothness,
+        help="pairwise weight (default: the library's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--synthetic-planes", type=int, nargs="*", default=None,
+        help="planes per axis on the synthetic cell (default: --planes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-variants", dest="variants", action="store_false",
+        help="skip the synthetic cell's rows without clean-up and with supervoxels",
+    )  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per cut")
     parser.add_argument("--out", type=Path, help="markdown file for the table")
     args = parser.parse_args()
+    if args.synthetic_planes is None:
+        args.synthetic_planes = args.planes
+    base = CutSettings(model=args.model, smoothness=args.smoothness)
 
     rows = []
 
-    def record(data: str, cleanup: str, container: Path, truth, planes: int, **kwargs) -> None:
+    def record(data: str, cleanup: str, container: Path, truth, planes: int, **changes) -> None:
+        settings = dataclasses.replace(base, **changes)
         rows.append({"data": data, "cleanup": cleanup,
-                     **_run(container, "volumes/raw", truth, planes, **kwargs)})  # fmt: skip
+                     **_run(container, "volumes/raw", truth, planes, settings,
+                            args.workers)})  # fmt: skip
         print(rows[-1], flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,11 +115,11 @@ def main() -> None:
         write_cell(cell, shape=(args.size,) * 3)
         truth = open_array(cell, "volumes/labels/mito")[:]
         name = f"synthetic cell {args.size}³, mito"
-        for planes in args.planes:
+        for planes in args.synthetic_planes:
             record(name, "yes", cell, truth, planes)
-        record(name, "no", cell, truth, 3, settings=CutSettings(keep_unseeded=True))
-        record(name, "yes (supervoxels 300)", cell, truth, 3,
-               settings=CutSettings(supervoxels=300))  # fmt: skip
+        if args.variants:
+            record(name, "no", cell, truth, 3, keep_unseeded=True)
+            record(name, "yes (supervoxels 300)", cell, truth, 3, supervoxels=300)
         cell_rss = _rss_mb()
 
         if LUCCHI.is_dir():
@@ -111,9 +139,17 @@ def main() -> None:
     lines = [
         "# Graph-cut annotation: F1 vs stroke planes per axis",
         "",
-        "Default settings (GMM 3 components, lambda 12, sigma 20, smoothing 3 voxels, edge "
+        f"`{shlex.join(sys.argv)}`. Settings: unary {args.model}"
+        + (
+            " (random forest, 50 trees, filter features at sigmas 0.7-5 voxels, trained on the "
+            "seeds)"
+            if args.model == "forest"
+            else " (3 components, smoothing 3 voxels)"
+        )
+        + f", lambda {args.smoothness:g}, sigma 20, edge "
         "smoothing 1 voxel, 128³ "
-        "blocks with 16 voxels of context, seeded-object clean-up), one worker process, a "
+        "blocks with 16 voxels of context, seeded-object clean-up; "
+        f"{args.workers} worker process(es), a "
         "2-core machine shared with other jobs (times are indicative). Strokes: 2D skeletons of "
         "the 3-voxel-eroded label and background on k evenly spaced planes per axis. The "
         "defaults were chosen with strokes on 3 planes per axis on this synthetic cell and on "

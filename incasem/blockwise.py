@@ -21,6 +21,9 @@ has the same needs, so they live here once:
 * **Failures are reported, not swallowed.** daisy returns ``False`` (or counts failures) when
   blocks fail; we turn that into one `IncasemError` line naming the first failing block's ROI in
   voxels and its error, and keep the worker logs for the details.
+* **Workers anywhere.** Local worker processes by default; with a worker command template
+  (``--worker-command "srun ... {command}"``) each worker is started through it, on a cluster
+  node or in a container (`incasem.launch`).
 * **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
   them in ``<output container>.logs/<task>-<time>-<id>/`` beside the output (a temporary folder
   when there is no output container), delete them after success and keep (and name) them after a
@@ -54,6 +57,12 @@ from funlib.persistence import Array
 from incasem.errors import IncasemError
 from incasem.io.arrays import array_container
 from incasem.io.roi import format_roi_voxels
+from incasem.launch import (
+    TemplateWorker,
+    check_template,
+    current_template,
+    write_block_function,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +226,7 @@ def run_blockwise(
     name: str = "incasem",
     seconds_per_megavoxel: float = 10.0,
     progress: bool = True,
+    worker_command: str | None = None,
 ) -> None:
     """Call ``process_block(block)`` for every block of ``total_roi``; raise if any block failed.
 
@@ -239,6 +249,11 @@ def run_blockwise(
         seconds_per_megavoxel: per-block timeout budget; a block is killed after
             ``120 s + seconds_per_megavoxel * (read voxels / 1e6)`` and retried.
         progress: show daisy's progress bar.
+        worker_command: start each worker through this shell template (``{command}`` is
+            replaced by the worker's command, e.g. ``"srun --mem=8G {command}"``; see
+            `incasem.launch`); default the one set by `incasem.launch.worker_command_scope`
+            (the command line's ``--worker-command``), else local processes. Ignored with
+            ``num_workers=0``.
 
     Raises:
         IncasemError: one line naming how many blocks failed, the first failing block's write
@@ -261,7 +276,13 @@ def run_blockwise(
     timeout = 120.0 + seconds_per_megavoxel * read_megavoxels
     guarded = _GuardedBlockFunction(process_block, tuple(voxel_size))
 
+    template = worker_command or current_template()
+    check_template(template)
     log_dir = _log_dir(name, output)
+    process_function: Callable = guarded
+    if template is not None and num_workers > 0:
+        function_file, key = write_block_function(guarded, log_dir)
+        process_function = TemplateWorker(str(function_file), key, template)
     previous_log_dir = daisy_logging.get_log_basedir()
     daisy_logging.set_log_basedir(log_dir)
     task = daisy.Task(
@@ -269,7 +290,7 @@ def run_blockwise(
         total_roi=total_roi.grow(context_nm, context_nm),
         read_roi=read_roi,
         write_roi=write_roi,
-        process_function=guarded,
+        process_function=process_function,
         read_write_conflict=False,
         fit="shrink",
         max_workers=max(1, num_workers),

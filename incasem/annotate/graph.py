@@ -2,8 +2,9 @@
 
 Energy (minimised exactly by a minimum s-t cut):
 
-* unary: the intensity models' cost (`incasem.annotate.intensity`) of labelling a node organelle
-  or background, summed over a supervoxel's voxels;
+* unary: the cost of labelling a node organelle or background (`incasem.annotate.unary`: a
+  pixel classifier's or an intensity model's negative log likelihood), summed over a
+  supervoxel's voxels;
 * pairwise: a contrast-sensitive Potts term between 6-neighbours,
   ``smoothness * exp(-(I_p - I_q)^2 / (2 contrast^2)) * (smallest voxel size / distance)``
   on the (lightly smoothed) gray values, so the cut is cheap along strong edges (membranes) and
@@ -26,7 +27,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from incasem.annotate.intensity import IntensityModel
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE
 
 #: Terminal capacity of a seed: larger than any sum of pairwise weights a node can have.
@@ -67,9 +67,8 @@ def _terminal_capacities(
 
 def cut_voxels(
     raw: np.ndarray,
-    features: np.ndarray,
+    costs: tuple[np.ndarray, np.ndarray],
     seeds: np.ndarray,
-    model: IntensityModel,
     smoothness: float,
     contrast: float,
     voxel_size: Sequence[int],
@@ -78,9 +77,8 @@ def cut_voxels(
 
     Args:
         raw: gray values of the block (z, y, x) for the pairwise term (may be smoothed).
-        features: the models' feature (smoothed gray value) per voxel, same shape.
+        costs: the unary costs (organelle, background) per voxel, each of ``raw``'s shape.
         seeds: uint8 0/1/2 per voxel, same shape.
-        model: the fitted intensity models.
         smoothness: weight of the pairwise term (``lambda``).
         contrast: gray-value difference scale of the pairwise term (``sigma``).
         voxel_size: nm, z, y, x.
@@ -100,9 +98,7 @@ def cut_voxels(
         structure[tuple(neighbour)] = 1
         graph.add_grid_edges(nodes, weights=weights, structure=structure, symmetric=True)
         del weights
-    organelle_cost, background_cost = model.costs(features)
-    graph.add_grid_tedges(nodes, *_terminal_capacities(organelle_cost, background_cost, seeds))
-    del organelle_cost, background_cost
+    graph.add_grid_tedges(nodes, *_terminal_capacities(*costs, seeds))
     graph.maxflow()
     return ~graph.get_grid_segments(nodes)
 
@@ -132,22 +128,23 @@ def supervoxels(features: np.ndarray, size: int, compactness: float = 0.1) -> np
 
 def cut_supervoxels(
     raw: np.ndarray,
-    features: np.ndarray,
+    costs: tuple[np.ndarray, np.ndarray],
     seeds: np.ndarray,
-    model: IntensityModel,
     smoothness: float,
     contrast: float,
     voxel_size: Sequence[int],
     size: int,
+    image: np.ndarray,
 ) -> np.ndarray:
-    """Minimum cut with one node per SLIC supervoxel of about ``size`` voxels; arguments as in
-    `cut_voxels`. Returns a bool (z, y, x) organelle mask in which seeded voxels keep their class.
+    """Minimum cut with one node per SLIC supervoxel of about ``size`` voxels of ``image`` (a
+    smoothed copy of the gray values, same shape); other arguments as in `cut_voxels`. Returns a
+    bool (z, y, x) organelle mask in which seeded voxels keep their class.
     """
     import maxflow
 
-    labels = supervoxels(features, size)
+    labels = supervoxels(image, size)
     count = int(labels.max()) + 1
-    organelle_cost, background_cost = model.costs(features)
+    organelle_cost, background_cost = costs
     unary_organelle = np.bincount(labels.ravel(), organelle_cost.ravel(), count)
     unary_background = np.bincount(labels.ravel(), background_cost.ravel(), count)
     organelle_seeds = np.bincount(labels.ravel(), (seeds == ORGANELLE).ravel(), count)

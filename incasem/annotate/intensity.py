@@ -10,8 +10,8 @@ textured organelle such as a mitochondrion, with dark cristae in a gray matrix, 
 * ``histogram``: smoothed, normalised histograms with a small floor; follows any shape exactly
   when the strokes sample every kind of voxel.
 
-The mixture is fitted with a few lines of numpy EM instead of scikit-learn: it is a 1D fit of a
-few thousand to a million values, and scikit-learn would be a heavy dependency for it.
+The mixture is scikit-learn's ``GaussianMixture`` (1D, one variance per component), started at
+evenly spaced quantiles so that a fit is reproducible.
 
 The cost of a class at a voxel is the negative log likelihood of its feature value under that
 class's model. Models are evaluated through a lookup table over `TABLE_SIZE` bins spanning the
@@ -22,6 +22,7 @@ indexing operation and makes a model a few kilobytes that pickles cheaply to wor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,44 +34,30 @@ _EM_ITERATIONS = 100
 _MAX_FIT_VALUES = 200_000  # EM on more seeds only costs time; a random subset is as good
 
 
-def _gmm_log_density(x: np.ndarray, weights, means, variances) -> np.ndarray:
-    log_parts = (
-        -0.5 * (x[:, None] - means) ** 2 / variances
-        - 0.5 * np.log(2 * np.pi * variances)
-        + np.log(weights)
-    )
-    top = log_parts.max(axis=1)
-    return top + np.log(np.exp(log_parts - top[:, None]).sum(axis=1))
+def fit_gmm(values: np.ndarray, components: int = 3, min_std: float = 2.0, seed: int = 0) -> Any:
+    """A fitted 1D Gaussian mixture (scikit-learn ``GaussianMixture``) of ``values``.
 
-
-def fit_gmm(
-    values: np.ndarray, components: int = 3, min_std: float = 2.0, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit a 1D Gaussian mixture by EM; returns (weights, means, variances).
-
-    Means start at evenly spaced quantiles; ``min_std`` (gray levels) floors each component's
-    standard deviation so that a class of near-constant seeds does not collapse to a spike.
+    Means start at evenly spaced quantiles; ``min_std`` (gray levels) is added to every
+    component's standard deviation as variance (``reg_covar``), so that a class of near-constant
+    seeds does not collapse to a spike. Attributes of interest: ``weights_``, ``means_`` (k, 1),
+    ``covariances_`` (k,); ``score_samples`` gives the log density.
     """
+    from sklearn.mixture import GaussianMixture
+
     x = np.asarray(values, np.float64).ravel()
     if len(x) > _MAX_FIT_VALUES:
         x = np.random.default_rng(seed).choice(x, _MAX_FIT_VALUES, replace=False)
     components = max(1, min(components, len(np.unique(x))))
     means = np.quantile(x, (np.arange(components) + 0.5) / components)
-    variances = np.full(components, max(x.var() / components, min_std**2))
-    weights = np.full(components, 1.0 / components)
-    for _ in range(_EM_ITERATIONS):
-        log_parts = (
-            -0.5 * (x[:, None] - means) ** 2 / variances
-            - 0.5 * np.log(2 * np.pi * variances)
-            + np.log(weights)
-        )
-        resp = np.exp(log_parts - log_parts.max(axis=1, keepdims=True))
-        resp /= resp.sum(axis=1, keepdims=True)
-        mass = resp.sum(axis=0) + 1e-12
-        weights = mass / mass.sum()
-        means = (resp * x[:, None]).sum(axis=0) / mass
-        variances = (resp * (x[:, None] - means) ** 2).sum(axis=0) / mass + min_std**2
-    return weights, means, variances
+    mixture = GaussianMixture(
+        components,
+        covariance_type="spherical",
+        reg_covar=min_std**2,
+        max_iter=_EM_ITERATIONS,
+        means_init=means[:, None],
+        random_state=seed,
+    )
+    return mixture.fit(x[:, None])
 
 
 @dataclass(frozen=True)
@@ -119,7 +106,7 @@ def fit_intensity_model(
     tables = []
     for values in (organelle_values, background_values):
         if kind == "gmm":
-            log_density = _gmm_log_density(centres, *fit_gmm(values, components))
+            log_density = fit_gmm(values, components).score_samples(centres[:, None])
         else:
             from scipy import ndimage
 

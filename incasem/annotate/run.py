@@ -1,12 +1,13 @@
 """Graph-cut annotation of an ROI: seeds in, a training-ready label dataset and mask out.
 
-Steps: read and check the seeds (sparse, see `incasem.annotate.seeds`), fit the intensity models
-on the smoothed gray values at the seeds, cut block by block, keep the seeded objects, write.
+Steps: read and check the seeds (sparse, see `incasem.annotate.seeds`), fit the unary term to
+the seeds (a pixel classifier or gray-value models, `incasem.annotate.unary`), cut block by
+block, keep the seeded objects, write.
 
 Why blocks: one voxel node costs about 270 bytes during the cut, so a 512³ ROI as one voxel graph
 would need about 36 GB. Each block (128³ voxels) is cut on its own together with a context
-margin (default 16 voxels) that it reads but does not write; its seeds and the global intensity
-models make each block's cut agree with its neighbours' except within a few voxels of where a
+margin (default 16 voxels) that it reads but does not write; its seeds and the global unary
+term make each block's cut agree with its neighbours' except within a few voxels of where a
 boundary passes a block face far from any edge. Peak memory is then one block graph per
 worker (1.3 GB for 160³ voxels, whatever the ROI) plus, in the driver, the sparse seeds and the
 final clean-up (about 6 bytes per ROI voxel; measured on a 512³ ROI: driver 1.1 GB, driver plus
@@ -33,15 +34,19 @@ from funlib.geometry import Coordinate, Roi
 
 from incasem.annotate.cleanup import keep_seeded_objects
 from incasem.annotate.graph import cut_supervoxels, cut_voxels, smoothed
-from incasem.annotate.intensity import IntensityModel, fit_intensity_model
 from incasem.annotate.seeds import (
-    BACKGROUND,
     ORGANELLE,
     Seeds,
     check_seeds,
     seeds_from_array,
     seeds_from_dataset,
     seeds_from_planes,
+)
+from incasem.annotate.unary import (
+    Unary,
+    check_unary,
+    fit_forest,
+    fit_intensity_unary,
 )
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
@@ -61,18 +66,22 @@ class CutSettings:
     Attributes:
         smoothness: pairwise weight ``lambda`` (cost units per voxel face).
         contrast: ``sigma`` of the pairwise term, gray levels.
-        feature_sigma: Gaussian smoothing of the models' feature, voxels (smallest voxel size).
+        feature_sigma: Gaussian smoothing of the gray-value models' feature and of the image
+            supervoxels are computed on, voxels (smallest voxel size).
         edge_sigma: Gaussian smoothing of the gray values the pairwise term compares, voxels:
             without it, pixel noise (Lucchi: mean neighbour difference 16 gray levels) looks
             like an edge everywhere and membranes hardly stand out.
-        model: ``"gmm"`` or ``"histogram"`` (see `incasem.annotate.intensity`).
+        model: the unary term: ``"gmm"`` or ``"histogram"`` (gray-value models) or
+            ``"forest"`` (a pixel classifier on filter features trained on the seeds); see
+            `incasem.annotate.unary`.
         components: Gaussians per class for ``gmm``.
         supervoxels: mean SLIC supervoxel size in voxels; 0 cuts on voxels.
         context: voxels read around each block on every side.
         keep_unseeded: keep objects that contain no organelle seed (skip the clean-up).
-        outliers: if > 0, an outlier clean-up after the original tool's GMM one: organelle voxels
-            whose gray value is less likely under the organelle model than at this fraction of
-            the organelle seeds (e.g. 0.01) become background; seeds keep their class.
+        outliers: if > 0 (gray-value models only), an outlier clean-up after the original
+            tool's GMM one: organelle voxels whose gray value is less likely under the organelle
+            model than at this fraction of the organelle seeds (e.g. 0.01) become background;
+            seeds keep their class.
     """
 
     smoothness: float = 12.0
@@ -99,6 +108,11 @@ class CutSettings:
             )
         if not 0 <= self.outliers < 1:
             raise IncasemError(f"--outliers {self.outliers} must be a fraction in [0, 1)")
+        check_unary(self.model)
+        if self.outliers and self.model == "forest":
+            raise IncasemError(
+                "--outliers needs a gray-value model (--model gmm or histogram), not forest"
+            )
         if self.components < 1 or self.supervoxels < 0 or self.context < 0:
             raise IncasemError(
                 f"--components {self.components} must be >= 1, --supervoxels "
@@ -134,7 +148,7 @@ class _CutBlock:
     output: str
     roi: Roi
     seeds: Seeds
-    model: IntensityModel
+    unary: Unary
     settings: CutSettings = field(default_factory=CutSettings)
     outlier_cost: float | None = None
 
@@ -143,54 +157,50 @@ class _CutBlock:
         out = open_array(self.container, self.output, "r+")
         voxel_size = raw_array.voxel_size
         read = block.read_roi.intersect(self.roi)
-        raw = np.asarray(raw_array[read])
+        margin = Coordinate((self.unary.margin,) * 3) * voxel_size
+        wide = read.grow(margin, margin).intersect(self.roi)
+        wide_raw = np.asarray(raw_array[wide])
+        begin, size = (read.offset - wide.offset) / voxel_size, read.shape / voxel_size
+        interior = tuple(slice(b, b + n) for b, n in zip(begin, size, strict=True))
+        raw = wide_raw[interior]
         start = (read.offset - self.roi.offset) / voxel_size
         seeds = self.seeds.dense(start, raw.shape)
-        features = smoothed(raw, self.settings.feature_sigma, voxel_size)
+        costs = self.unary.costs(wide_raw, interior, voxel_size)
         edges = smoothed(raw, self.settings.edge_sigma, voxel_size)
-        arguments = (edges, features, seeds, self.model, self.settings.smoothness)
-        arguments += (self.settings.contrast, tuple(voxel_size))
+        arguments = (edges, costs, seeds, self.settings.smoothness, self.settings.contrast)
+        arguments += (tuple(voxel_size),)
         if self.settings.supervoxels:
-            organelle = cut_supervoxels(*arguments, self.settings.supervoxels)
+            image = smoothed(raw, self.settings.feature_sigma, voxel_size)
+            organelle = cut_supervoxels(*arguments, self.settings.supervoxels, image)
         else:
             organelle = cut_voxels(*arguments)
         if self.outlier_cost is not None:
-            unlikely = self.model.costs(features)[0] > self.outlier_cost
-            organelle &= ~(unlikely & (seeds != ORGANELLE))
+            organelle &= ~((costs[0] > self.outlier_cost) & (seeds != ORGANELLE))
         begin = (block.write_roi.offset - read.offset) / voxel_size
         end = begin + block.write_roi.shape / voxel_size
         inner = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
         out[block.write_roi] = organelle[inner].astype(np.uint8)
 
 
-def _seed_features(
-    raw_array: Any, roi: Roi, seeds: Seeds, sigma: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed gray values at the organelle and background seeds, read in z slabs that hold
-    seeds (with the smoothing's context)."""
-    voxel_size = raw_array.voxel_size
-    margin = int(np.ceil(4 * sigma)) + 1
-    organelle, background = [], []
-    z_seeds = seeds.coords[:, 0]
-    for z0 in range(0, seeds.shape[0], BLOCK_EDGE):
-        z1 = min(z0 + BLOCK_EDGE, seeds.shape[0])
-        here = (z_seeds >= z0) & (z_seeds < z1)
-        if not here.any():
-            continue
-        lo, hi = max(0, z0 - margin), min(seeds.shape[0], z1 + margin)
-        slab = Roi(
-            roi.offset + Coordinate(lo, 0, 0) * voxel_size,
-            Coordinate(hi - lo, *seeds.shape[1:]) * voxel_size,
-        )
-        features = smoothed(np.asarray(raw_array[slab]), sigma, voxel_size)
-        local = seeds.coords[here] - np.array([lo, 0, 0])
-        values = features[tuple(local.T)]
-        organelle.append(values[seeds.values[here] == ORGANELLE])
-        background.append(values[seeds.values[here] == BACKGROUND])
-    return np.concatenate(organelle), np.concatenate(background)
+def _fit_unary(
+    raw_array: Any, roi: Roi, seeds: Seeds, settings: CutSettings
+) -> tuple[Unary, float | None]:
+    """The unary term fitted to the seeds, and the outlier clean-up's cost limit (or None)."""
+    if settings.model == "forest":
+        logger.info("annotate: training the pixel classifier on the seeds")
+        return fit_forest(raw_array, roi, seeds), None
+    unary, organelle_values = fit_intensity_unary(
+        raw_array, roi, seeds, settings.model, settings.components, settings.feature_sigma
+    )
+    if settings.outliers <= 0:
+        return unary, None
+    seed_costs = unary.model.costs(organelle_values)[0]
+    return unary, float(np.quantile(seed_costs, 1 - settings.outliers))
 
 
-def _resolve_roi(raw_array: Any, source: str, offset: Any, shape: Any) -> Roi:
+def resolve_roi(raw_array: Any, source: str, offset: Any, shape: Any) -> Roi:
+    """The ROI (nm) of ``offset``/``shape`` in voxels (z, y, x) inside ``raw_array``, or the
+    whole array when both are None; `IncasemError` naming ``source`` otherwise."""
     voxel_size = raw_array.voxel_size
     if offset is None and shape is None:
         return raw_array.roi
@@ -258,7 +268,7 @@ def annotate_graphcut(
     if len(raw_array.shape) != 3:
         raise IncasemError(f"{container}/{raw}: need a 3D dataset, not shape {raw_array.shape}")
     voxel_size = raw_array.voxel_size
-    roi = _resolve_roi(raw_array, f"{container}/{raw}", roi_offset, roi_shape)
+    roi = resolve_roi(raw_array, f"{container}/{raw}", roi_offset, roi_shape)
     start, shape = roi.offset / voxel_size, roi.shape / voxel_size
     roi_text = format_roi_voxels(start, shape) + " (voxels)"
     check_new_dataset(container, output, overwrite)
@@ -285,16 +295,7 @@ def annotate_graphcut(
         100 * sum(counts) / np.prod(shape),
         roi_text,
     )
-    organelle_values, background_values = _seed_features(
-        raw_array, roi, loaded, settings.feature_sigma
-    )
-    model = fit_intensity_model(
-        organelle_values, background_values, settings.model, settings.components
-    )
-    outlier_cost = None
-    if settings.outliers > 0:
-        seed_costs = model.costs(organelle_values)[0]
-        outlier_cost = float(np.quantile(seed_costs, 1 - settings.outliers))
+    unary, outlier_cost = _fit_unary(raw_array, roi, loaded, settings)
     attrs = {
         "incasem_annotate": {
             "method": "graphcut",
@@ -323,7 +324,7 @@ def annotate_graphcut(
                 labels.staging_name,
                 roi,
                 loaded,
-                model,
+                unary,
                 settings,
                 outlier_cost,
             ),
@@ -345,23 +346,39 @@ def annotate_graphcut(
             labels.array[roi] = organelle.view(np.uint8)
         fraction = float(organelle.mean())
         del organelle
-        for z in range(0, int(shape[0]), BLOCK_EDGE):
-            depth = min(BLOCK_EDGE, int(shape[0]) - z)
-            slab = Roi(
-                roi.offset + Coordinate(z, 0, 0) * voxel_size,
-                Coordinate(depth, *shape[1:]) * voxel_size,
-            )
-            mask_out.array[slab] = np.ones((depth, *shape[1:]), np.uint8)
+        fill_roi(mask_out.array, roi)
 
-    entry = {
-        name: {
+    entry = annotation_entry(container, raw_array, roi, raw, output, mask)
+    return AnnotationResult(f"{container}/{output}", f"{container}/{mask}", entry, fraction, counts)
+
+
+def fill_roi(array: Any, roi: Roi, value: int = 1) -> None:
+    """Set ``array`` to ``value`` over ``roi`` (nm), in z slabs (bounded memory)."""
+    voxel_size = array.voxel_size
+    shape = roi.shape / voxel_size
+    for z in range(0, int(shape[0]), BLOCK_EDGE):
+        depth = min(BLOCK_EDGE, int(shape[0]) - z)
+        slab = Roi(
+            roi.offset + Coordinate(z, 0, 0) * voxel_size,
+            Coordinate(depth, *shape[1:]) * voxel_size,
+        )
+        array[slab] = np.full((depth, *shape[1:]), value, np.uint8)
+
+
+def annotation_entry(
+    container: str | os.PathLike, raw_array: Any, roi: Roi, raw: str, labels: str, mask: str
+) -> dict[str, dict[str, Any]]:
+    """The data-config entry (name -> fields) of labels annotated over ``roi`` (nm); the name
+    is the label dataset's last part."""
+    voxel_size = raw_array.voxel_size
+    return {
+        labels.rsplit("/", 1)[-1]: {
             "file": str(container),
-            "offset": [int(v) for v in start],
-            "shape": [int(v) for v in shape],
+            "offset": [int(v) for v in roi.offset / voxel_size],
+            "shape": [int(v) for v in roi.shape / voxel_size],
             "voxel_size": [int(v) for v in voxel_size],
             "raw": raw,
-            "labels": {output: 1},
+            "labels": {labels: 1},
             "mask": mask,
         }
     }
-    return AnnotationResult(f"{container}/{output}", f"{container}/{mask}", entry, fraction, counts)

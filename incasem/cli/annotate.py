@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cut = commands.add_parser(
         "graphcut",
         help="label an ROI from seeds and print its data-config entry",
-        description="Graph cut of an ROI: unary terms from intensity models fitted to the "
-        "seeded voxels' smoothed gray values, contrast-sensitive Potts pairwise terms "
+        description="Graph cut of an ROI: unary terms from gray-value models fitted to the "
+        "seeded voxels (or a pixel classifier trained on them, --model forest), "
+        "contrast-sensitive Potts pairwise terms "
         "(--lambda, --sigma), seeds as hard constraints, max-flow per 128³ block with "
         "--context voxels of overlap; then only objects holding an organelle seed are kept. "
         "Writes a uint8 0/1 label dataset over the ROI and a mask (1 in the ROI) and prints "
@@ -44,13 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cut.add_argument(
         "--mask", help="mask dataset to write (default: volumes/masks/<last name of --output>)"
     )
-    cut.add_argument(
-        "--roi",
-        type=int,
-        nargs=6,
-        metavar=("Z", "Y", "X", "DZ", "DY", "DX"),
-        help="offset and shape in voxels (offset = world nm / voxel size; default: whole raw)",
-    )
+    add_roi_argument(cut)
     energy = cut.add_argument_group("energy")
     energy.add_argument(
         "--lambda",
@@ -70,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--smooth",
         type=float,
         default=3.0,
-        help="Gaussian sigma in voxels of the gray values the models see (default: 3)",
+        help="Gaussian sigma in voxels of the gray values the gray-value models and the "
+        "supervoxels see (default: 3)",
     )
     energy.add_argument(
         "--edge-smooth",
@@ -80,9 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     energy.add_argument(
         "--model",
-        choices=("gmm", "histogram"),
+        choices=("gmm", "histogram", "forest"),
         default="gmm",
-        help="intensity model per class (default: gmm)",
+        help="unary term: gmm or histogram = one gray-value model per class on the --smooth'ed "
+        "raw; forest = a random forest on filter features (smoothing, edges, Hessian and "
+        "structure tensor at 0.7-5 voxels) trained on the seeds (default: gmm)",
     )
     energy.add_argument(
         "--components", type=int, default=3, help="Gaussians per class for gmm (default: 3)"
@@ -118,6 +116,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(cut)
     cut.set_defaults(func=run_graphcut)
 
+    paint = commands.add_parser(
+        "paint",
+        help="napari painter: paint seeds on an ROI, save and resume them, segment",
+        description="Open napari on an ROI of the raw data with a seeds layer to paint "
+        "(1 organelle, 2 background, eraser; brush size and any of the three axes with napari's "
+        "own controls), Save seeds (into --seeds in the container, resumed when the painter "
+        "opens again) and Segment (saves, runs the graph cut of 'annotate graphcut' on the ROI "
+        "with the painted seeds and the lambda in the panel, shows the result as a layer). An "
+        "earlier result (--result, or --output if it exists) is shown to refine. Needs the gui "
+        'extra: pip install -e ".[gui]".',
+    )
+    paint.add_argument("container", help="the .zarr container (seeds and outputs go in it)")
+    paint.add_argument("--raw", default="volumes/raw", help="raw dataset (default: volumes/raw)")
+    paint.add_argument("--seeds", required=True, help="seeds dataset to resume from and save to")
+    paint.add_argument(
+        "-o", "--output", help="label dataset Segment writes (default: volumes/labels/<seeds name>)"
+    )
+    paint.add_argument("--result", help="an earlier label dataset to show (default: --output)")
+    add_roi_argument(paint)
+    paint.add_argument(
+        "--model",
+        choices=("gmm", "histogram", "forest"),
+        default="gmm",
+        help="unary term of the cut (default: gmm)",
+    )
+    paint.add_argument(
+        "--overwrite", action="store_true", help="let Segment replace an existing --output"
+    )
+    paint.set_defaults(func=run_paint)
+
     strokes = commands.add_parser(
         "strokes",
         help="simulated brush strokes drawn from an existing label (for trying the method)",
@@ -136,6 +164,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace an existing seeds dataset"
     )
     strokes.set_defaults(func=run_strokes)
+
+
+def add_roi_argument(parser: argparse.ArgumentParser) -> None:
+    """``--roi Z Y X DZ DY DX``: the annotated box in voxels."""
+    parser.add_argument(
+        "--roi",
+        type=int,
+        nargs=6,
+        metavar=("Z", "Y", "X", "DZ", "DY", "DX"),
+        help="offset and shape in voxels (offset = world nm / voxel size; default: whole raw)",
+    )
 
 
 def cut_settings(args: argparse.Namespace):
@@ -181,6 +220,30 @@ def run_graphcut(args: argparse.Namespace) -> int:
     )
     print("data-config entry:")
     print(json.dumps(result.entry, indent=2))
+    return 0
+
+
+def run_paint(args: argparse.Namespace) -> int:
+    from incasem.annotate.paint import import_napari, open_painter
+    from incasem.annotate.run import CutSettings
+
+    napari = import_napari()
+    painter = open_painter(
+        args.container,
+        args.raw,
+        args.seeds,
+        roi_offset=args.roi[:3] if args.roi else None,
+        roi_shape=args.roi[3:] if args.roi else None,
+        output=args.output,
+        result=args.result,
+        settings=CutSettings(model=args.model),
+        overwrite=args.overwrite,
+    )
+    print(
+        f"painting {painter.container}/{painter.seeds} on {painter.container}/{painter.raw}; "
+        f"Segment writes {painter.container}/{painter.output}"
+    )
+    napari.run()
     return 0
 
 

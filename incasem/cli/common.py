@@ -6,13 +6,20 @@ import argparse
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--workers`` and ``--overwrite``, shared by every blockwise command."""
+    """``--workers``, ``--worker-command`` and ``--overwrite``, shared by every blockwise
+    command (`incasem.cli.main` applies ``--worker-command`` to the whole command)."""
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
         help="worker processes (default: 1; 0 runs every block in this process, for debugging); "
         "each holds about one block in memory",
+    )
+    parser.add_argument(
+        "--worker-command",
+        metavar="TEMPLATE",
+        help="start each worker through this shell command, {command} standing for the "
+        'worker\'s own, e.g. "srun --mem=8G {command}" (default: local processes)',
     )
     parser.add_argument(
         "--overwrite",

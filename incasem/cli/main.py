@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from incasem import __version__
 from incasem.errors import IncasemError
+from incasem.launch import worker_command_scope
 
 _COMMANDS = (
     "incasem.cli.validate",
@@ -43,6 +44,7 @@ _COMMANDS = (
     "incasem.cli.export",
     "incasem.cli.models",
     "incasem.cli.annotate",
+    "incasem.cli.proofread",
 )
 
 
@@ -70,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        with worker_command_scope(getattr(args, "worker_command", None)):
+            return int(args.func(args) or 0)
     except IncasemError as e:
         print(f"incasem {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -177,30 +177,15 @@ def _config_updates(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
     return config_updates, named_configs
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def resolve_config(config_updates: dict[str, Any], named_configs: Sequence[str]) -> dict[str, Any]:
     """The configuration Sacred will run with: defaults, then config files, then updates.
 
     Computed up front so that a bad request fails before Sacred records a run.
     """
-    from sacred.config.config_files import load_config_file
-
     from incasem.predict.settings import default_config
+    from incasem.tracking.config_layers import resolve_layers
 
-    config = default_config()
-    for named in named_configs:
-        if not Path(named).is_file():
-            raise IncasemError(f"{named}: no such configuration file")
-        _merge(config, load_config_file(named))
-    config = _merge(config, json.loads(json.dumps(config_updates)))
+    config = resolve_layers(default_config(), named_configs, json.loads(json.dumps(config_updates)))
     unknown = sorted(_dotted_keys(config) - _dotted_keys(default_config()))
     if unknown:
         logger.warning("configuration keys not used by prediction: %s", ", ".join(unknown))

@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out-prefix", help="level i is written to <prefix>i (default: <dataset>_s)"
     )
+    parser.add_argument(
+        "--out-container",
+        help="write the levels into this .zarr container (created if missing) instead of "
+        "the source's, e.g. for a shared or read-only dataset",
+    )
     add_run_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -53,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
         levels=args.levels,
         method=args.method,
         out_prefix=args.out_prefix,
+        out_container=args.out_container,
         num_workers=args.workers,
         overwrite=args.overwrite,
     )
+    target = args.out_container or args.container
     for dataset in written:
-        array = open_array(args.container, dataset)
-        print(f"wrote {args.container}/{dataset}: voxel size {list(array.voxel_size)} nm")
+        array = open_array(target, dataset)
+        print(f"wrote {target}/{dataset}: voxel size {list(array.voxel_size)} nm")
     return 0

@@ -18,7 +18,6 @@ the z axis. Two things make it fast:
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 from collections.abc import Sequence
@@ -27,8 +26,6 @@ import gunpowder as gp
 import numpy as np
 import torch
 from scipy import ndimage
-
-logger = logging.getLogger(__name__)
 
 
 def spline_matrix(num_points: int, size: int) -> np.ndarray:

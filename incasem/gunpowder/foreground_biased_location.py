@@ -1,11 +1,8 @@
-import logging
 import random
 
 import gunpowder as gp
 import numpy as np
 from skimage.transform import integral_image, integrate
-
-logger = logging.getLogger(__name__)
 
 
 class SamplingError(RuntimeError):

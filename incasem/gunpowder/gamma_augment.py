@@ -1,9 +1,5 @@
-import logging
-
 import gunpowder as gp
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 
 class GammaAugment(gp.BatchFilter):

@@ -218,6 +218,23 @@ def array_container(array: Array) -> Path | None:
     return Path(path) if isinstance(source, zarr.Array) and path is not None else None
 
 
+def read_padded(array: Array, roi: Roi) -> np.ndarray:
+    """``array``'s values over ``roi`` (nm, z, y, x), zeros where the array does not reach.
+
+    Channel axes before the spatial ones are kept; the result has the array's dtype and
+    ``roi.shape / voxel_size`` voxels.
+    """
+    channels = array.shape[: -array.voxel_size.dims]
+    data = np.zeros(tuple(channels) + tuple(roi.shape / array.voxel_size), dtype=array.dtype)
+    inside = roi.intersect(array.roi)
+    if not inside.empty:
+        begin = (inside.offset - roi.offset) / array.voxel_size
+        end = begin + inside.shape / array.voxel_size
+        box = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
+        data[(Ellipsis, *box)] = array[inside]
+    return data
+
+
 def read_checked(array: Array, roi: Roi) -> np.ndarray:
     """``array[roi]`` (nm) that refuses missing chunks and names a corrupt one.
 

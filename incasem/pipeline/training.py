@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import gunpowder as gp
 import numpy as np
@@ -28,7 +28,9 @@ from incasem.gunpowder import (
 from incasem.io.arrays import open_array
 from incasem.io.data_config import DataConfig
 from incasem.pipeline.sources import SourceKeys, entry_source
-from incasem.training.config import TrainingConfig
+
+if TYPE_CHECKING:  # a type only: the pipeline does not depend on the training package
+    from incasem.training.config import TrainingConfig
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from incasem.errors import IncasemError
+from incasem.launch import check_template
 
 PROBABILITY_DTYPES = ("uint8", "float32")
 
@@ -185,11 +186,7 @@ class PredictionSettings:
             )
         if self.resume is not None and self.resume is not True and self.output_group is not None:
             raise IncasemError("give either resume=<id> or output.group, not both")
-        if self.worker_command is not None and "{command}" not in self.worker_command:
-            raise IncasemError(
-                f"worker_command {self.worker_command!r} must contain '{{command}}', e.g. "
-                "'srun --gpus=1 {command}'"
-            )
+        check_template(self.worker_command, "worker_command")
         if self.block_timeout is not None and float(self.block_timeout) <= 0:
             raise IncasemError(f"block_timeout must be positive, got {self.block_timeout}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:

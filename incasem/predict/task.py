@@ -6,9 +6,9 @@ ships the process function to them pickled. We give it a 0-argument worker funct
 itself (a 1-argument block function would be called per block, with the model reloaded or kept
 in a global). `launch_worker` either runs the worker loop in that process or, with a worker
 command template, starts ``python -m incasem.predict.worker SPEC.json`` through it (``srun``,
-``bsub``, ``bash -c``, a container) and waits: both end in the same `run_worker`, which finds the
-scheduler through the ``DAISY_CONTEXT`` environment variable daisy gave the process. daisy 2 has
-no other hook for a custom spawn command.
+``bsub``, ``bash -c``, a container; `incasem.launch.run_through_template`, as every blockwise
+command does) and waits: both end in the same `run_worker`, which finds the scheduler through
+the ``DAISY_CONTEXT`` environment variable daisy gave the process.
 
 The geometry follows `BlockLayout`: write ROI = chunk = block (no two workers share a chunk),
 read ROI = write ROI + context, ``fit="overhang"`` so the whole ROI is predicted (blocks at the
@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import daisy.v2 as daisy
 from funlib.geometry import Roi
 
-import incasem
+from incasem.launch import run_through_template
 from incasem.predict.geometry import BlockLayout
 
 #: Seconds per input voxel per (top-level feature map)² on one slow CPU thread: a pessimistic
@@ -48,9 +46,9 @@ def block_timeout(layout: BlockLayout, num_fmaps: int) -> float:
     return max(_MIN_TIMEOUT_S, _TIMEOUT_FACTOR * estimate)
 
 
-def worker_command(spec_path: str | os.PathLike) -> str:
-    """The shell-quoted command that starts a worker for a spec file."""
-    return shlex.join([sys.executable, "-m", "incasem.predict.worker", str(spec_path)])
+def worker_command(spec_path: str | os.PathLike) -> list[str]:
+    """The command (argument list) that starts a worker for a spec file."""
+    return [sys.executable, "-m", "incasem.predict.worker", str(spec_path)]
 
 
 def launch_worker(spec_path: str, template: str | None) -> None:
@@ -69,14 +67,7 @@ def launch_worker(spec_path: str, template: str | None) -> None:
 
         run_worker(WorkerSpec.load(spec_path))
         return
-    env = dict(os.environ)
-    package_root = str(Path(incasem.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    command = template.replace("{command}", worker_command(spec_path))
-    print(f"launching worker: {command}", flush=True)
-    returncode = subprocess.run(command, shell=True, env=env).returncode
-    if returncode != 0:
-        raise SystemExit(returncode)
+    run_through_template(worker_command(spec_path), template)
 
 
 def make_task(

@@ -81,3 +81,38 @@ def select_axes(axes: str, shape: Sequence[int], channel: int | None, where: str
             fixed.append((i, channel))
     spatial_shape = tuple(int(shape[axes.index(letter)]) for letter in SPATIAL)
     return AxisSelection(axes, tuple(fixed), spatial_shape)
+
+
+class SelectedVolume:
+    """A 3D view (z, y, x; voxels) of a file's array through an `AxisSelection`.
+
+    The shared half of the zarr/N5 and HDF5 volumes: subclasses are frozen dataclasses with the
+    fields ``selection`` and ``file_dtype``, say where the array is (`name`) and read an index
+    of the file's own axes (`_read_index`).
+    """
+
+    selection: AxisSelection
+    file_dtype: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Volume shape in voxels (z, y, x)."""
+        return self.selection.spatial_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the arrays `read` returns."""
+        return np.dtype(self.file_dtype)
+
+    @property
+    def name(self) -> str:
+        """``file/dataset``, for messages."""
+        raise NotImplementedError
+
+    def _read_index(self, index: tuple) -> np.ndarray:
+        """The file array at ``index`` (in the file's axis order)."""
+        raise NotImplementedError
+
+    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+        """Voxels ``[z, y, x]`` as a (z, y, x) array."""
+        return self.selection.to_zyx(np.asarray(self._read_index(self.selection.index(z, y, x))))

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array, roi_from_voxels, roi_to_voxels
+from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_nm
 from incasem.prepare.staging import check_new_dataset, staged_dataset
 
@@ -38,16 +37,7 @@ class _CopyPadded:
     def __call__(self, block: Any) -> None:
         source = open_array(self.container, self.dataset)
         target = open_array(self.out_container, self.out_dataset, "r+")
-        channels = source.shape[: -source.voxel_size.dims]
-        voxels = block.write_roi.shape / source.voxel_size
-        data = np.zeros(tuple(channels) + tuple(voxels), dtype=source.dtype)
-        inside = block.write_roi.intersect(source.roi)
-        if not inside.empty:
-            begin = (inside.offset - block.write_roi.offset) / source.voxel_size
-            end = begin + inside.shape / source.voxel_size
-            box = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
-            data[(Ellipsis, *box)] = source[inside]
-        target[block.write_roi] = data
+        target[block.write_roi] = read_padded(source, block.write_roi)
 
 
 def crop(

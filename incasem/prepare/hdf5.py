@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from incasem.errors import IncasemError
-from incasem.prepare.axes import AxisSelection, select_axes
+from incasem.prepare.axes import AxisSelection, SelectedVolume, select_axes
 
 
 @dataclass(frozen=True)
-class Hdf5Volume:
+class Hdf5Volume(SelectedVolume):
     """A 3D view (z, y, x; voxels) of an HDF5 dataset.
 
     Attributes:
@@ -37,27 +37,15 @@ class Hdf5Volume:
     file_dtype: str
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """Volume shape in voxels (z, y, x)."""
-        return self.selection.spatial_shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of the arrays `read` returns."""
-        return np.dtype(self.file_dtype)
-
-    @property
     def name(self) -> str:
         """``file.h5/dataset``, for messages."""
         return f"{self.path}/{self.dataset}"
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        """Voxels ``[z, y, x]`` as a (z, y, x) array."""
+    def _read_index(self, index: tuple) -> np.ndarray:
         import h5py
 
         with h5py.File(self.path, "r") as f:
-            data = f[self.dataset][self.selection.index(z, y, x)]
-        return self.selection.to_zyx(np.asarray(data))
+            return f[self.dataset][index]
 
 
 def _axes_from_attrs(attrs: dict, ndim: int) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from incasem.errors import IncasemError
-from incasem.prepare.axes import SPATIAL, AxisSelection, select_axes
+from incasem.prepare.axes import SPATIAL, AxisSelection, SelectedVolume, select_axes
 
 _UNIT_NM = {
     None: 1.0,
@@ -40,7 +40,7 @@ _UNIT_NM = {
 
 
 @dataclass(frozen=True)
-class ZarrVolume:
+class ZarrVolume(SelectedVolume):
     """A 3D view (z, y, x; voxels) of one zarr or N5 array.
 
     Attributes:
@@ -56,26 +56,14 @@ class ZarrVolume:
     file_dtype: str
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """Volume shape in voxels (z, y, x)."""
-        return self.selection.spatial_shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of the arrays `read` returns."""
-        return np.dtype(self.file_dtype)
-
-    @property
     def name(self) -> str:
         """``container/dataset``, for messages."""
         return f"{self.container}/{self.dataset}"
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        """Voxels ``[z, y, x]`` as a (z, y, x) array."""
+    def _read_index(self, index: tuple) -> np.ndarray:
         import zarr
 
-        array = zarr.open(self.container, mode="r", path=self.dataset)
-        return self.selection.to_zyx(np.asarray(array[self.selection.index(z, y, x)]))
+        return zarr.open(self.container, mode="r", path=self.dataset)[index]
 
 
 @dataclass(frozen=True)

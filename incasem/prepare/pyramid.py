@@ -72,14 +72,15 @@ def downsample(data: np.ndarray, factors: Sequence[int], method: str) -> np.ndar
 
 @dataclass(frozen=True)
 class _DownsampleBlock:
-    container: str
+    source_container: str
     source: str
+    container: str
     target: str
     factors: tuple[int, int, int]
     method: str
 
     def __call__(self, block: Any) -> None:
-        source = open_array(self.container, self.source)
+        source = open_array(self.source_container, self.source)
         target = open_array(self.container, self.target, "r+")
         target[block.write_roi] = downsample(source[block.write_roi], self.factors, self.method)
 
@@ -91,6 +92,7 @@ def scale_pyramid(
     levels: int = 3,
     method: str = "auto",
     out_prefix: str | None = None,
+    out_container: str | os.PathLike | None = None,
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -98,13 +100,16 @@ def scale_pyramid(
     """Write ``levels`` downsampled copies of a 3D dataset; returns their dataset paths.
 
     Args:
-        container: the ``.zarr`` container; levels are written into it.
+        container: the ``.zarr`` container of ``dataset``.
         dataset: the full-resolution dataset.
         factors: downsampling factor per level, voxels (z, y, x); default 2, 2, 2.
         levels: number of levels to write (level ``i`` has voxel size ``voxel_size * factors**i``).
         method: ``auto``, ``mean``, ``mode`` or ``max`` (see the module docstring).
         out_prefix: level ``i`` is written to ``f"{out_prefix}{i}"``; default
             ``f"{dataset}_s"``.
+        out_container: the ``.zarr`` container the levels are written to (created if missing);
+            default ``container``. Lets a read-only or shared dataset get levels in a
+            container of one's own.
         num_workers: worker processes (0: in this process).
         overwrite: replace existing levels (each only after it is complete).
         progress: show progress bars.
@@ -121,6 +126,7 @@ def scale_pyramid(
     method = choose_method(dataset, source.dtype, method)
     prefix = out_prefix or f"{dataset.rstrip('/')}_s"
     outputs = [f"{prefix}{level}" for level in range(1, levels + 1)]
+    out_container = str(out_container or container)
     plan = []
     roi, voxel_size = source.roi, source.voxel_size
     for output in outputs:
@@ -131,15 +137,15 @@ def scale_pyramid(
                 f"{container}/{dataset} ({list(source.roi.shape / source.voxel_size)} voxels) is "
                 f"too small for {levels} levels of {list(factors)}; ask for fewer --levels"
             )
-        check_new_dataset(container, output, overwrite)
+        check_new_dataset(out_container, output, overwrite)
         plan.append((output, roi, voxel_size))
 
-    previous = dataset
+    previous, previous_container = dataset, str(container)
     for output, roi, voxel_size in plan:
         shape = roi.shape / voxel_size
         chunks = Coordinate(min(c, s) for c, s in zip(source.chunk_shape, shape, strict=True))
         with staged_dataset(
-            container,
+            out_container,
             output,
             shape,
             voxel_size,
@@ -149,7 +155,9 @@ def scale_pyramid(
             overwrite=overwrite,
             attrs={
                 "incasem_downsampled": {
-                    "source": previous,
+                    "source": previous
+                    if previous_container == out_container
+                    else f"{previous_container}/{previous}",
                     "factors": list(factors),
                     "method": method,
                 }
@@ -157,7 +165,12 @@ def scale_pyramid(
         ) as staged:
             run_blockwise(
                 _DownsampleBlock(
-                    str(container), previous, staged.staging_name, tuple(factors), method
+                    previous_container,
+                    previous,
+                    out_container,
+                    staged.staging_name,
+                    tuple(factors),
+                    method,
                 ),
                 roi,
                 aligned_block_shape(chunks, (_BLOCK_EDGE,) * 3),
@@ -167,5 +180,5 @@ def scale_pyramid(
                 name=f"pyramid-{output.rsplit('/', 1)[-1]}",
                 progress=progress,
             )
-        previous = output
+        previous, previous_container = output, out_container
     return outputs

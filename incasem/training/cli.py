@@ -31,6 +31,7 @@ from sacred.utils import set_by_dotted_path
 from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.torch.checkpoint import ModelCard, load_checkpoint
+from incasem.tracking.config_layers import check_config_files, resolve_layers
 from incasem.tracking.observers import add_observers
 from incasem.tracking.run_folder import run_name
 from incasem.training.config import TrainingConfig, default_config, parse_config
@@ -136,30 +137,13 @@ def _split_updates(updates: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     elif updates:
         raise IncasemError(f"unexpected argument {updates[0]!r}; config updates follow 'with'")
     config_updates, named = get_config_updates(list(updates))
-    for name in named:
-        if not Path(name).is_file():
-            raise IncasemError(f"config file {name} not found")
+    check_config_files(named)
     return config_updates, named
 
 
 def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> dict[str, Any]:
     """Defaults < YAML files < key=value updates, as Sacred will combine them."""
-
-    def merge(base: dict[str, Any], update: dict[str, Any]) -> None:
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
-    config = default_config()
-    for name in files:
-        loaded = yaml.safe_load(Path(name).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise IncasemError(f"config file {name}: expected a mapping of keys")
-        merge(config, loaded)
-    merge(config, config_updates)
-    return config
+    return resolve_layers(default_config(), files, config_updates)
 
 
 def _plan_auto_sizes(config_updates: dict[str, Any], files: Sequence[str]) -> None:

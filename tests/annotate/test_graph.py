@@ -15,7 +15,8 @@ from incasem.errors import IncasemError
 def test_gmm_finds_the_modes():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(60, 5, 4000), rng.normal(150, 8, 6000)])
-    weights, means, _ = fit_gmm(values, components=2)
+    mixture = fit_gmm(values, components=2)
+    weights, means = mixture.weights_, mixture.means_.ravel()
     order = np.argsort(means)
     np.testing.assert_allclose(means[order], [60, 150], atol=1.5)
     np.testing.assert_allclose(weights[order], [0.4, 0.6], atol=0.02)
@@ -52,9 +53,9 @@ def test_cut_recovers_a_ball_from_two_strokes(supervoxels):
     raw, ball, seeds = _dark_ball()
     features = smoothed(raw, 1.0, (5, 5, 5))
     values = features[seeds == ORGANELLE], features[seeds == BACKGROUND]
-    model = fit_intensity_model(*values)
-    args = (raw, features, seeds, model, 30.0, 20.0, (5, 5, 5))
-    result = cut_supervoxels(*args, supervoxels) if supervoxels else cut_voxels(*args)
+    costs = fit_intensity_model(*values).costs(features)
+    args = (raw, costs, seeds, 30.0, 20.0, (5, 5, 5))
+    result = cut_supervoxels(*args, supervoxels, features) if supervoxels else cut_voxels(*args)
     iou = (result & ball).sum() / (result | ball).sum()
     assert iou > 0.9
     assert result[seeds == ORGANELLE].all() and not result[seeds == BACKGROUND].any()

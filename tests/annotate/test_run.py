@@ -97,7 +97,7 @@ def test_outlier_cleanup_removes_unlikely_voxels_but_keeps_seeds(cell):
         name = f"volumes/labels/outliers_{outliers}"
         annotate_graphcut(
             cell, "volumes/raw", "volumes/seeds/mito", name, num_workers=0, progress=False,
-            settings=CutSettings(outliers=outliers),
+            settings=CutSettings(model="gmm", outliers=outliers),
         )  # fmt: skip
         labels = open_array(cell, name)[:]
         assert labels[seeds == 1].all()
@@ -106,8 +106,22 @@ def test_outlier_cleanup_removes_unlikely_voxels_but_keeps_seeds(cell):
     with pytest.raises(IncasemError, match="--outliers 1.0 must be a fraction"):
         annotate_graphcut(
             cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
-            settings=CutSettings(outliers=1.0),
+            settings=CutSettings(model="gmm", outliers=1.0),
         )  # fmt: skip
+    with pytest.raises(IncasemError, match=r"--outliers needs a gray-value model \(--model gmm"):
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/bad",
+            settings=CutSettings(model="forest", outliers=0.1),
+        )  # fmt: skip
+
+
+def test_the_forest_unary_learns_the_organelle_from_the_strokes(cell):
+    annotate_graphcut(
+        cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/forest", num_workers=0,
+        progress=False, settings=CutSettings(model="forest", smoothness=2.0),
+    )  # fmt: skip
+    truth = open_array(cell, "volumes/labels/mito")[:]
+    assert _f1(open_array(cell, "volumes/labels/forest")[:], truth) >= 0.85
 
 
 def test_edge_smoothing_reaches_the_pairwise_term(cell):

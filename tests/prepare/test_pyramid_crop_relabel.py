@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from incasem.errors import IncasemError
 from incasem.io import create_array, open_array
@@ -43,6 +44,33 @@ def test_pyramid_levels_lie_where_the_source_lies(tmp_path: Path, cli, rng):
     assert s2.voxel_size == (16, 16, 16) and s2.roi.offset == (16, 16, 0)
     assert s2.shape == (4, 8, 11)
     assert open_array(container, "volumes/raw")[array.roi].tobytes() == raw.tobytes()
+
+
+def test_pyramid_levels_go_to_another_container_leaving_the_source_alone(tmp_path: Path, cli, rng):
+    source = tmp_path / "shared.zarr"
+    labels = rng.integers(0, 2, (8, 8, 8), dtype=np.uint8)
+    array = create_array(source, "volumes/labels/mito", labels.shape, (5, 5, 5), (10, 0, 0))
+    array[array.roi] = labels
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    own = tmp_path / "own.zarr"
+    code, out, _ = cli(
+        "pyramid", source, "-d", "volumes/labels/mito", "--levels", 2, "--out-container", own,
+        "--workers", 0,
+    )  # fmt: skip
+    assert code == 0 and f"{own}/volumes/labels/mito_s2: voxel size [20, 20, 20] nm" in out
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+    s1 = open_array(own, "volumes/labels/mito_s1")
+    assert s1.voxel_size == (10, 10, 10) and s1.roi.offset == (10, 0, 0)
+    np.testing.assert_array_equal(s1[s1.roi], downsample(labels, (2, 2, 2), "mode"))
+    s2 = open_array(own, "volumes/labels/mito_s2")
+    np.testing.assert_array_equal(s2[s2.roi], downsample(s1[s2.roi], (2, 2, 2), "mode"))
+    group = zarr.open(str(own), "r")
+    assert group["volumes/labels/mito_s1"].attrs["incasem_downsampled"]["source"] == (
+        f"{source}/volumes/labels/mito"
+    )
+    assert group["volumes/labels/mito_s2"].attrs["incasem_downsampled"]["source"] == (
+        "volumes/labels/mito_s1"
+    )
 
 
 def test_pyramid_refuses_before_writing_any_level(tmp_path: Path):

@@ -1,0 +1,176 @@
+"""How blockwise workers start: in this process, as local processes, or through a command template.
+
+daisy 2 starts every worker as a local subprocess and hands it the process function through a
+pipe; it has no hook for starting workers elsewhere. A cluster needs exactly that: ``srun``,
+``bsub``, ``sbatch --wait``, a container, each a shell command around the worker's own command.
+So a *worker command template* (a string containing ``{command}``, e.g. ``"srun --mem=8G
+{command}"``) turns daisy's local worker into a launcher: the local worker runs the template with
+the real worker's command substituted and waits for it (`run_through_template`). The real worker
+connects back to daisy's scheduler through the ``DAISY_CONTEXT`` environment variable, which the
+template's child inherits like ``PYTHONPATH`` (so it imports this incasem).
+
+Prediction's workers load a model and are started with ``python -m incasem.predict.worker``;
+every other blockwise command (`incasem.blockwise.run_blockwise`) ships its block function in a
+file written by the driver into the job's log folder and starts ``python -m incasem.launch FILE``
+(`TemplateWorker`, `serve_blocks_from`). That file is a pickle, so it is signed: the driver
+draws a random key for the job, passes it to its workers in the environment
+(``INCASEM_WORKER_KEY``) and a worker unpickles nothing whose HMAC does not match: never a file
+that someone else wrote.
+
+The command line sets the template for a whole command with `worker_command_scope` (every
+blockwise command takes ``--worker-command``); a library caller passes it to `run_blockwise`.
+This module imports nothing heavy, so ``incasem --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from incasem.errors import IncasemError
+
+logger = logging.getLogger(__name__)
+
+#: The placeholder a template must contain.
+PLACEHOLDER = "{command}"
+#: Environment variable that carries a job's signing key to its workers.
+KEY_VARIABLE = "INCASEM_WORKER_KEY"
+
+_TEMPLATE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "incasem_worker_command", default=None
+)
+
+
+def check_template(template: str | None, option: str = "--worker-command") -> None:
+    """Raise `IncasemError` when ``template`` is given without the ``{command}`` placeholder."""
+    if template is not None and PLACEHOLDER not in template:
+        raise IncasemError(
+            f"{option} {template!r} must contain '{PLACEHOLDER}', e.g. "
+            f"'srun --mem=8G {PLACEHOLDER}'"
+        )
+
+
+@contextlib.contextmanager
+def worker_command_scope(template: str | None) -> Iterator[None]:
+    """Within the block, blockwise jobs that are not given a template use ``template``."""
+    check_template(template)
+    token = _TEMPLATE.set(template)
+    try:
+        yield
+    finally:
+        _TEMPLATE.reset(token)
+
+
+def current_template() -> str | None:
+    """The template set by the innermost `worker_command_scope`, or None."""
+    return _TEMPLATE.get()
+
+
+def run_through_template(command: Sequence[str], template: str) -> None:
+    """Run ``command`` through ``template`` (``{command}`` replaced by it, shell-quoted) and wait.
+
+    Runs in a daisy worker process, whose standard output is the worker's log file: the command
+    line is logged there. The child gets this process's environment plus this incasem on
+    ``PYTHONPATH``. A non-zero exit becomes ``SystemExit`` with that code: daisy then counts the
+    worker as failed and restarts it.
+    """
+    if not logging.getLogger().handlers:  # a fresh worker process: log to its .out file
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    line = template.replace(PLACEHOLDER, shlex.join(command))
+    logger.info("launching worker: %s", line)
+    returncode = subprocess.run(line, shell=True, env=env).returncode
+    if returncode != 0:
+        raise SystemExit(returncode)
+
+
+def _signature(payload: bytes, key: str) -> str:
+    return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def write_block_function(function: Callable[[Any], None], folder: Path) -> tuple[Path, str]:
+    """Write ``function`` (cloudpickled, signed with a new random key) into ``folder``; returns
+    the file and the key its workers need in ``INCASEM_WORKER_KEY``."""
+    import cloudpickle
+
+    key = secrets.token_hex(32)
+    payload = cloudpickle.dumps(function)
+    path = folder / "block_function.pickle"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as f:
+        f.write(_signature(payload, key).encode() + b"\n" + payload)
+    return path, key
+
+
+def read_block_function(path: str | os.PathLike, key: str | None) -> Callable[[Any], None]:
+    """The block function in ``path``, only if its signature matches ``key``."""
+    import pickle
+
+    data = Path(path).read_bytes()
+    signature, _, payload = data.partition(b"\n")
+    expected = _signature(payload, key) if key else ""
+    if not key or not hmac.compare_digest(signature.decode(errors="replace"), expected):
+        raise IncasemError(
+            f"{path}: not signed by this job's driver ({KEY_VARIABLE} missing or different); "
+            "refusing to load it"
+        )
+    return pickle.loads(payload)  # noqa: S301 -- signed by our own driver, see above
+
+
+def serve_blocks(function: Callable[[Any], None]) -> None:
+    """Process blocks from daisy's scheduler (``DAISY_CONTEXT``) until there are none left.
+
+    An exception marks the block failed (daisy retries it) and ends this worker with it, as
+    daisy's own workers do.
+    """
+    import daisy.v2 as daisy
+
+    client = daisy.Client()
+    while True:
+        with client.acquire_block() as block:
+            if block is None:
+                return
+            function(block)
+
+
+@dataclass(frozen=True)
+class TemplateWorker:
+    """daisy's 0-argument worker function for a template: start ``python -m incasem.launch
+    FILE`` through ``template`` with the job's key in the environment, and wait."""
+
+    function_file: str
+    key: str
+    template: str
+
+    def __call__(self) -> None:
+        os.environ[KEY_VARIABLE] = self.key
+        command = [sys.executable, "-m", "incasem.launch", self.function_file]
+        run_through_template(command, self.template)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m incasem.launch FILE``: a blockwise worker started through a template."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m incasem.launch BLOCK_FUNCTION_FILE", file=sys.stderr)
+        return 2
+    serve_blocks(read_block_function(argv[0], os.environ.get(KEY_VARIABLE)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
