@@ -130,10 +130,13 @@ def _predict_pool(checkpoint: Path, container: Path, out: Path) -> DatasetRef:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-iterations", type=int, default=150)
-    parser.add_argument("--fine-tune-iterations", type=int, default=100)
-    parser.add_argument("--block", type=int, default=64, help="block edge, voxels (10 nm)")
-    parser.add_argument("--k", type=int, default=4, help="blocks corrected")
+    parser.add_argument("--base-iterations", type=int, default=100)
+    parser.add_argument("--fine-tune-iterations", type=int, default=60)
+    parser.add_argument(
+        "--block", type=int, default=96,
+        help="block edge, voxels (10 nm); blocks must hold half a training window (64 did not)",
+    )  # fmt: skip
+    parser.add_argument("--k", type=int, default=3, help="blocks corrected")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: /tmp)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/proofread_lucchi")
