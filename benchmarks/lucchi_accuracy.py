@@ -635,12 +635,16 @@ def score_at_source_resolution(
         "final": checkpoints[-1],
         "best": run_dir / "checkpoints" / f"model_checkpoint_{best['iteration']}.pt",
     }
-    results = {}
+    results: dict[str, Any] = {}
+    class_ids, region = EntryTruth(fine, data_root).read(coarse.roi)
     for which, path in chosen.items():
+        done = next((r for r in results.values() if r["checkpoint"] == str(path)), None)
+        if done is not None:  # the best checkpoint is the final one: scored once
+            results[which] = done
+            continue
         checkpoint = load_checkpoint(path)
         coarse_p = _coarse_probabilities(checkpoint, coarse, Path(config.directories.data))
         p = ndimage.zoom(coarse_p, scale, order=1, grid_mode=True, mode="nearest")
-        class_ids, region = EntryTruth(fine, data_root).read(coarse.roi)
         histograms = ThresholdHistograms.from_arrays(
             quantise(np.stack([1 - p, p])), class_ids, region
         )

@@ -69,6 +69,7 @@ class Painter:
         seeds: seeds dataset the strokes are saved to and resumed from.
         output: label dataset the cut writes (its mask goes to ``volumes/masks/<name>``).
         roi: the annotated ROI, world nm.
+        voxel_size: the raw's voxel size, nm (z, y, x): the grid of every layer and output.
         settings: the cut's parameters.
         overwrite: replace an ``output`` that existed before this session.
         viewer: the napari viewer.
@@ -80,6 +81,7 @@ class Painter:
     seeds: str
     output: str
     roi: Roi
+    voxel_size: Coordinate
     settings: CutSettings
     overwrite: bool
     viewer: Any
@@ -88,10 +90,6 @@ class Painter:
     seeds_layer: Any = None
     #: the dock widget (magicgui Container: paint class, lambda, Save seeds, Segment).
     controls: Any = None
-
-    @property
-    def voxel_size(self) -> Coordinate:
-        return open_array(self.container, self.raw).voxel_size
 
     def save_seeds(self) -> str:
         """Write the painted seeds into the seeds dataset; returns ``container/dataset``."""
@@ -226,7 +224,15 @@ def open_painter(
     painted = _read_roi(container, seeds, roi) if seeds in datasets else None
     viewer = napari.Viewer(title=f"incasem paint: {container}/{raw}", show=show)
     painter = Painter(
-        container, raw, seeds, output, roi, settings or CutSettings(), overwrite, viewer
+        container,
+        raw,
+        seeds,
+        output,
+        roi,
+        voxel_size,
+        settings or CutSettings(),
+        overwrite,
+        viewer,
     )
     viewer.add_image(_lazy_roi(raw_array, roi), name="raw", scale=voxel_size, translate=roi.offset)
     overlay = result or (output if output in datasets else None)
