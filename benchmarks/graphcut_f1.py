@@ -8,7 +8,7 @@ for the worker (the largest child), from ``getrusage``.
 
     python benchmarks/graphcut_f1.py --out benchmarks/results/graphcut_f1.md
 
-Data: the 256³ synthetic cell (``incasem.io.phantom``, seed 0, mitochondria) and a crop of
+Data: the 256³ synthetic cell (``incasem.phantom``, seed 0, mitochondria) and a crop of
 ``../shared/data/epfl_lucchi_train.zarr`` (Lucchi et al., IEEE TMI 2012; labels
 ``volumes/labels/mitochondria``), read in place.
 """
@@ -29,8 +29,8 @@ import numpy as np
 from incasem.annotate import CutSettings, annotate_graphcut, simulate_strokes
 from incasem.atomic import write_atomic
 from incasem.io import create_array, open_array
-from incasem.io.phantom import write_cell
 from incasem.metrics import ConfusionCounts
+from incasem.phantom import write_cell
 
 LUCCHI = Path(__file__).resolve().parents[1].parent / "shared/data/epfl_lucchi_train.zarr"
 
@@ -169,7 +169,7 @@ def main() -> None:
         f"Peak RSS: driver {cell_rss[0]:.0f} MB after the synthetic cell runs ({own:.0f} MB at the "
         f"end), largest worker {workers:.0f} MB (one 160³ voxel graph: block plus context).",
         "",
-        "Data: synthetic cell from `incasem.io.phantom` (seed 0); EPFL hippocampus, Lucchi et al., "
+        "Data: synthetic cell from `incasem.phantom` (seed 0); EPFL hippocampus, Lucchi et al., "
         "IEEE TMI 2012 (`../shared/data/epfl_lucchi_train.zarr`).",
     ]
     text = "\n".join(lines) + "\n"

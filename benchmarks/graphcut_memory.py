@@ -25,8 +25,8 @@ import numpy as np
 from incasem.annotate import simulate_strokes
 from incasem.atomic import write_atomic
 from incasem.io import create_array, open_array
-from incasem.io.phantom import generate_cell
 from incasem.metrics import scores
+from incasem.phantom import generate_cell
 
 
 def _rss_mb(pid: int) -> float:

@@ -38,7 +38,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from incasem.gunpowder import threads_per_worker
-from incasem.io.phantom import write_cell
+from incasem.phantom import write_cell
 from incasem.torch.loss import MaskedBalancedCrossEntropy
 from incasem.torch.models import output_shape, place_model
 from incasem.training.config import parse_config

@@ -18,7 +18,7 @@ from incasem.annotate import simulate_strokes
 from incasem.annotate.paint import open_painter
 from incasem.atomic import write_atomic
 from incasem.io import open_array
-from incasem.io.phantom import write_cell
+from incasem.phantom import write_cell
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from incasem.io import create_array
-from incasem.io.phantom import write_cell
+from incasem.phantom import write_cell
 from incasem.training.config import TrainingConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]

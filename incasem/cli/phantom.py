@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from incasem.io.phantom import write_cell
+    from incasem.phantom import write_cell
 
     fractions = write_cell(
         args.out,

@@ -24,33 +24,8 @@ from incasem.errors import IncasemError
 
 logger = logging.getLogger("incasem.predict")
 
-#: Flag destination -> dotted Sacred config key.
-_FLAG_KEYS = {
-    "checkpoint": "prediction.checkpoint",
-    "run_id": "prediction.run_id_training",
-    "iteration": "prediction.iteration",
-    "data": "prediction.data",
-    "data_root": "directories.data",
-    "runs_dir": "directories.runs",
-    "input": "prediction.input",
-    "dataset": "prediction.dataset",
-    "roi": "prediction.roi",
-    "output": "prediction.output.container",
-    "output_group": "prediction.output.group",
-    "resume": "prediction.resume",
-    "overwrite": "prediction.overwrite",
-    "num_workers": "prediction.num_workers",
-    "gpus": "prediction.gpus",
-    "worker_command": "prediction.worker_command",
-    "host": "prediction.scheduler_host",
-    "device": "prediction.torch.device",
-    "log_metrics": "prediction.log_metrics",
-    "probabilities": "prediction.probabilities",
-    "threshold": "prediction.threshold",
-    "input_size": "prediction.input_size_voxels",
-    "deterministic": "prediction.deterministic",
-    "block_timeout": "prediction.block_timeout",
-}
+#: Flags whose destination is not the settings field's name (every other flag's is).
+_FLAG_FIELDS = {"host": "scheduler_host", "input_size": "input_size_voxels"}
 
 
 def _resume_value(text: str) -> int:
@@ -118,6 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="daisy worker processes, each with its own model (default 1)",
     )  # fmt: skip
     run.add_argument("--gpus", default=s, help="GPUs to spread workers over, e.g. 0,1")
+    run.add_argument(
+        "--workers-per-gpu", "--workers_per_gpu", dest="workers_per_gpu", type=int, default=s,
+        help="workers per GPU (sets --num_workers to this times the number of GPUs)",
+    )  # fmt: skip
+    run.add_argument(
+        "--precision", choices=("float32", "bfloat16", "float16"), default=s,
+        help="network arithmetic: float32 (default) or 16-bit autocast (faster on GPUs)",
+    )  # fmt: skip
     run.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:N or N")
     run.add_argument(
         "--worker-command", "--worker_command", dest="worker_command", default=s,
@@ -170,9 +153,11 @@ def _config_updates(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
     if updates and updates[0] == "with":
         updates = updates[1:]
     config_updates, named_configs = get_config_updates(updates)
-    for dest, key in _FLAG_KEYS.items():
-        if dest in vars(args):
-            value = getattr(args, dest)
+    from incasem.predict.settings import config_key
+
+    for dest, value in vars(args).items():  # unset flags are absent (default SUPPRESS)
+        key = config_key(_FLAG_FIELDS.get(dest, dest))
+        if key is not None:
             set_by_dotted_path(config_updates, key, value)
     return config_updates, named_configs
 
@@ -203,13 +188,23 @@ def _dotted_keys(config: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 def build_experiment(
-    runs_dir: str | Path, mongodb: str | None = None, progress: bool = True
+    runs_dir: str | Path, mongodb: str | None = None, progress: bool = True, plan: Any = None
 ) -> Any:
-    """The Sacred experiment of a prediction, observed under ``<runs_dir>/predictions``."""
+    """The Sacred experiment of a prediction, observed under ``<runs_dir>/predictions``.
+
+    ``plan``: the prediction already planned from the same configuration (`plan_prediction`),
+    so that the run does not load and hash the checkpoint and open every dataset again.
+    """
     from sacred import Experiment
     from sacred.utils import apply_backspaces_and_linefeeds
 
-    from incasem.predict.run import PredictionFailed, PredictionResult, predict, result_as_json
+    from incasem.predict.run import (
+        PredictionFailed,
+        PredictionResult,
+        execute_plan,
+        predict,
+        result_as_json,
+    )
     from incasem.predict.settings import PredictionSettings, default_config
     from incasem.tracking.observers import add_observers
 
@@ -246,7 +241,7 @@ def build_experiment(
             _config, sacred_run_id=_run._id, progress=progress
         )
         try:
-            result = predict(settings)
+            result = predict(settings) if plan is None else execute_plan(plan, settings)
         except PredictionFailed as e:
             log_scores(_run, e.result)
             _run.info["result"] = json.loads(result_as_json(e.result))
@@ -265,9 +260,9 @@ def run(args: argparse.Namespace) -> int:
 
     config_updates, named_configs = _config_updates(args)
     config = resolve_config(config_updates, named_configs)
-    plan_prediction(PredictionSettings.from_config(config))
+    plan = plan_prediction(PredictionSettings.from_config(config, progress=args.progress))
     experiment = build_experiment(
-        config["directories"].get("runs") or "runs", args.mongodb, args.progress
+        config["directories"].get("runs") or "runs", args.mongodb, args.progress, plan
     )
     # Unknown keys (e.g. the original's prediction.pipeline) were already reported by
     # resolve_config; --force stops Sacred from refusing them.

@@ -4,10 +4,11 @@ They cover what gunpowder 1.4 does not: sparse annotations (a valid mask that is
 the annotated ROI, label values meaning "not annotated"), several label datasets merged into class
 ids, foreground-biased sampling that never loops forever, gamma augmentation, an elastic
 deformation fast enough to feed a GPU, worker processes that share the cores instead of
-oversubscribing them, and a prefetch that takes the hand-over of a prepared
-batch off the training step's critical path.
+oversubscribing them, a prefetch that takes the hand-over of a prepared batch off the training
+step's critical path, and a training step that does not wait for the GPU to finish it.
 """
 
+from incasem.gunpowder.deferred_loss_train import DeferredLossTrain
 from incasem.gunpowder.elastic_deform import ElasticDeform
 from incasem.gunpowder.exclude_value import ExcludeValue
 from incasem.gunpowder.foreground_biased_location import ForegroundBiasedLocation
@@ -18,6 +19,7 @@ from incasem.gunpowder.thread_limited_precache import ThreadLimitedPreCache, thr
 from incasem.gunpowder.valid_mask import ValidMask
 
 __all__ = [
+    "DeferredLossTrain",
     "ElasticDeform",
     "ExcludeValue",
     "ForegroundBiasedLocation",

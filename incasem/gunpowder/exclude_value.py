@@ -1,6 +1,8 @@
 import gunpowder as gp
 import numpy as np
 
+from incasem.labels import not_annotated
+
 
 class ExcludeValue(gp.BatchFilter):
     """Treat one label value as "not annotated": no loss and no metric there.
@@ -47,6 +49,6 @@ class ExcludeValue(gp.BatchFilter):
             raise ValueError(
                 f"{self.labels} ROI {labels.spec.roi} and {self.mask} ROI {mask.spec.roi} differ"
             )
-        unknown = labels.data == self.value
+        unknown = not_annotated(labels.data, self.value)
         labels.data = np.where(unknown, 0, labels.data).astype(labels.data.dtype)
         mask.data = np.where(unknown, 0, mask.data).astype(mask.data.dtype)

@@ -1,6 +1,8 @@
 import gunpowder as gp
 import numpy as np
 
+from incasem.labels import merge_class_ids
+
 
 class MergeLabels(gp.BatchFilter):
     """Merge several binary label arrays into one array of class ids.
@@ -50,9 +52,10 @@ class MergeLabels(gp.BatchFilter):
     def process(self, batch, request):
         spec = self.spec[self.output].copy()
         spec.roi = request[self.output].roi
-        merged = np.zeros(spec.roi.shape / spec.voxel_size, dtype=np.uint8)
-        for key, class_id in self.labels.items():
-            merged[batch[key].data > 0] = class_id
+        merged = merge_class_ids(
+            ((batch[key].data, class_id) for key, class_id in self.labels.items()),
+            spec.roi.shape / spec.voxel_size,
+        )
         outputs = gp.Batch()
         outputs[self.output] = gp.Array(merged, spec)
         return outputs

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from incasem.gunpowder import (
+    DeferredLossTrain,
     ElasticDeform,
     ForegroundBiasedLocation,
     GammaAugment,
@@ -213,7 +214,7 @@ class TrainingPipeline(NamedTuple):
     """The assembled training pipeline and the nodes the training loop talks to."""
 
     pipeline: gp.Pipeline
-    train: gp.torch.Train
+    train: DeferredLossTrain
     prefetch: Prefetch | None
 
 
@@ -261,7 +262,7 @@ def training_pipeline(
             prefetch = Prefetch()
             pipeline += prefetch
     private = os.path.join(str(run_dir), ".gunpowder")
-    train = gp.torch.Train(
+    train = DeferredLossTrain(
         model=_OneSample(model),
         loss=_OneSampleLoss(loss),
         optimizer=optimizer,

@@ -93,6 +93,58 @@ def normalise(raw: np.ndarray, normalisation: Mapping[str, Any]) -> np.ndarray:
     return x * np.float32(out_high - out_low) + np.float32(out_low)
 
 
+def read_block_input(
+    raw: Array, write_roi: Roi, layout: BlockLayout, normalisation: Mapping[str, Any]
+) -> np.ndarray:
+    """The network input for one block: raw with context, normalised, float32 (z, y, x).
+
+    ``write_roi`` (nm) as in `predict_block`; the input covers ``layout.read_roi_for(write_roi)``.
+    """
+    read_roi = layout.read_roi_for(write_roi)
+    return np.ascontiguousarray(normalise(read_mirrored(raw, read_roi), normalisation))
+
+
+def forward_block(
+    model: torch.nn.Module,
+    x: np.ndarray | torch.Tensor,
+    write_roi: Roi,
+    layout: BlockLayout,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+) -> np.ndarray:
+    """Class probabilities (softmax) for one block's input, float32 (classes, z, y, x).
+
+    Args:
+        model: the network, on ``device``, in eval mode.
+        x: `read_block_input`'s array, or the same as a (pinned) CPU tensor.
+        write_roi: nm; the probabilities are cut to its shape.
+        layout: the block geometry.
+        device: where to run the network.
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the network under
+            torch autocast (convolutions in 16 bits, softmax in float32).
+    """
+    import torch
+
+    tensor = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+    device_type = torch.device(device).type
+    with torch.inference_mode():
+        tensor = tensor[None, None].to(device, non_blocking=True)
+        if precision == "float32":
+            logits = model(tensor)
+        else:
+            with torch.autocast(device_type, dtype=getattr(torch, precision)):
+                logits = model(tensor)
+        expected = (1, *layout.output_shape)
+        if logits.shape[0] != 1 or tuple(logits.shape[2:]) != tuple(expected[1:]):
+            raise IncasemError(
+                f"the network returned {tuple(logits.shape)} for an input of "
+                f"{tuple(layout.input_shape)}; expected an output of {tuple(layout.output_shape)}"
+            )
+        probabilities = torch.softmax(logits[0].float(), dim=0)
+        z, y, x_ = write_roi.shape / layout.voxel_size
+        return probabilities[:, :z, :y, :x_].cpu().numpy()
+
+
 def predict_block(
     model: torch.nn.Module,
     raw: Array,
@@ -100,12 +152,16 @@ def predict_block(
     layout: BlockLayout,
     normalisation: Mapping[str, Any],
     device: str | torch.device = "cpu",
+    precision: str = "float32",
 ) -> np.ndarray:
     """Class probabilities (softmax) for one block, float32, shape (classes, z, y, x).
 
+    `read_block_input` followed by `forward_block` (a prediction worker runs the two in
+    different threads, to overlap reading with the network).
+
     Args:
         model: the network, already on ``device`` and in eval mode; run under
-            ``torch.no_grad``.
+            ``torch.inference_mode``.
         raw: the raw dataset (3D, with voxel size and offset).
         write_roi: nm; starts on the block grid (the ROI offset plus a multiple of
             ``layout.write_shape``) and is at most ``layout.write_shape`` voxels long. The
@@ -114,23 +170,10 @@ def predict_block(
         layout: the block geometry.
         normalisation: the checkpoint card's normalisation (see `normalise`).
         device: where to run the network.
+        precision: see `forward_block`.
     """
-    import torch
-
-    read_roi = layout.read_roi_for(write_roi)
-    x = normalise(read_mirrored(raw, read_roi), normalisation)
-    with torch.no_grad():
-        tensor = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
-        logits = model(tensor)
-        expected = (1, *layout.output_shape)
-        if logits.shape[0] != 1 or tuple(logits.shape[2:]) != tuple(expected[1:]):
-            raise IncasemError(
-                f"the network returned {tuple(logits.shape)} for an input of "
-                f"{tuple(layout.input_shape)}; expected an output of {tuple(layout.output_shape)}"
-            )
-        probabilities = torch.softmax(logits[0], dim=0)
-        z, y, x_ = write_roi.shape / layout.voxel_size
-        return probabilities[:, :z, :y, :x_].float().cpu().numpy()
+    x = read_block_input(raw, write_roi, layout, normalisation)
+    return forward_block(model, x, write_roi, layout, device, precision)
 
 
 def classify(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -36,14 +36,18 @@ _SECONDS_PER_VOXEL_FMAP2 = 1e-8
 #: Safety factor of the block timeout over that estimate; daisy's default is the lower bound.
 _TIMEOUT_FACTOR = 10
 _MIN_TIMEOUT_S = 600.0
+#: Blocks a worker holds at once (`incasem.predict.overlap`: one computing, one read ahead, one
+#: written behind).
+_BLOCKS_HELD = 3
 
 
 def block_timeout(layout: BlockLayout, num_fmaps: int) -> float:
     """Seconds after which a block's worker is presumed stuck: 10x a one-CPU-thread estimate of
-    the block's forward pass, at least daisy's 600 s default."""
+    the block's forward pass, times the blocks a worker holds at once (it reads one ahead and
+    writes one behind, so a block waits for up to two others), at least daisy's 600 s default."""
     voxels = float(layout.input_shape[0] * layout.input_shape[1] * layout.input_shape[2])
     estimate = _SECONDS_PER_VOXEL_FMAP2 * voxels * num_fmaps**2
-    return max(_MIN_TIMEOUT_S, _TIMEOUT_FACTOR * estimate)
+    return max(_MIN_TIMEOUT_S, _TIMEOUT_FACTOR * _BLOCKS_HELD * estimate)
 
 
 def worker_command(spec_path: str | os.PathLike) -> list[str]:

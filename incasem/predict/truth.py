@@ -1,10 +1,9 @@
 """Ground truth of one data-config entry, read block by block for the metrics.
 
-The rules are those of the training pipeline, so that a score means the same thing in training,
-validation and prediction: each label dataset's voxels > 0 get its class id (a later dataset
-wins where two overlap), everything else in the ROI is background; voxels count only inside
-``mask`` > 0 and every ``metric_masks`` > 0, and not where any label dataset holds the entry's
-``ignore_value`` ("not annotated"). An entry without labels is all background.
+The label rules are the training pipeline's (`incasem.labels`), so that a score means the same
+thing in training, validation and prediction; voxels count only inside ``mask`` > 0 and every
+``metric_masks`` > 0, and not where any label dataset holds the entry's ``ignore_value``. An
+entry without labels is all background.
 
 ROIs are in nm, arrays (z, y, x).
 """
@@ -19,6 +18,7 @@ from funlib.geometry import Coordinate, Roi
 
 from incasem.io import open_array
 from incasem.io.data_config import DataEntry
+from incasem.labels import merge_class_ids, not_annotated
 
 
 class EntryTruth:
@@ -43,13 +43,15 @@ class EntryTruth:
         """Class ids (uint8) and evaluation region (bool) of ``roi`` (nm), both (z, y, x);
         ``metric_masks=False`` leaves the metric masks out of the region."""
         region = self.read_mask(roi)
-        class_ids = np.zeros(region.shape, np.uint8)
+        labels = []
         for array, class_id in self.labels:
             data = array[roi]
-            if self.ignore_value is not None:
-                region &= data != self.ignore_value
-                data = np.where(data == self.ignore_value, 0, data)
-            class_ids[data > 0] = class_id
+            unknown = not_annotated(data, self.ignore_value)
+            if unknown is not None:
+                region &= ~unknown
+                data = np.where(unknown, 0, data)
+            labels.append((data, class_id))
+        class_ids = merge_class_ids(labels, region.shape)
         for array in self.metric_masks if metric_masks else []:
             region &= array[roi] > 0
         return class_ids, region

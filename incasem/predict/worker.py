@@ -9,10 +9,12 @@ The GPU is chosen from the worker id (worker i gets ``gpus[i % len(gpus)]``) by 
 ``CUDA_VISIBLE_DEVICES`` before torch touches CUDA. On the CPU, torch gets the worker's share of
 the cores, so N workers do not oversubscribe the machine.
 
-A block that raises is reported to the scheduler with its ROI and error (it is retried up to
-the task's ``max_retries``, then counted as failed) and the worker moves on to the next block
-with its model still loaded. A worker that dies (killed, out of memory) is restarted by daisy,
-and its unfinished block is handed out again.
+While a block is on the network, the next one is read and the previous one written by two
+threads (`incasem.predict.overlap`), so a worker's time per block approaches the longest of
+read, compute and write rather than their sum. A block that raises is reported to the scheduler
+with its ROI and error (it is retried up to the task's ``max_retries``, then counted as failed)
+and the worker moves on to the next block with its model still loaded. A worker that dies
+(killed, out of memory) is restarted by daisy, and its unfinished blocks are handed out again.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import daisy.v2 as daisy
+import numpy as np
 from funlib.geometry import Roi
 
 from incasem.digest import file_sha256
@@ -33,9 +37,10 @@ from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry
 from incasem.metrics import quantise
-from incasem.predict.block import classify, predict_block
+from incasem.predict.block import classify, forward_block, read_block_input
 from incasem.predict.evaluate import block_scores
 from incasem.predict.geometry import BlockLayout
+from incasem.predict.overlap import BlockStages, run_blocks
 from incasem.predict.resume import save_block_metrics
 from incasem.predict.truth import EntryTruth
 
@@ -63,6 +68,7 @@ class WorkerSpec:
         probability_dtype: ``"uint8"`` or ``"float32"``.
         threshold: foreground threshold for two classes.
         metrics_dir: folder for per-block metric counts, or None for no metrics.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
     """
 
     checkpoint: str
@@ -81,6 +87,7 @@ class WorkerSpec:
     probability_dtype: str
     threshold: float
     metrics_dir: str | None
+    precision: str = "float32"
 
     def save(self, path: Path) -> None:
         """Write the spec as JSON (workers on other machines read it from a shared folder)."""
@@ -103,7 +110,10 @@ def _select_device(spec: WorkerSpec, worker_id: int) -> str:
 
 
 class BlockProcessor:
-    """Predicts, writes and (optionally) scores blocks of one entry.
+    """Reads, predicts, writes and (optionally) scores blocks of one entry.
+
+    The three stages are separate methods so that `incasem.predict.overlap.run_blocks` can run
+    them for consecutive blocks at the same time (read ahead, compute, write behind).
 
     Args:
         spec: the worker spec.
@@ -125,13 +135,25 @@ class BlockProcessor:
         ]
         self.segmentation = open_array(spec.output_container, spec.segmentation, "r+")
         self.metrics_dir = Path(spec.metrics_dir) if spec.metrics_dir else None
+        self.pin = device.startswith("cuda")
 
-    def process(self, block_id: int, write_roi: Roi) -> None:
-        """Predict the block whose write ROI is ``write_roi`` (nm) and write its outputs."""
-        roi = write_roi.intersect(self.roi)
-        probabilities = predict_block(
-            self.model, self.raw, roi, self.layout, self.spec.normalisation, self.device
-        )
+    def read(self, block: daisy.Block) -> Any:
+        """The block's normalised network input (pinned host memory for a GPU)."""
+        x = read_block_input(self.raw, block.write_roi, self.layout, self.spec.normalisation)
+        if not self.pin:
+            return x
+        import torch
+
+        return torch.from_numpy(x).pin_memory()
+
+    def compute(self, block: daisy.Block, x: Any) -> np.ndarray:
+        """Probabilities (classes, z, y, x) of the block's write ROI clipped to the entry."""
+        roi = block.write_roi.intersect(self.roi)
+        return forward_block(self.model, x, roi, self.layout, self.device, self.spec.precision)
+
+    def write(self, block: daisy.Block, probabilities: np.ndarray) -> None:
+        """Classify, store probabilities and classes, and the block's metric counts."""
+        roi = block.write_roi.intersect(self.roi)
         prediction = classify(probabilities, self.spec.threshold)
         if self.truth.mask is not None:
             prediction[~self.truth.read_mask(roi)] = 0
@@ -144,7 +166,11 @@ class BlockProcessor:
         if self.metrics_dir is not None:
             class_ids, region = self.truth.read(roi)
             counts, histograms = block_scores(probabilities, prediction, class_ids, region)
-            save_block_metrics(self.metrics_dir, block_id, counts, histograms)
+            save_block_metrics(self.metrics_dir, block.block_id[1], counts, histograms)
+
+    def stages(self) -> BlockStages[daisy.Block]:
+        """The read, compute and write stages for `run_blocks`."""
+        return BlockStages(self.read, self.compute, self.write)
 
 
 class BlockFailed(RuntimeError):
@@ -165,8 +191,69 @@ def _load_model(spec: WorkerSpec, device: str) -> Any:
     return place_model(checkpoint.model, device).eval()
 
 
+class _DaisyLease:
+    """A block acquired through one of the pool's connections, released later and once.
+
+    A failure is re-raised inside daisy's ``acquire_block`` context manager as `BlockFailed`
+    naming the block's ROI, so the scheduler records that message and retries the block.
+    """
+
+    def __init__(
+        self, pool: _ClientPool, client: daisy.Client, context: Any, block: daisy.Block
+    ) -> None:
+        self._pool, self._client, self._context = pool, client, context
+        self.block = block
+
+    def release(self, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                self._context.__exit__(None, None, None)
+                return
+            where = self._pool.describe(self.block.write_roi)
+            logger.error("block %s at %s failed", self.block.block_id[1], where, exc_info=error)
+            try:
+                raise BlockFailed(
+                    f"block {self.block.block_id[1]} at {where} (voxels, z y x) failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
+            except BlockFailed as failed:
+                self._context.__exit__(BlockFailed, failed, failed.__traceback__)
+        finally:
+            self._pool.idle.append(self._client)
+
+
+class _ClientPool:
+    """Scheduler connections for a worker that holds several blocks at a time.
+
+    daisy's server treats a connection whose request finds no block left as finished and
+    reclaims every block that connection still holds ("block lost"). A worker that reads ahead
+    and writes behind asks for a block while holding others, so each request goes through a
+    connection that holds nothing: one per block in flight, opened when first needed.
+    """
+
+    def __init__(self, context: Any, describe: Callable[[Roi], str]) -> None:
+        self._context = context
+        self.describe = describe
+        self.idle: list[daisy.Client] = []
+
+    def acquire(self) -> _DaisyLease | None:
+        """The next block, or None when the scheduler has none left."""
+        client = self.idle.pop() if self.idle else daisy.Client(self._context)
+        context = client.acquire_block()
+        block = context.__enter__()
+        if block is None:
+            context.__exit__(None, None, None)
+            self.idle.append(client)
+            return None
+        return _DaisyLease(self, client, context, block)
+
+
 def run_worker(spec: WorkerSpec) -> None:
-    """Connect to the daisy scheduler (``DAISY_CONTEXT``) and process blocks until none are left."""
+    """Connect to the daisy scheduler (``DAISY_CONTEXT``) and process blocks until none are left.
+
+    One block is read ahead and one written behind while a block computes
+    (`incasem.predict.overlap`).
+    """
     context = daisy.Context.from_env()
     worker_id = int(context["worker_id"])
     logging.basicConfig(
@@ -187,30 +274,20 @@ def run_worker(spec: WorkerSpec) -> None:
     model = _load_model(spec, device)
     processor = BlockProcessor(spec, model, device)
     logger.info(
-        "model %s loaded on %s (%d torch threads)",
+        "model %s loaded on %s (%d torch threads, %s)",
         spec.checkpoint,
         device if spec.device == "cpu" else f"GPU {os.environ.get('CUDA_VISIBLE_DEVICES', '?')}",
         torch.get_num_threads(),
+        spec.precision,
     )
     voxel_size = processor.layout.voxel_size
-    client = daisy.Client(context)
-    while True:
-        try:
-            with client.acquire_block() as block:
-                if block is None:
-                    break
-                roi = block.write_roi.intersect(processor.roi)
-                where = format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
-                try:
-                    processor.process(block.block_id[1], block.write_roi)
-                except Exception as e:
-                    logger.exception("block %s at %s failed", block.block_id[1], where)
-                    raise BlockFailed(
-                        f"block {block.block_id[1]} at {where} (voxels, z y x) failed: "
-                        f"{type(e).__name__}: {e}"
-                    ) from None
-        except BlockFailed:
-            continue
+
+    def describe(write_roi: Roi) -> str:
+        roi = write_roi.intersect(processor.roi)
+        return format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
+
+    times = run_blocks(_ClientPool(context, describe).acquire, processor.stages())
+    logger.info("%s", times.summary())
 
 
 def main(argv: list[str] | None = None) -> int:

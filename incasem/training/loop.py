@@ -492,6 +492,63 @@ class _TrainingClock:
             self._paused_s += time.perf_counter() - start
 
 
+class _LossReader:
+    """Reads each step's loss one step late and hands it on exactly.
+
+    `incasem.gunpowder.DeferredLossTrain` leaves the loss on the device; reading it right away
+    would make the host wait for the GPU to finish the step. Read after the next step has been
+    queued, it costs no wait. ``on_loss(iteration, loss, learning_rate)`` sees every step's
+    loss, in order; `flush` hands on the last one (before validation and at the end).
+    """
+
+    def __init__(self, on_loss: Callable[[int, float, float], None]) -> None:
+        self._on_loss = on_loss
+        self._pending: tuple[int, Any, float] | None = None
+
+    def push(self, iteration: int, loss: Any, rate: float) -> None:
+        """Hand on the previous step's loss and keep this one (a 0-d tensor or a number)."""
+        self.flush()
+        self._pending = (iteration, loss, rate)
+
+    def flush(self) -> None:
+        """Hand on the kept loss, if any."""
+        if self._pending is not None:
+            iteration, loss, rate = self._pending
+            self._pending = None
+            self._on_loss(iteration, float(loss), rate)
+
+
+def _set_learning_rate(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig, iteration: int, training_s: float
+) -> float:
+    """Set and return the scheduled learning rate of ``iteration`` (counted from 1), given the
+    training time so far (seconds; a ``max_minutes`` budget schedules by time)."""
+    schedule = config.training.optimizer
+    rate = learning_rate(
+        schedule.lr,
+        schedule.schedule,
+        budget_fraction(
+            iteration - 1, config.training.iterations, training_s, config.training.max_minutes
+        ),
+        iteration,
+        schedule.warmup_iterations,
+        schedule.final_lr_fraction,
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+    return rate
+
+
+def _class_fractions(batch: gp.Batch, keys: Any, class_names: list[str]) -> dict[str, float]:
+    """Fraction of each class among the batch's known (valid) label voxels."""
+    valid = batch[keys.valid].data > 0
+    labels = batch[keys.labels].data[valid]
+    return {
+        name: float((labels == class_id).mean()) if labels.size else 0.0
+        for class_id, name in enumerate(class_names)
+    }
+
+
 def _request_batch(pipeline: gp.Pipeline, request: gp.BatchRequest) -> gp.Batch:
     try:
         return pipeline.request_batch(request)
@@ -503,6 +560,197 @@ def _request_batch(pipeline: gp.Pipeline, request: gp.BatchRequest) -> gp.Batch:
             if marker:
                 raise IncasemError(message) from None
         raise
+
+
+def _initial_weights(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    averaged: AveragedModel | None,
+    resume: bool,
+    start_from: str | os.PathLike | None,
+) -> int:
+    """Load the weights a run starts from (see `train`); returns the iteration it continues
+    from (0 for a new run or fine-tuning)."""
+    if resume:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise IncasemError(f"{run_dir}: no checkpoint to continue from")
+        first_iteration = max(checkpoints)
+        loaded = load_checkpoint(checkpoints[first_iteration])
+        model.load_state_dict(loaded.training_state or loaded.model.state_dict())
+        if averaged is not None:
+            averaged.module.load_state_dict(loaded.model.state_dict())
+            averaged.n_averaged.fill_(first_iteration)
+        if loaded.optimizer_state is not None:
+            optimizer.load_state_dict(loaded.optimizer_state)
+        logger.info("continuing %s from iteration %d", run_dir, first_iteration)
+        return first_iteration
+    if start_from is not None:
+        loaded = load_checkpoint(start_from)
+        check_start_from(loaded.card.hparams, model.hparams(), start_from)
+        model.load_state_dict(loaded.model.state_dict())
+        if averaged is not None:
+            averaged.module.load_state_dict(loaded.model.state_dict())
+        logger.info("fine-tuning from %s (iteration %d)", start_from, loaded.card.iteration)
+    elif list_checkpoints(run_dir):
+        raise IncasemError(f"{run_dir} already has checkpoints; continue that run instead")
+    return 0
+
+
+def _model_card(config: TrainingConfig, model: ASEMUNet, data: TrainingData) -> ModelCard:
+    """The card saved with every checkpoint of the run (iteration, metrics and threshold are
+    filled in at each save)."""
+    return ModelCard(
+        hparams=model.hparams(),
+        input_size_voxels=list(config.training.input_size_voxels),
+        output_size_voxels=list(config.training.output_size_voxels),
+        voxel_size=list(config.data.voxel_size),
+        class_names=config.class_names,
+        data_digest=digest_files(data.train_files),
+        raw_histogram=training_raw_histogram(data.train, config.directories.data),
+    )
+
+
+class _Session:
+    """One training run's logging, validation and checkpoints, around the loop in `train`.
+
+    What is validated, saved and handed on is the weight average when there is one (the
+    training weights are saved beside it, so that a continued run resumes them).
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        run_dir: Path,
+        card: ModelCard,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        averaged: AveragedModel | None,
+        validation: _Validator | None,
+        log_scalar: ScalarLogger | None,
+        result: TrainingResult,
+        curves: dict[str, tuple[list[int], list[float]]],
+    ) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.config, self.run_dir, self.card = config, run_dir, card
+        self.scored = model if averaged is None else averaged.module
+        self.training_model = None if averaged is None else model
+        self.optimizer = optimizer
+        self.validation = validation
+        self.log_scalar = log_scalar
+        self.result = result
+        self.curves = curves
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.clock = _TrainingClock(config.training.max_minutes)
+        self.bar: Any = None
+
+    def log(self, name: str, value: float, iteration: int) -> None:
+        """A scalar to TensorBoard, to the curves (loss, validation) and to Sacred."""
+        self.writer.add_scalar(name, value, iteration)
+        if name == "loss" or name.startswith("validation/"):
+            steps, values = self.curves.setdefault(name, ([], []))
+            steps.append(iteration)
+            values.append(float(value))
+        # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation
+        # and the training time logged with it.
+        thinned = iteration % self.config.sacred.log_every != 0 and not name.startswith(
+            ("validation", "time/")
+        )
+        if self.log_scalar is not None and not thinned:
+            self.log_scalar(name, float(value), iteration)
+
+    def record_loss(self, iteration: int, loss_value: float, rate: float) -> None:
+        """One step's loss (and its learning rate), read one step late (`_LossReader`)."""
+        self.result.losses.append(loss_value)
+        self.bar.set_postfix(loss=f"{loss_value:.4f}")
+        if iteration % self.config.training.log_every == 0:
+            self.log("loss", loss_value, iteration)
+            self.log("learning_rate", rate, iteration)
+
+    def log_batch(self, iteration: int, batch: gp.Batch, keys: Any, waiting: _BatchWaiting) -> None:
+        """The batch's class fractions and the share of time spent waiting for batches."""
+        waited = waiting.window_fraction()
+        if waited is not None:
+            self.log("pipeline/batch_wait_fraction", waited, iteration)
+        waiting.new_window()
+        for name, fraction in _class_fractions(batch, keys, self.config.class_names).items():
+            self.log(f"class_fraction/{name}", fraction, iteration)
+
+    def out_of_time(self, iteration: int) -> bool:
+        """Whether ``training.max_minutes`` is spent (said once, when it is)."""
+        if not self.clock.out_of_time():
+            return False
+        logger.info(
+            "training.max_minutes (%g) reached after %d iterations",
+            self.config.training.max_minutes,
+            iteration - 1,
+        )
+        return True
+
+    def save(self, iteration: int, metrics: dict[str, float] | None = None) -> None:
+        """Write the checkpoint of ``iteration`` with its validation metrics and threshold."""
+        self.card.iteration = iteration
+        self.card.metrics = dict(metrics or {})
+        self.card.threshold = _threshold(self.config, metrics)
+        save_checkpoint(
+            checkpoint_path(self.run_dir, iteration),
+            self.scored,
+            self.card,
+            self.optimizer,
+            self.training_model,
+        )
+
+    def validate(self, iteration: int) -> None:
+        """Score the model, log and plot the scores, save the checkpoint, track the best."""
+        assert self.validation is not None
+        with self.clock.paused():
+            metrics = self.validation(self.scored, iteration)
+        for name, value in metrics.items():
+            self.log(f"validation/{name}", value, iteration)
+        self.log("time/training_s", self.clock.training_s(), iteration)
+        self.result.validation[iteration] = metrics
+        plot_training_curves(
+            self.curves, training_curves_path(self.run_dir), f"run {self.run_dir.name}"
+        )
+        if iteration > 0:
+            with self.clock.paused():
+                self.save(iteration, metrics)
+            if self.validation.is_best(iteration, metrics):
+                self.result.best_iteration = iteration
+        logger.info("validation at iteration %d: %s", iteration, format_scores(metrics))
+
+    def checkpoint(self, iteration: int, losses: _LossReader) -> None:
+        """Validate (and save) or just save when ``iteration`` is due for it."""
+        config = self.config
+        if self.validation is not None and iteration % config.validation.validate_every == 0:
+            losses.flush()
+            self.validate(iteration)
+        elif iteration % config.training.save_every == 0 or iteration == config.training.iterations:
+            self.save(iteration)
+
+    def finish(self, signal: int | None, waiting: _BatchWaiting) -> None:
+        """After the loop: keep the last iteration (validated unless a signal stopped the run).
+
+        Raises `TrainingInterrupted` after saving when a signal stopped the run.
+        """
+        result, run_dir = self.result, self.run_dir
+        last = result.last_iteration
+        trained = last > result.first_iteration
+        if signal is not None:
+            # A cluster's time limit: keep every iteration done, skip the final validation.
+            if trained and last not in list_checkpoints(run_dir):
+                self.save(last)
+            raise TrainingInterrupted(signal, last)
+        waiting.report(self.config.training.precache.num_workers)
+        # The final model is always scored (so every validated run has a best.json) and kept.
+        if self.validation is not None and trained and last not in result.validation:
+            self.validate(last)
+        elif self.validation is None and trained and last not in list_checkpoints(run_dir):
+            self.save(last)
+        if result.best_iteration is None and self.validation is not None:
+            result.best_iteration = self.validation.best_iteration
 
 
 def train(
@@ -533,7 +781,6 @@ def train(
     """
     run_dir = Path(run_dir)
     data = checked or check_training_config(config)
-    train_data = data.train
     validation = None
     if data.validation is not None:
         validation = _Validator(config, data.validation, run_dir)
@@ -545,38 +792,8 @@ def train(
     model = place_model(build_model(config), config.torch.device)
     optimizer = build_optimizer(config, model)
     averaged = build_weight_average(config, model)
-    first_iteration = 0
-    if resume:
-        checkpoints = list_checkpoints(run_dir)
-        if not checkpoints:
-            raise IncasemError(f"{run_dir}: no checkpoint to continue from")
-        first_iteration = max(checkpoints)
-        loaded = load_checkpoint(checkpoints[first_iteration])
-        model.load_state_dict(loaded.training_state or loaded.model.state_dict())
-        if averaged is not None:
-            averaged.module.load_state_dict(loaded.model.state_dict())
-            averaged.n_averaged.fill_(first_iteration)
-        if loaded.optimizer_state is not None:
-            optimizer.load_state_dict(loaded.optimizer_state)
-        logger.info("continuing %s from iteration %d", run_dir, first_iteration)
-    elif start_from is not None:
-        loaded = load_checkpoint(start_from)
-        check_start_from(loaded.card.hparams, model.hparams(), start_from)
-        model.load_state_dict(loaded.model.state_dict())
-        if averaged is not None:
-            averaged.module.load_state_dict(loaded.model.state_dict())
-        logger.info("fine-tuning from %s (iteration %d)", start_from, loaded.card.iteration)
-    elif list_checkpoints(run_dir):
-        raise IncasemError(f"{run_dir} already has checkpoints; continue that run instead")
-
-    card = ModelCard(
-        hparams=model.hparams(),
-        input_size_voxels=list(config.training.input_size_voxels),
-        output_size_voxels=list(config.training.output_size_voxels),
-        voxel_size=list(config.data.voxel_size),
-        class_names=config.class_names,
-        data_digest=digest_files(data.train_files),
-        raw_histogram=training_raw_histogram(train_data, config.directories.data),
+    first_iteration = _initial_weights(
+        run_dir, model, optimizer, averaged, resume=resume, start_from=start_from
     )
     loss = MaskedBalancedCrossEntropy(
         config.loss.weight, dice=config.loss.type == "cross_entropy_dice"
@@ -587,7 +804,7 @@ def train(
     request = training_request(config, keys)
     pipeline, train_node, prefetch = training_pipeline(
         config,
-        train_data,
+        data.train,
         model,
         loss,
         optimizer,
@@ -596,137 +813,46 @@ def train(
         run_dir,
         data_root=config.directories.data,
     )
-    from tensorboardX import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
-    result = TrainingResult(run_dir, first_iteration, first_iteration)
-    curves = resumed_curves(run_dir, first_iteration) if resume else {}
-
-    def log(name: str, value: float, iteration: int) -> None:
-        writer.add_scalar(name, value, iteration)
-        if name == "loss" or name.startswith("validation/"):
-            steps, values = curves.setdefault(name, ([], []))
-            steps.append(iteration)
-            values.append(float(value))
-        # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation
-        # and the training time logged with it.
-        thinned = iteration % config.sacred.log_every != 0 and not name.startswith(
-            ("validation", "time/")
-        )
-        if log_scalar is not None and not thinned:
-            log_scalar(name, float(value), iteration)
-
-    # What is validated, saved and handed on: the weight average when there is one.
-    scored = model if averaged is None else averaged.module
-    training_model = None if averaged is None else model
-
-    def save(iteration: int, metrics: dict[str, float] | None = None) -> None:
-        card.iteration = iteration
-        card.metrics = dict(metrics or {})
-        card.threshold = _threshold(config, metrics)
-        save_checkpoint(
-            checkpoint_path(run_dir, iteration), scored, card, optimizer, training_model
-        )
-
-    clock = _TrainingClock(config.training.max_minutes)
-
-    def validate(iteration: int) -> None:
-        with clock.paused():
-            metrics = validation(scored, iteration)
-        for name, value in metrics.items():
-            log(f"validation/{name}", value, iteration)
-        log("time/training_s", clock.training_s(), iteration)
-        result.validation[iteration] = metrics
-        plot_training_curves(curves, training_curves_path(run_dir), f"run {run_dir.name}")
-        if iteration > 0:
-            with clock.paused():
-                save(iteration, metrics)
-            if validation.is_best(iteration, metrics):
-                result.best_iteration = iteration
-        logger.info("validation at iteration %d: %s", iteration, format_scores(metrics))
-
+    session = _Session(
+        config,
+        run_dir,
+        _model_card(config, model, data),
+        model,
+        optimizer,
+        averaged,
+        validation,
+        log_scalar,
+        TrainingResult(run_dir, first_iteration, first_iteration),
+        resumed_curves(run_dir, first_iteration) if resume else {},
+    )
     if validation is not None and first_iteration == 0:
-        validate(0)
-
-    waiting = _BatchWaiting(prefetch)
+        session.validate(0)
     iterations = range(first_iteration + 1, config.training.iterations + 1)
-    bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
-    schedule = config.training.optimizer
+    session.bar = tqdm(iterations, desc="training", unit="it", disable=not progress)
+    losses = _LossReader(session.record_loss)
+    waiting = _BatchWaiting(prefetch)
     stop = _StopSignals()
     try:
         with stop, gp.build(pipeline):
             train_node.iteration = first_iteration
-            clock.start()
-            for iteration in bar:
-                if stop.signal is not None:
+            session.clock.start()
+            for iteration in session.bar:
+                if stop.signal is not None or session.out_of_time(iteration):
                     break
-                if clock.out_of_time():
-                    logger.info(
-                        "training.max_minutes (%g) reached after %d iterations",
-                        config.training.max_minutes,
-                        iteration - 1,
-                    )
-                    break
-                rate = learning_rate(
-                    schedule.lr,
-                    schedule.schedule,
-                    budget_fraction(
-                        iteration - 1,
-                        config.training.iterations,
-                        clock.training_s(),
-                        config.training.max_minutes,
-                    ),
-                    iteration,
-                    schedule.warmup_iterations,
-                    schedule.final_lr_fraction,
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
+                rate = _set_learning_rate(optimizer, config, iteration, session.clock.training_s())
                 start = time.perf_counter()
                 batch = _request_batch(pipeline, request)
-                loss_value = float(batch.loss)
                 if averaged is not None:
                     averaged.update_parameters(model)
                 waiting.add(time.perf_counter() - start)
-                result.losses.append(loss_value)
-                result.last_iteration = iteration
-                bar.set_postfix(loss=f"{loss_value:.4f}")
+                losses.push(iteration, batch.loss, rate)
+                session.result.last_iteration = iteration
                 if iteration % config.training.log_every == 0:
-                    log("loss", loss_value, iteration)
-                    log("learning_rate", rate, iteration)
-                    waited = waiting.window_fraction()
-                    if waited is not None:
-                        log("pipeline/batch_wait_fraction", waited, iteration)
-                    waiting.new_window()
-                    valid = batch[keys.valid].data > 0
-                    labels = batch[keys.labels].data
-                    for class_id, name in enumerate(config.class_names):
-                        fraction = float((labels[valid] == class_id).mean()) if valid.any() else 0
-                        log(f"class_fraction/{name}", fraction, iteration)
-                if validation is not None and iteration % config.validation.validate_every == 0:
-                    validate(iteration)
-                elif (
-                    iteration % config.training.save_every == 0
-                    or iteration == config.training.iterations
-                ):
-                    save(iteration)
-        last = result.last_iteration
-        if stop.signal is not None:
-            # A cluster's time limit: keep every iteration done, skip the final validation.
-            if last > first_iteration and last not in list_checkpoints(run_dir):
-                save(last)
-            raise TrainingInterrupted(stop.signal, last)
-        waiting.report(config.training.precache.num_workers)
-        # The final model is always scored (so every validated run has a best.json) and kept.
-        if validation is not None and last > first_iteration and last not in result.validation:
-            validate(last)
-        elif (
-            validation is None and last > first_iteration and last not in list_checkpoints(run_dir)
-        ):
-            save(last)
+                    session.log_batch(iteration, batch, keys, waiting)
+                session.checkpoint(iteration, losses)
+        losses.flush()
+        session.finish(stop.signal, waiting)
     finally:
-        writer.close()
-    result.empty_batches = loss.empty_batches
-    if result.best_iteration is None and validation is not None:
-        result.best_iteration = validation.best_iteration
-    return result
+        session.writer.close()
+    session.result.empty_batches = loss.empty_batches
+    return session.result

@@ -21,8 +21,8 @@ from incasem.annotate import simulate_strokes  # noqa: E402
 from incasem.annotate.paint import open_painter  # noqa: E402
 from incasem.errors import IncasemError  # noqa: E402
 from incasem.io import create_array, open_array  # noqa: E402
-from incasem.io.phantom import write_cell  # noqa: E402
 from incasem.metrics import ConfusionCounts  # noqa: E402
+from incasem.phantom import write_cell  # noqa: E402
 
 ROI_OFFSET, ROI_SHAPE = (8, 16, 16), (64, 64, 64)
 

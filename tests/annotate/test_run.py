@@ -9,8 +9,8 @@ from incasem.annotate import CutSettings, annotate_graphcut, simulate_strokes
 from incasem.errors import IncasemError
 from incasem.io import create_array, list_datasets, open_array
 from incasem.io.data_config import DataEntry
-from incasem.io.phantom import write_cell
 from incasem.metrics import ConfusionCounts
+from incasem.phantom import write_cell
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from incasem.cli.annotate import cut_settings
 from incasem.cli.main import build_parser, main
 from incasem.io import open_array
 from incasem.io.data_config import DataEntry
-from incasem.io.phantom import write_cell
 from incasem.metrics import ConfusionCounts
+from incasem.phantom import write_cell
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from incasem.cli.main import main
 from incasem.io import open_array
-from incasem.io.phantom import ORGANELLES, generate_cell
+from incasem.phantom import ORGANELLES, generate_cell
 
 
 def test_phantom_command_writes_readable_container(tmp_path, capsys):

@@ -1110,7 +1110,7 @@ def write_cell(
     from incasem.io.arrays import create_array
 
     cell = generate_cell(shape, seed=seed, voxel_size=voxel_size)
-    attrs = {"generator": "incasem.io.phantom", "seed": seed}
+    attrs = {"generator": "incasem.phantom", "seed": seed}
     datasets = {"volumes/raw": cell.raw, "volumes/mask": cell.cell_mask}
     datasets.update({f"volumes/labels/{name}": data for name, data in cell.labels.items()})
     with atomic_folder(path, overwrite=overwrite) as tmp:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from incasem.io.phantom import ORGANELLES, PhantomCell, generate_cell
+from incasem.phantom import ORGANELLES, PhantomCell, generate_cell
 
 
 @pytest.fixture(scope="module")
