@@ -18,7 +18,6 @@ the sum. Sizes are voxels (z, y, x). Example (the committed result)::
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from funlib.geometry import Roi
 
+from incasem.atomic import write_json
 from incasem.io import create_array
 from incasem.io.data_config import DataEntry
 from incasem.predict.geometry import BlockLayout
@@ -202,15 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         result = measure(Path(folder), args.shape, args.input_size, args.compute_s)
+    if args.out:
+        write_json(args.out, result)
+        args.out.with_suffix(".md").write_text(_table(result) + "\n")
     print(_table(result))
     print(
         f"{result['blocks']} blocks of {result['write_shape_voxels']} voxels; overlapped / "
         f"sequential {result['overlapped_over_sequential']:.2f}, overlapped / max alone "
         f"{result['overlapped_over_max_alone']:.2f}"
     )
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(_table(result) + "\n")
     return 0
 
 

@@ -214,6 +214,46 @@ def _log_dir(name: str, output: Array | None) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"incasem-{name}-logs-"))
 
 
+def run_task(
+    task: Any,
+    log_dir: Path,
+    host: str = "127.0.0.1",
+    progress: Any = True,
+    multiprocessing: bool = True,
+) -> tuple[Any, str | None]:
+    """Run one daisy task with its worker logs in ``log_dir`` and the scheduler's own error
+    output in ``log_dir/scheduler.err`` (see `scheduler_stderr_to`).
+
+    The one place that starts daisy's scheduler: `run_blockwise` (every blockwise command) and
+    prediction (`incasem.predict.run`, whose workers load the model once) both call it.
+
+    Returns:
+        The task's daisy state (None if daisy gave none) and, when daisy abandoned the task
+        because its workers kept dying, daisy's error text (else None).
+    """
+    import daisy.v2 as daisy
+    from daisy import logging as daisy_logging
+
+    previous_log_dir = daisy_logging.get_log_basedir()
+    daisy_logging.set_log_basedir(log_dir)
+    try:
+        with scheduler_stderr_to(log_dir / "scheduler.err"):
+            states = daisy.run_blockwise(
+                task,
+                multiprocessing=multiprocessing,
+                progress=progress,
+                return_states=True,
+                host=host,
+                summary=False,
+            )
+        return states[task.task_id], None
+    except RuntimeError as e:  # daisy abandons a task whose workers keep dying
+        states = getattr(e, "daisy_states", None) or {}
+        return states.get(task.task_id), str(e)
+    finally:
+        daisy_logging.set_log_basedir(previous_log_dir)
+
+
 def run_blockwise(
     process_block: Callable[[Any], None],
     total_roi: Roi,
@@ -260,7 +300,6 @@ def run_blockwise(
             ROI in voxels and its error, and where the worker logs are.
     """
     import daisy.v2 as daisy
-    from daisy import logging as daisy_logging
 
     voxel_size = Coordinate(voxel_size)
     dims = voxel_size.dims
@@ -283,8 +322,6 @@ def run_blockwise(
     if template is not None and num_workers > 0:
         function_file, key = write_block_function(guarded, log_dir)
         process_function = TemplateWorker(str(function_file), key, template)
-    previous_log_dir = daisy_logging.get_log_basedir()
-    daisy_logging.set_log_basedir(log_dir)
     task = daisy.Task(
         name,
         total_roi=total_roi.grow(context_nm, context_nm),
@@ -298,28 +335,14 @@ def run_blockwise(
         timeout=timeout,
     )
     start = time.monotonic()
-    error: str | None = None
     try:
-        with scheduler_stderr_to(log_dir / "scheduler.err"):
-            states = daisy.run_blockwise(
-                task,
-                multiprocessing=num_workers > 0,
-                progress=progress,
-                return_states=True,
-                host="127.0.0.1",
-                summary=False,
-            )
+        state, error = run_task(task, log_dir, progress=progress, multiprocessing=num_workers > 0)
     except BlockError as e:  # serial mode re-raises the block's exception here
-        states = None
-        error = _block_failure_message(str(e))
-    except RuntimeError as e:  # daisy abandons a task whose workers keep dying
-        states = None
-        error = " ".join(str(e).split())
-    finally:
-        daisy_logging.set_log_basedir(previous_log_dir)
-
-    if states is not None:
-        state = states[name]
+        state, error = None, _block_failure_message(str(e))
+    else:
+        if error is not None:
+            state, error = None, " ".join(error.split())
+    if state is not None:
         failed = state.total_block_count - state.completed_count
         if failed == 0:
             shutil.rmtree(log_dir, ignore_errors=True)

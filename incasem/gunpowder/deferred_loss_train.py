@@ -22,8 +22,9 @@ class DeferredLossTrain(gp.torch.Train):
     Everything gunpowder's ``torch.Train`` takes, with these mappings: ``inputs={"x": raw}``
     (the network's one input), ``outputs={0: prediction}`` and ``loss_inputs={0: prediction,
     1: labels, 2: scales}`` (the loss is called as ``loss(prediction, labels, scales)``).
-    gunpowder's gradient outputs and intermediate layers are not supported. The prediction is
-    copied to the batch only when it is requested (snapshots).
+    gunpowder's gradient outputs, intermediate layers and ``spawn_subprocess`` are not
+    supported, and the per-step INFO log line is not written. The prediction is copied to the
+    batch only when it is requested (snapshots).
 
     Args:
         model (torch.nn.Module): the network.
@@ -49,6 +50,11 @@ class DeferredLossTrain(gp.torch.Train):
         if self.device.type != "cuda":
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def process(self, batch: gp.Batch, request: gp.BatchRequest) -> None:
+        # gunpowder's process() also logs the loss with "%f", which reads it (waiting for the
+        # GPU) whenever INFO is on; the step alone, in this process (no spawn_subprocess).
+        self.train_step(batch, request)
 
     def train_step(self, batch: gp.Batch, request: gp.BatchRequest) -> None:
         x = self._to_device(batch[self._input].data)

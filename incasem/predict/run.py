@@ -21,17 +21,17 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import daisy.logging as daisy_logging
 import daisy.v2 as daisy
 import numpy as np
-from funlib.geometry import Coordinate
+from funlib.geometry import Coordinate, Roi
 
 from incasem import __version__
-from incasem.blockwise import scheduler_stderr_to
+from incasem.blockwise import run_task
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
@@ -334,34 +334,19 @@ def _warn_unfamiliar_intensities(
         )
 
 
-def plan_prediction(settings: PredictionSettings) -> _Plan:
-    """Check a request completely and decide every output location; writes nothing.
-
-    Raises `IncasemError` (one line) for any problem: missing or unreadable checkpoint, a data
-    voxel size the model was not trained for, a ROI outside its data, an invalid block size,
-    existing outputs without ``overwrite``, an unwritable output, a resume that does not match.
-    """
-    from incasem.torch.checkpoint import load_checkpoint
-
-    resolved = resolve_checkpoint(
-        settings.checkpoint, settings.run_id, settings.iteration, settings.runs_dir
-    )
-    checkpoint = load_checkpoint(resolved.path)
-    card, network = checkpoint.card, checkpoint.model
-    num_classes = int(network.num_classes)
-    class_names = class_names_for(
-        num_classes, card.class_names if len(card.class_names) == num_classes else None
-    )
+def _block_layout(
+    settings: PredictionSettings,
+    network: Any,
+    card: ModelCard,
+    entries: list[DataEntry],
+    device: str,
+    gpus: list[int] | None,
+) -> BlockLayout:
+    """The block geometry: the input size asked for, the default one, or ``auto``'s choice;
+    warns when blocks would spend most of their compute on context."""
     minimum_input = default_input_size(
         card.output_size_voxels, network.downsample_factors, network.head_kernel_size
     )
-    entries, data_root = _load_entries(settings, num_classes)
-    device, gpus = resolve_device(settings.device, settings.gpus, settings.worker_command)
-    if device == "cpu" and settings.precision == "float16":
-        logger.warning(
-            "precision float16 on a CPU is slow (no half-precision 3D convolutions: 19x float32's "
-            "time, measured); bfloat16 is faster than float32 on CPUs with bfloat16 support"
-        )
     if settings.input_size_voxels == "auto":
         sharing = math.ceil(settings.num_workers / len(gpus)) if gpus else settings.num_workers
         input_size = largest_input_shape(
@@ -398,18 +383,28 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             f"output_size_voxels {settings.output_size_voxels} does not match the network: an "
             f"input of {list(layout.input_shape)} gives {list(layout.output_shape)}"
         )
+    return layout
+
+
+def _check_entries(
+    entries: list[DataEntry], data_root: Path | None, card: ModelCard, checkpoint: Path
+) -> None:
+    """Refuse data at another voxel size than the model's; warn about unfamiliar intensities."""
     for entry in entries:
         if Coordinate(entry.voxel_size) != Coordinate(card.voxel_size):
             raise IncasemError(
                 f"{entry.name}: the data has voxel size {entry.voxel_size} nm, but the model "
-                f"{resolved.path} was trained at {card.voxel_size} nm"
+                f"{checkpoint} was trained at {card.voxel_size} nm"
             )
     for entry in entries:
-        _warn_unfamiliar_intensities(entry, data_root, card.raw_histogram, resolved.path)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, (cores or 1) // settings.num_workers)
+        _warn_unfamiliar_intensities(entry, data_root, card.raw_histogram, checkpoint)
 
-    model = model_folder(resolved.run_id, resolved.path)
+
+def _output_containers(
+    settings: PredictionSettings, entries: list[DataEntry], data_root: Path | None
+) -> dict[str, Path]:
+    """The container each entry writes into (``output``, else its own), checked writable and
+    free of group-name clashes."""
     containers = {}
     for entry in entries:
         target = container_path(settings.output) if settings.output else None
@@ -421,71 +416,131 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             raise IncasemError(
                 f"entries {names} write to {container} under the same group names; rename them"
             )
+    return containers
 
-    prediction_id: int | None = None
-    group: str | None = None
-    replace_group = False
+
+def _output_group(
+    settings: PredictionSettings, containers: Iterable[Path], model: str
+) -> tuple[int | None, str | None, bool]:
+    """(prediction id, group, whether to replace the group) for a resumed prediction or an
+    explicit ``output_group``; (None, None, False) for a new prediction, whose id and group are
+    reserved when its outputs are created."""
+    containers = set(containers)
     if settings.resume is not None and settings.resume is not True:
         prediction_id = int(settings.resume)
         group = prediction_group(model, prediction_id)
-        for container in set(containers.values()):
+        for container in containers:
             if not group_exists(container, group):
                 found = ", ".join(map(str, existing_ids(container, model))) or "none"
                 raise IncasemError(
                     f"{container}: no prediction {prediction_id} of {model} to resume "
                     f"(predictions there: {found})"
                 )
-    elif settings.output_group is not None:
-        group = settings.output_group.strip("/")
-        for container in set(containers.values()):
-            exists = group_exists(container, group)
-            if settings.resume is True and not exists:
-                raise IncasemError(f"{container}/{group}: nothing to resume (no such group)")
-            if exists and settings.resume is None:
-                if not settings.overwrite:
-                    raise IncasemError(
-                        f"{container}/{group} already exists; pass --overwrite to replace it"
-                    )
-                replace_group = True
+        return prediction_id, group, False
+    if settings.output_group is None:
+        return None, None, False
+    group = settings.output_group.strip("/")
+    replace_group = False
+    for container in containers:
+        exists = group_exists(container, group)
+        if settings.resume is True and not exists:
+            raise IncasemError(f"{container}/{group}: nothing to resume (no such group)")
+        if exists and settings.resume is None:
+            if not settings.overwrite:
+                raise IncasemError(
+                    f"{container}/{group} already exists; pass --overwrite to replace it"
+                )
+            replace_group = True
+    return None, group, replace_group
 
+
+def _entry_plan(
+    settings: PredictionSettings,
+    entry: DataEntry,
+    data_root: Path | None,
+    container: Path,
+    group: str | None,
+    layout: BlockLayout,
+    card: ModelCard,
+    checkpoint_sha256: str,
+    threshold: float,
+    num_classes: int,
+) -> _EntryPlan:
+    """One entry's provenance (everything that shapes its output, hashed) and what to do with
+    its outputs: create them, resume them (same provenance) or recreate them (``overwrite``)."""
+    provenance = {
+        "checkpoint_sha256": checkpoint_sha256,
+        "entry": _entry_record(entry, data_root),
+        "layout": layout.describe(),
+        "normalisation": card.normalisation,
+        "probabilities": settings.probabilities,
+        "threshold": threshold,
+        "log_metrics": bool(settings.log_metrics),
+        "deterministic": bool(settings.deterministic),
+        "precision": settings.precision,
+        "incasem_version": __version__,
+    }
+    digest = provenance_hash(provenance)
+    outputs = EntryOutputs.for_entry(container, group, entry.name, num_classes) if group else None
+    action = "create"
+    if settings.resume is not None and outputs is not None:
+        if group_exists(container, outputs.group):
+            previous = outputs.attrs().get("provenance_hash")
+            if previous == digest:
+                outputs.check_existing(entry.roi, layout)
+                action = "resume"
+            elif settings.overwrite:
+                action = "recreate"
+            else:
+                raise IncasemError(
+                    f"{container}/{outputs.group} was predicted with different inputs "
+                    "(checkpoint, data, ROI, block size or output type changed), so no "
+                    "block can be reused; pass --overwrite to recompute it, or drop "
+                    "--resume for a new prediction"
+                )
+    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, action)
+
+
+def plan_prediction(settings: PredictionSettings) -> _Plan:
+    """Check a request completely and decide every output location; writes nothing.
+
+    Raises `IncasemError` (one line) for any problem: missing or unreadable checkpoint, a data
+    voxel size the model was not trained for, a ROI outside its data, an invalid block size,
+    existing outputs without ``overwrite``, an unwritable output, a resume that does not match.
+    """
+    from incasem.torch.checkpoint import load_checkpoint
+
+    resolved = resolve_checkpoint(
+        settings.checkpoint, settings.run_id, settings.iteration, settings.runs_dir
+    )
+    checkpoint = load_checkpoint(resolved.path)
+    card, network = checkpoint.card, checkpoint.model
+    num_classes = int(network.num_classes)
+    class_names = class_names_for(
+        num_classes, card.class_names if len(card.class_names) == num_classes else None
+    )
+    entries, data_root = _load_entries(settings, num_classes)
+    device, gpus = resolve_device(settings.device, settings.gpus, settings.worker_command)
+    if device == "cpu" and settings.precision == "float16":
+        logger.warning(
+            "precision float16 on a CPU is slow (no half-precision 3D convolutions: 19x float32's "
+            "time, measured); bfloat16 is faster than float32 on CPUs with bfloat16 support"
+        )
+    layout = _block_layout(settings, network, card, entries, device, gpus)
+    _check_entries(entries, data_root, card, resolved.path)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // settings.num_workers)
+
+    model = model_folder(resolved.run_id, resolved.path)
+    containers = _output_containers(settings, entries, data_root)
+    prediction_id, group, replace_group = _output_group(settings, containers.values(), model)
     threshold, threshold_origin = _decision_threshold(settings, card, num_classes)
     checkpoint_sha256 = file_sha256(resolved.path)
-    plans = []
-    for entry in entries:
-        container = containers[entry.name]
-        provenance = {
-            "checkpoint_sha256": checkpoint_sha256,
-            "entry": _entry_record(entry, data_root),
-            "layout": layout.describe(),
-            "normalisation": card.normalisation,
-            "probabilities": settings.probabilities,
-            "threshold": threshold,
-            "log_metrics": bool(settings.log_metrics),
-            "deterministic": bool(settings.deterministic),
-            "precision": settings.precision,
-            "incasem_version": __version__,
-        }
-        digest = provenance_hash(provenance)
-        outputs = (
-            EntryOutputs.for_entry(container, group, entry.name, num_classes) if group else None
-        )
-        action = "create"
-        if settings.resume is not None and outputs is not None:
-            if group_exists(container, outputs.group):
-                previous = outputs.attrs().get("provenance_hash")
-                if previous == digest:
-                    outputs.check_existing(entry.roi, layout)
-                    action = "resume"
-                elif settings.overwrite:
-                    action = "recreate"
-                else:
-                    raise IncasemError(
-                        f"{container}/{outputs.group} was predicted with different inputs "
-                        "(checkpoint, data, ROI, block size or output type changed), so no "
-                        "block can be reused; pass --overwrite to recompute it, or drop "
-                        "--resume for a new prediction"
-                    )
-        plans.append(_EntryPlan(entry, data_root, outputs, container, digest, provenance, action))
+    plans = [
+        _entry_plan(settings, entry, data_root, containers[entry.name], group, layout, card,
+                    checkpoint_sha256, threshold, num_classes)
+        for entry in entries
+    ]  # fmt: skip
     return _Plan(
         settings=settings,
         resolved=resolved,
@@ -607,36 +662,73 @@ def _last_line(text: str | None) -> str | None:
     return lines[-1].removeprefix(f"{BlockFailed.__module__}.{BlockFailed.__name__}: ")
 
 
-def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
-    settings, layout, outputs = plan.settings, plan.layout, p.outputs
+def _worker_spec(plan: _Plan, p: _EntryPlan, metrics_dir: Path | None) -> WorkerSpec:
+    """What every worker of the entry needs (saved as JSON beside the outputs)."""
+    settings, outputs = plan.settings, p.outputs
     assert outputs is not None
-    entry = p.entry
-    roi = entry.roi
-    work_dir = outputs.work_dir
-    tracking = tracking_path(work_dir, p.digest)
-    metrics_dir = metrics_path(work_dir, p.digest)
-    log_metrics = settings.log_metrics and bool(entry.labels)
-    spec = WorkerSpec(
+    return WorkerSpec(
         checkpoint=str(plan.resolved.path.absolute()),
         checkpoint_sha256=plan.checkpoint_sha256,
         device=plan.device,
         gpus=plan.gpus,
         threads=plan.threads,
         deterministic=settings.deterministic,
-        entry=entry.model_dump(),
+        entry=p.entry.model_dump(),
         data_root=str(p.data_root) if p.data_root else None,
-        layout=layout.describe(),
+        layout=plan.layout.describe(),
         normalisation=dict(plan.card.normalisation),
         output_container=str(outputs.container),
         probabilities=list(outputs.probabilities),
         segmentation=outputs.segmentation,
         probability_dtype=settings.probabilities,
         threshold=plan.threshold,
-        metrics_dir=str(metrics_dir) if log_metrics else None,
+        metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
         precision=settings.precision,
     )
+
+
+def _count_blocks(
+    result: EntryResult, state: Any, task: daisy.Task, layout: BlockLayout, roi: Roi
+) -> None:
+    """Computed, skipped and failed blocks of the task, and each failed block's ROI (clipped to
+    the entry's ``roi``, nm)."""
+    if state is not None:
+        result.skipped = int(state.skipped_count)
+        result.computed = int(state.completed_count) - result.skipped
+        result.failed = result.blocks - int(state.completed_count)
+        if result.failed:
+            # A worker that failed once and was replaced leaves its error in the state even
+            # when every block was then done: only a failed run has a first error to show.
+            result.first_error = result.first_error or _last_line(state.first_worker_error)
+    else:
+        result.failed = result.blocks
+    voxel_size = layout.voxel_size
+    for block in task.failed_blocks():
+        clipped = block.write_roi.intersect(roi)
+        where = format_roi_voxels(clipped.begin / voxel_size, clipped.shape / voxel_size)
+        result.failures.append(f"block {block.block_id[1]} at {where}")
+
+
+def _score(result: EntryResult, plan: _Plan, metrics_dir: Path) -> None:
+    """The entry's scores from the blocks' stored counts, once every block has them."""
+    counts, histograms, scored = load_metrics(metrics_dir, plan.num_classes)
+    if scored != result.blocks:
+        return
+    result.scores = entry_scores(counts, histograms, plan.threshold, plan.class_names)
+    for class_id in range(1, plan.num_classes):
+        result.best_thresholds[plan.class_names[class_id]] = histograms.best_threshold(class_id)
+
+
+def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
+    settings, layout, outputs = plan.settings, plan.layout, p.outputs
+    assert outputs is not None
+    entry = p.entry
+    roi = entry.roi
+    work_dir = outputs.work_dir
+    metrics_dir = metrics_path(work_dir, p.digest)
+    log_metrics = settings.log_metrics and bool(entry.labels)
     spec_path = work_dir / f"worker-{p.digest[:16]}.json"
-    spec.save(spec_path)
+    _worker_spec(plan, p, metrics_dir if log_metrics else None).save(spec_path)
     blocks = layout.num_blocks(roi)
     result = EntryResult(
         name=entry.name,
@@ -657,10 +749,9 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
         settings.worker_command,
         timeout,
         settings.max_retries,
-        tracking,
+        tracking_path(work_dir, p.digest),
     )
     roi_voxels = int(np.prod(roi.shape / layout.voxel_size))
-    progress = PredictionProgress(entry.name, roi_voxels / blocks, enabled=settings.progress)
     logger.info(
         "%s: %s voxels in %d blocks of %s (input %s, %d workers, %s, block timeout %.0f s)",
         entry.name,
@@ -672,51 +763,15 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
         plan.device + (f" {plan.gpus}" if plan.gpus else ""),
         timeout,
     )
-    previous_log_dir = daisy_logging.get_log_basedir()
-    daisy_logging.set_log_basedir(work_dir / "logs")
     started = time.monotonic()
-    state = None
-    try:
-        with scheduler_stderr_to(work_dir / "logs" / "scheduler.err"):
-            states = daisy.run_blockwise(
-                task,
-                progress=progress,
-                return_states=True,
-                host=settings.scheduler_host,
-                summary=False,
-            )
-        state = states[task.task_id]
-    except RuntimeError as e:  # daisy abandons a task whose workers keep dying
-        states = getattr(e, "daisy_states", None) or {}
-        state = states.get(task.task_id)
-        result.first_error = _last_line(str(e))
-    finally:
-        daisy_logging.set_log_basedir(previous_log_dir)
+    progress = PredictionProgress(entry.name, roi_voxels / blocks, enabled=settings.progress)
+    state, error = run_task(task, work_dir / "logs", settings.scheduler_host, progress)
+    result.first_error = _last_line(error)
     result.seconds = time.monotonic() - started
-    if state is not None:
-        result.skipped = int(state.skipped_count)
-        result.computed = int(state.completed_count) - result.skipped
-        result.failed = blocks - int(state.completed_count)
-        if result.failed:
-            # A worker that failed once and was replaced leaves its error in the state even
-            # when every block was then done: only a failed run has a first error to show.
-            result.first_error = result.first_error or _last_line(state.first_worker_error)
-    else:
-        result.failed = blocks
+    _count_blocks(result, state, task, layout, roi)
     result.voxels_per_second = result.computed * roi_voxels / blocks / max(result.seconds, 1e-9)
-    voxel_size = layout.voxel_size
-    for block in task.failed_blocks():
-        clipped = block.write_roi.intersect(roi)
-        where = format_roi_voxels(clipped.begin / voxel_size, clipped.shape / voxel_size)
-        result.failures.append(f"block {block.block_id[1]} at {where}")
     if log_metrics:
-        counts, histograms, scored = load_metrics(metrics_dir, plan.num_classes)
-        if scored == blocks:
-            result.scores = entry_scores(counts, histograms, plan.threshold, plan.class_names)
-            for class_id in range(1, plan.num_classes):
-                result.best_thresholds[plan.class_names[class_id]] = histograms.best_threshold(
-                    class_id
-                )
+        _score(result, plan, metrics_dir)
     elif settings.log_metrics:
         logger.info("%s: no labels, so no metrics", entry.name)
     outputs.update_attrs(

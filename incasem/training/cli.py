@@ -199,9 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv[:split])
     args.updates = [*args.updates, *argv[split:]]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # gunpowder's Train node logs every iteration at INFO; the progress bar, TensorBoard and
-    # Sacred carry the loss already, and 20,000 such lines bury the messages that matter.
-    logging.getLogger("gunpowder.nodes.generic_train").setLevel(logging.WARNING)
     try:
         config_updates, files = _split_updates(args.updates)
         runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
