@@ -249,6 +249,57 @@ def _split_touching(
     return sizes, next_id - 1, skipped
 
 
+def _check_options(
+    size_unit: str, split_depth_nm: float | None, min_size: float | None, max_size: float | None
+) -> None:
+    if size_unit not in ("voxels", "nm3"):
+        raise IncasemError(f"size unit '{size_unit}' must be 'voxels' or 'nm3'")
+    if split_depth_nm is not None and split_depth_nm <= 0:
+        raise IncasemError(f"--split-depth {split_depth_nm} nm must be positive")
+    if min_size is not None and max_size is not None and min_size > max_size:
+        raise IncasemError(f"--min-size {min_size} is larger than --max-size {max_size}")
+
+
+def _kept_objects(
+    first_ids: np.ndarray, volume: np.ndarray, min_size: float | None, max_size: float | None
+) -> np.ndarray:
+    """Indices of the objects within the size limits, in the raster order of their first voxel
+    (which numbers them 1..N)."""
+    keep = np.ones(len(volume), bool)
+    if min_size is not None:
+        keep &= volume >= min_size
+    if max_size is not None:
+        keep &= volume <= max_size
+    kept = np.flatnonzero(keep)
+    return kept[np.argsort(first_ids[kept], kind="stable")]
+
+
+def _split_staged(
+    staged: Any,
+    out_container: str | os.PathLike,
+    boxes: np.ndarray,
+    sizes: np.ndarray,
+    attrs: dict[str, Any],
+    split_depth_nm: float,
+    split_max_voxels: int,
+    progress: bool,
+) -> tuple[int, np.ndarray, int]:
+    """Split touching objects of the staged output (`_split_touching`); returns the object
+    count, the sizes (index = id, voxels) with the new objects, and how many were too large."""
+    kept = len(sizes) - 1
+    changed, num_objects, too_large = _split_touching(
+        staged.array, boxes, split_depth_nm, split_max_voxels, progress
+    )
+    sizes = np.concatenate([sizes, np.zeros(num_objects + 1 - len(sizes), np.int64)])
+    for object_id, size in changed.items():
+        sizes[object_id] = size
+    if num_objects != kept:
+        written = zarr.open(str(out_container), mode="r+", path=staged.staging_name)
+        record = {**attrs["incasem_instances"], "num_objects": num_objects}
+        written.attrs["incasem_instances"] = record
+    return num_objects, sizes, too_large
+
+
 def connected_components(
     source: BinarySource,
     out_container: str | os.PathLike,
@@ -286,12 +337,7 @@ def connected_components(
         progress: show progress bars.
     """
     roi, voxel_size = source.check()
-    if size_unit not in ("voxels", "nm3"):
-        raise IncasemError(f"size unit '{size_unit}' must be 'voxels' or 'nm3'")
-    if split_depth_nm is not None and split_depth_nm <= 0:
-        raise IncasemError(f"--split-depth {split_depth_nm} nm must be positive")
-    if min_size is not None and max_size is not None and min_size > max_size:
-        raise IncasemError(f"--min-size {min_size} is larger than --max-size {max_size}")
+    _check_options(size_unit, split_depth_nm, min_size, max_size)
     check_new_dataset(out_container, out_dataset, overwrite)
     per_voxel = math.prod(voxel_size) if size_unit == "nm3" else 1
     shape = roi.shape / voxel_size
@@ -331,14 +377,7 @@ def connected_components(
         pieces, piece_object, first_ids, sizes, boxes = _union(
             load_parts(scratch / "pieces"), load_parts(scratch / "pairs")
         )
-        volume = sizes * per_voxel
-        keep = np.ones(len(sizes), bool)
-        if min_size is not None:
-            keep &= volume >= min_size
-        if max_size is not None:
-            keep &= volume <= max_size
-        kept = np.flatnonzero(keep)
-        kept = kept[np.argsort(first_ids[kept], kind="stable")]
+        kept = _kept_objects(first_ids, sizes * per_voxel, min_size, max_size)
         object_final = np.zeros(len(sizes), np.uint64)
         object_final[kept] = np.arange(1, len(kept) + 1, dtype=np.uint64)
         mapping = scratch / "mapping.npz"
@@ -382,20 +421,10 @@ def connected_components(
             num_objects, final_sizes = len(kept), np.concatenate([[0], sizes[kept]])
             too_large = 0
             if split_depth_nm is not None:
-                changed, num_objects, too_large = _split_touching(
-                    staged.array, boxes[kept], split_depth_nm, split_max_voxels, progress
-                )
-                final_sizes = np.concatenate(
-                    [final_sizes, np.zeros(num_objects + 1 - len(final_sizes), np.int64)]
-                )
-                for object_id, size in changed.items():
-                    final_sizes[object_id] = size
-                if num_objects != len(kept):
-                    written = zarr.open(str(out_container), mode="r+", path=staged.staging_name)
-                    written.attrs["incasem_instances"] = {
-                        **attrs["incasem_instances"],
-                        "num_objects": num_objects,
-                    }
+                num_objects, final_sizes, too_large = _split_staged(
+                    staged, out_container, boxes[kept], final_sizes, attrs,
+                    split_depth_nm, split_max_voxels, progress,
+                )  # fmt: skip
     return ComponentsResult(
         dataset=f"{Path(out_container)}/{out_dataset}",
         num_objects=num_objects,
