@@ -14,7 +14,10 @@ not depend on either. Sizes are voxels (z, y, x). Example (the measured configur
         --input-size auto --workers 1 2 --skip monai --out bench.json
 
 The limit is the forward pass of the largest block that fits in memory for one process (the
-size ``input_size_voxels: auto`` picks for one worker); each daisy row reports its fraction of it.
+size ``input_size_voxels: auto`` picks for one worker), counting the voxels a block writes (its
+output rounded down to the network's grid), as the daisy rows do; each daisy row reports its
+fraction of it. ``--device cuda`` runs everything on GPU 0 (the daisy workers share it, so
+``--workers 1 2 4`` are workers per GPU) and ``--precision`` sets the autocast of both.
 
 MONAI is optional (``pip install .[benchmark]``); without it that row is skipped.
 """
@@ -37,8 +40,9 @@ from funlib.geometry import Roi
 
 from incasem.io import create_array, open_array
 from incasem.predict import predict
-from incasem.predict.block import normalise
+from incasem.predict.block import forward_block, normalise
 from incasem.predict.block_size import largest_input_shape, memory_budget
+from incasem.predict.geometry import BlockLayout
 from incasem.predict.run import default_input_size
 from incasem.torch.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from incasem.torch.models import ASEMUNet, shapes
@@ -120,25 +124,35 @@ def make_checkpoint(path: Path, fmaps: int, input_size: int) -> Path:
     return save_checkpoint(path, model, card)
 
 
-def auto_input_size(checkpoint: Path, workers: int, volume_shape: Sequence[int]) -> list[int]:
-    """The block input (voxels) ``input_size_voxels: auto`` picks for a CPU prediction with
-    ``checkpoint``: the same computation as `incasem.predict.run.plan_prediction`."""
+def auto_input_size(
+    checkpoint: Path, workers: int, volume_shape: Sequence[int], device: str = "cpu"
+) -> list[int]:
+    """The block input (voxels) ``input_size_voxels: auto`` picks for a prediction with
+    ``checkpoint`` on ``device`` ("cpu" or "cuda"): the same computation as
+    `incasem.predict.run.plan_prediction`."""
     loaded = load_checkpoint(checkpoint)
     network = loaded.model
     factors, head = network.downsample_factors, network.head_kernel_size
     minimum = default_input_size(loaded.card.output_size_voxels, factors, head)
-    budget = memory_budget("cpu", workers)
+    budget = memory_budget(device, workers)
     return largest_input_shape(budget, network.num_fmaps, factors, head, [volume_shape], minimum)
 
 
 def bench_daisy(
-    volume: Path, checkpoint: Path, workers: int, input_size: int | str, out: Path
+    volume: Path,
+    checkpoint: Path,
+    workers: int,
+    input_size: int | str,
+    out: Path,
+    device: str = "cpu",
+    precision: str = "float32",
 ) -> dict:
-    """Our daisy prediction of the whole volume; voxels/s over the wall time (startup included)."""
+    """Our daisy prediction of the whole volume; voxels/s over the wall time (startup included).
+    On a GPU all workers share GPU 0 (``workers`` per GPU)."""
     shape = open_array(volume, "volumes/raw").shape
     label = input_size
     if input_size == "auto":
-        label = f"auto ({auto_input_size(checkpoint, workers, shape)})"
+        label = f"auto ({auto_input_size(checkpoint, workers, shape, device)})"
     with PeakTreeRSS() as rss:
         started = time.monotonic()
         result = predict(
@@ -146,14 +160,15 @@ def bench_daisy(
             input=str(volume),
             input_size_voxels="auto" if input_size == "auto" else [int(input_size)] * 3,
             num_workers=workers,
-            device="cpu",
+            device=device,
+            precision=precision,
             progress=False,
             output=str(out),
         )
         wall = time.monotonic() - started
     (entry,) = result.entries
     return {
-        "method": f"incasem daisy, {workers} worker(s), input {label}",
+        "method": f"incasem daisy, {workers} worker(s), input {label}, {precision}",
         "voxels": int(np.prod(shape)),
         "wall_s": wall,
         "voxels_per_s": float(np.prod(shape)) / wall,
@@ -162,31 +177,46 @@ def bench_daisy(
     }
 
 
-def bench_forward(fmaps: int, sizes: list[int], memory_fraction: float = 0.5) -> list[dict]:
-    """Forward passes on in-memory tensors, growing the block while it is predicted to fit in
-    ``memory_fraction`` of the available memory; output voxels/s per size."""
+def bench_forward(
+    fmaps: int,
+    sizes: list[int],
+    memory_fraction: float = 0.5,
+    device: str = "cpu",
+    precision: str = "float32",
+) -> list[dict]:
+    """Forward passes on in-memory tensors (`forward_block`, as the workers run them), growing
+    the block while it is predicted to fit in ``memory_fraction`` of the available memory (the
+    GPU's on a GPU); output voxels/s per size (GPU time synchronised)."""
     torch.manual_seed(0)
-    model = ASEMUNet(num_fmaps=fmaps).eval()
-    available = _mem_available()
+    model = ASEMUNet(num_fmaps=fmaps).to(device).eval()
+    cuda = device.startswith("cuda")
+    available = torch.cuda.mem_get_info()[0] if cuda else _mem_available()
     rows, bytes_per_voxel = [], None
     for size in sizes:
         if bytes_per_voxel is not None and bytes_per_voxel * size**3 > memory_fraction * available:
             break
-        x = torch.randn(1, 1, size, size, size)
-        with torch.no_grad(), PeakTreeRSS(0.05) as rss:
+        layout = BlockLayout.for_network([size] * 3, (5, 5, 5))
+        x = torch.randn(size, size, size)
+        warm = BlockLayout.for_network([108] * 3, (5, 5, 5))
+        with PeakTreeRSS(0.05) as rss:
             base = _rss(os.getpid())
-            model(x[..., :108, :108, :108])
+            forward_block(model, x[:108, :108, :108], warm.block_write_roi, warm, device, precision)
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
             started = time.monotonic()
-            y = model(x)
-            seconds = time.monotonic() - started
-        bytes_per_voxel = max(rss.peak - base, 1) / size**3
-        out = int(np.prod(y.shape[2:]))
+            y = forward_block(model, x, layout.block_write_roi, layout, device, precision)
+            seconds = time.monotonic() - started  # forward_block returns on the host: synced
+        peak = torch.cuda.max_memory_allocated() if cuda else rss.peak - base
+        bytes_per_voxel = max(peak, 1) / size**3
+        out = int(np.prod(y.shape[1:]))
         rows.append({
-            "method": f"pure forward {size}^3 -> {y.shape[2]}^3",
+            "method": f"pure forward {size}^3 -> {y.shape[1]}^3 (written), {precision}",
             "voxels": out,
             "wall_s": seconds,
             "voxels_per_s": out / seconds,
             "peak_rss_gb": rss.peak / 1e9,
+            "peak_device_gb": peak / 1e9 if cuda else None,
         })  # fmt: skip
         del x, y
     return rows
@@ -259,6 +289,10 @@ def main() -> None:
     parser.add_argument("--monai-input-size", type=int, default=244, help="MONAI window + context")
     parser.add_argument("--skip", nargs="*", default=[], choices=["daisy", "forward", "monai"])
     parser.add_argument("--workdir", default=None, help="where volumes go (default: a temp dir)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (daisy workers share GPU 0)")
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16", "float16"]
+    )
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args()
 
@@ -268,6 +302,8 @@ def main() -> None:
     shapes_to_run = [tuple(args.shape)] + ([tuple(args.memory_shape)] if args.memory_shape else [])
     rows: list[dict] = []
     print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}", flush=True)
+    if args.device.startswith("cuda"):
+        print(f"GPU {torch.cuda.get_device_name()}", flush=True)
     for shape in shapes_to_run:
         name = "x".join(map(str, shape))
         volume = workdir / f"volume_{name}.zarr"
@@ -275,7 +311,8 @@ def main() -> None:
             make_volume(volume, shape)
         for workers in args.workers if "daisy" not in args.skip else []:
             row = bench_daisy(volume, checkpoint, workers, args.input_size,
-                              workdir / f"out_{name}_{workers}.zarr")  # fmt: skip
+                              workdir / f"out_{name}_{workers}.zarr", args.device,
+                              args.precision)  # fmt: skip
             rows.append({"shape": name, **row})
             print(json.dumps(rows[-1]), flush=True)
         if "monai" not in args.skip:
@@ -284,8 +321,9 @@ def main() -> None:
                 rows.append({"shape": name, **row})
                 print(json.dumps(rows[-1]), flush=True)
     if "forward" not in args.skip:
-        largest = auto_input_size(checkpoint, 1, [10**6] * 3)[0]
-        for row in bench_forward(args.fmaps, sorted(set(args.forward_sizes) | {largest})):
+        largest = auto_input_size(checkpoint, 1, [10**6] * 3, args.device)[0]
+        sizes = sorted(set(args.forward_sizes) | {largest})
+        for row in bench_forward(args.fmaps, sizes, 0.5, args.device, args.precision):
             rows.append({"shape": "in memory", **row})
             print(json.dumps(rows[-1]), flush=True)
     print("\n| volume | method | voxels/s | wall s | peak RSS (tree) GB |")
