@@ -219,6 +219,34 @@ def resolve_roi(raw_array: Any, source: str, offset: Any, shape: Any) -> Roi:
     return roi
 
 
+def _load_seeds(
+    seeds: str | os.PathLike | np.ndarray,
+    container: Path,
+    raw_array: Any,
+    roi: Roi,
+    roi_text: str,
+) -> tuple[Seeds, str]:
+    """The seeds inside ``roi`` (nm) from an array, a folder of plane files or a dataset, and
+    a name for where they came from; checked to hold both classes."""
+    voxel_size = raw_array.voxel_size
+    if isinstance(seeds, np.ndarray):
+        source = "seed array"
+        shape = roi.shape / voxel_size
+        if tuple(seeds.shape) != tuple(shape):
+            raise IncasemError(
+                f"{source}: shape {list(seeds.shape)} differs from the ROI {roi_text}"
+            )
+        loaded = seeds_from_array(seeds, source)
+    elif Path(seeds).is_dir():
+        loaded = seeds_from_planes(seeds, roi, voxel_size, raw_array.roi)
+        source = str(seeds)
+    else:
+        loaded = seeds_from_dataset(container, str(seeds), roi, voxel_size)
+        source = f"{container}/{seeds}"
+    check_seeds(loaded, source, roi_text)
+    return loaded, source
+
+
 def annotate_graphcut(
     container: str | os.PathLike,
     raw: str,
@@ -274,20 +302,7 @@ def annotate_graphcut(
     check_new_dataset(container, output, overwrite)
     check_new_dataset(container, mask, overwrite)
 
-    if isinstance(seeds, np.ndarray):
-        source = "seed array"
-        if tuple(seeds.shape) != tuple(shape):
-            raise IncasemError(
-                f"{source}: shape {list(seeds.shape)} differs from the ROI {roi_text}"
-            )
-        loaded = seeds_from_array(seeds, source)
-    elif Path(seeds).is_dir():
-        loaded = seeds_from_planes(seeds, roi, voxel_size, raw_array.roi)
-        source = str(seeds)
-    else:
-        loaded = seeds_from_dataset(container, str(seeds), roi, voxel_size)
-        source = f"{container}/{seeds}"
-    check_seeds(loaded, source, roi_text)
+    loaded, source = _load_seeds(seeds, container, raw_array, roi, roi_text)
     counts = loaded.counts()
     logger.info(
         "annotate: %d organelle and %d background seed voxels (%.3f %% of the ROI %s)",
