@@ -247,6 +247,8 @@ def run_task(
                 summary=False,
             )
         return states[task.task_id], None
+    except BlockError:  # serial mode re-raises the block's own exception: the caller's to word
+        raise
     except RuntimeError as e:  # daisy abandons a task whose workers keep dying
         states = getattr(e, "daisy_states", None) or {}
         return states.get(task.task_id), str(e)
