@@ -31,8 +31,7 @@ import numpy as np
 
 from incasem.io import open_array
 from incasem.predict import predict
-
-PRECISIONS = ("float32", "bfloat16", "float16")
+from incasem.predict.settings import PRECISIONS
 
 
 def _run(args: argparse.Namespace, precision: str, output: Path) -> dict[str, Any]:
@@ -58,34 +57,39 @@ def _run(args: argparse.Namespace, precision: str, output: Path) -> dict[str, An
     }
 
 
-def _forward_seconds(args: argparse.Namespace, precision: str, repeats: int = 3) -> float:
+def _forward_seconds(model: Any, card: Any, device: str, precision: str, repeats: int = 3) -> float:
     """Median seconds of one forward pass (`forward_block`) of a block of the training input
     size, on all cores: the network's own speed, without worker start-up."""
     import torch
 
     from incasem.predict.block import forward_block
-    from incasem.predict.checkpoints import resolve_checkpoint
     from incasem.predict.geometry import BlockLayout
-    from incasem.torch.checkpoint import load_checkpoint
 
-    path = resolve_checkpoint(args.checkpoint, args.run_id, "best", args.runs_dir).path
-    loaded = load_checkpoint(path)
-    model = loaded.model.to(args.device).eval()
-    size = loaded.card.input_size_voxels
-    layout = BlockLayout.for_network(size, loaded.card.voxel_size, model.downsample_factors)
-    x = np.random.default_rng(0).uniform(-1, 1, size).astype(np.float32)
-    roi = layout.block_write_roi
+    size = card.input_size_voxels
+    layout = BlockLayout.for_network(size, card.voxel_size, model.downsample_factors)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, size).astype(np.float32))
     times = []
     for _ in range(repeats + 1):  # the first pass warms up
         start = time.perf_counter()
-        forward_block(model, torch.from_numpy(x), roi, layout, args.device, precision)
+        forward_block(model, x, layout.block_write_roi, layout, device, precision)
         times.append(time.perf_counter() - start)
     return float(np.median(times[1:]))
+
+
+def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    from incasem.predict.checkpoints import resolve_checkpoint
+    from incasem.torch.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(
+        resolve_checkpoint(args.checkpoint, args.run_id, "best", args.runs_dir).path
+    )
+    return loaded.model.to(args.device).eval(), loaded.card
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One row per precision: Δp and class changes against float32, F1, speed."""
     rows: dict[str, Any] = {}
+    model, card = _load_model(args)
     with tempfile.TemporaryDirectory() as folder:
         reference = None
         for precision in args.precisions:
@@ -102,7 +106,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "delta_f1": run["f1"] - reference["f1"],
                 "iou": run["iou"],
                 "seconds": run["seconds"],
-                "forward_s": _forward_seconds(args, precision),
+                "forward_s": _forward_seconds(model, card, args.device, precision),
                 "voxels_per_second": run["voxels_per_second"],
             }
     return {

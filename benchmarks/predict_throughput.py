@@ -44,6 +44,7 @@ from incasem.predict.block import forward_block, normalise
 from incasem.predict.block_size import largest_input_shape, memory_budget
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.run import default_input_size
+from incasem.predict.settings import PRECISIONS
 from incasem.torch.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from incasem.torch.models import ASEMUNet, shapes
 
@@ -290,9 +291,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["daisy", "forward", "monai"])
     parser.add_argument("--workdir", default=None, help="where volumes go (default: a temp dir)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (daisy workers share GPU 0)")
-    parser.add_argument(
-        "--precision", default="float32", choices=["float32", "bfloat16", "float16"]
-    )
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args()
 

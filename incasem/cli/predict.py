@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from incasem.errors import IncasemError
+from incasem.predict.settings import PRECISIONS, PROBABILITY_DTYPES
 
 logger = logging.getLogger("incasem.predict")
 
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     out.add_argument("--overwrite", action="store_true", default=s, help="replace outputs")
     out.add_argument(
-        "--probabilities", choices=("uint8", "float32"), default=s,
+        "--probabilities", choices=PROBABILITY_DTYPES, default=s,
         help="probability dtype (uint8 = p*255, the default)",
     )  # fmt: skip
     out.add_argument(
@@ -98,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="workers per GPU (sets --num_workers to this times the number of GPUs)",
     )  # fmt: skip
     run.add_argument(
-        "--precision", choices=("float32", "bfloat16", "float16"), default=s,
+        "--precision", choices=PRECISIONS, default=s,
         help="network arithmetic: float32 (default) or 16-bit autocast (faster on GPUs)",
     )  # fmt: skip
     run.add_argument("--device", default=s, help="auto (default), cpu, cuda, cuda:N or N")

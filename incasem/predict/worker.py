@@ -168,6 +168,12 @@ class BlockProcessor:
             counts, histograms = block_scores(probabilities, prediction, class_ids, region)
             save_block_metrics(self.metrics_dir, block.block_id[1], counts, histograms)
 
+    def describe(self, write_roi: Roi) -> str:
+        """``[z0:z1, y0:y1, x0:x1]`` (voxels) of a block's write ROI clipped to the entry."""
+        roi = write_roi.intersect(self.roi)
+        voxel_size = self.layout.voxel_size
+        return format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
+
     def stages(self) -> BlockStages[daisy.Block]:
         """The read, compute and write stages for `run_blocks`."""
         return BlockStages(self.read, self.compute, self.write)
@@ -280,13 +286,7 @@ def run_worker(spec: WorkerSpec) -> None:
         torch.get_num_threads(),
         spec.precision,
     )
-    voxel_size = processor.layout.voxel_size
-
-    def describe(write_roi: Roi) -> str:
-        roi = write_roi.intersect(processor.roi)
-        return format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
-
-    times = run_blocks(_ClientPool(context, describe).acquire, processor.stages())
+    times = run_blocks(_ClientPool(context, processor.describe).acquire, processor.stages())
     logger.info("%s", times.summary())
 
 
