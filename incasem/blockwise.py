@@ -17,48 +17,59 @@ has the same needs, so they live here once:
   dataclasses holding paths, not open arrays). ``num_workers=0`` runs every block in this process,
   which is what debuggers and profilers need.
 * **Timeouts from the block size.** daisy's watchdog kills a block after its timeout (600 s when
-  unset), which a large CPU block can exceed; the timeout here grows with the read volume.
-* **Failures are reported, not swallowed.** daisy returns ``False`` (or counts failures) when
-  blocks fail; we turn that into one `IncasemError` line naming the first failing block's ROI in
-  voxels and its error, and keep the worker logs for the details.
-* **Workers anywhere.** Local worker processes by default; with a worker command template
-  (``--worker-command "srun ... {command}"``) each worker is started through it, on a cluster
-  node or in a container (`incasem.launch`).
+  unset), which a large CPU block can exceed; `block_timeout` (the one rule, prediction's too)
+  grows it with the read volume.
+* **Failures are reported, not swallowed.** A failing block is recorded by its worker as a small
+  JSON file (`BlockFailures`: block id, ROI in voxels, error) in the task's log folder; the driver
+  turns the first one into one `IncasemError` line and keeps the worker logs for the details.
+  Nothing is parsed out of daisy's traceback text, whose format is daisy's to change.
+* **One description per job.** A job is described before it runs (`BlockwiseJob`: name, block
+  geometry in nm, workers, timeout, retries, done-markers) and run by `run_job`, the one place
+  that builds a daisy task. `run_blockwise` (every data-preparation and post-processing command)
+  and prediction (`incasem.predict.task`) both describe their jobs this way.
+* **Workers anywhere.** Three launchers, chosen per job: in this process (``num_workers=0``,
+  for debuggers), local worker processes, or a worker command template
+  (``--worker-command "srun ... {command}"``) through which each worker is started, on a cluster
+  node or in a container (`incasem.launch`). A job's worker is either a block function (called
+  per block) or a `incasem.launch.ModuleWorker` that loads what it needs once and pulls blocks
+  itself (prediction's model).
 * **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
   them in ``<output container>.logs/<task>-<time>-<id>/`` beside the output (a temporary folder
   when there is no output container), delete them after success and keep (and name) them after a
   failure.
 
-Done-markers (daisy's block tracking) are deliberately not used: callers write into staged
-datasets that only appear under their final name once every block succeeded, so a rerun starts
-clean and a half-written result is never mistaken for a finished one.
+Done-markers (daisy's block tracking) are used where resume matters (prediction's ``--resume``,
+`BlockwiseJob.done_markers`); `run_blockwise`'s callers write into staged datasets that only
+appear under their final name once every block succeeded, so a rerun starts clean and a
+half-written result is never mistaken for a finished one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat
 
 from incasem.errors import IncasemError
 from incasem.io.arrays import array_container
 from incasem.io.roi import format_roi_voxels
 from incasem.launch import (
-    TemplateWorker,
+    block_function_worker,
     check_template,
     current_template,
     write_block_function,
@@ -66,33 +77,100 @@ from incasem.launch import (
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of the message a failed block raises; the driver finds it in daisy's error text.
-_FAILED = "IncasemBlockFailed"
+#: A block is never presumed stuck before this many seconds (daisy's own default).
+_MIN_TIMEOUT_S = 600.0
+#: Seconds every block gets on top of its size-dependent budget (start-up, first reads).
+_BASE_TIMEOUT_S = 120.0
 
 
 class BlockError(RuntimeError):
     """Raised inside a worker when a block fails; its message names the block (voxels)."""
 
 
+class BlockFailures:
+    """The failed blocks of one task, recorded by the workers as one JSON file each.
+
+    Why files: daisy hands the driver a worker's failure as traceback text only; a record
+    written where the block failed keeps the block, its ROI and the error as data, whichever
+    process (local, cluster node, container) the worker ran in, as long as it shares the file
+    system with the driver (the log folder's requirement anyway).
+
+    Args:
+        folder (str | Path | None): where the records go (created when the first is written);
+            None keeps none (`first` is then always None).
+    """
+
+    def __init__(self, folder: str | os.PathLike | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+
+    def record(self, subject: str, error: BaseException) -> str:
+        """Record that ``subject`` (e.g. ``block [0:8, 0:8, 0:8] (voxels)``) failed with
+        ``error``; returns the one-line message ``<subject>: <error>``."""
+        if isinstance(error, IncasemError):
+            reason = str(error)
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        message = f"{subject}: {one_line(reason)}"
+        if self.folder is None:
+            return message
+        record = {"message": message, "time": time.time()}
+        with contextlib.suppress(OSError):  # a full disk must not hide the block's own error
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"failure-{os.getpid()}-{time.monotonic_ns()}.json"
+            path.write_text(json.dumps(record))
+        return message
+
+    def clear(self) -> None:
+        """Forget earlier records (a resumed task writes into the same folder)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def first(self) -> str | None:
+        """The message of the earliest recorded failure, or None if no block failed."""
+        records = []
+        for path in self.folder.glob("failure-*.json") if self.folder is not None else ():
+            with contextlib.suppress(OSError, ValueError):
+                records.append(json.loads(path.read_text()))
+        return min(records, key=lambda r: r["time"])["message"] if records else None
+
+
+def block_timeout(read_voxels: float, seconds_per_voxel: float, blocks_held: int = 1) -> float:
+    """Seconds after which daisy presumes a block's worker stuck and retries the block.
+
+    ``120 s + blocks_held × seconds_per_voxel × read_voxels``, at least daisy's 600 s default:
+    a pessimistic per-voxel cost of the block's work (read ROI, voxels), times the blocks a
+    worker holds at once (prediction reads one ahead and writes one behind, so a block may wait
+    for two others). The one timeout rule of every blockwise command.
+    """
+    budget = _BASE_TIMEOUT_S + blocks_held * seconds_per_voxel * read_voxels
+    return max(_MIN_TIMEOUT_S, budget)
+
+
 @dataclass(frozen=True)
 class _GuardedBlockFunction:
-    """Calls the user's process function and rewrites any failure into one line with the ROI.
+    """Calls the user's process function and records any failure (`BlockFailures`) before
+    raising it again as one line with the ROI.
 
-    Runs in the worker processes, so it must stay picklable: it only holds the user's function
-    and the voxel size.
+    Runs in the worker processes, so it must stay picklable: it only holds the user's function,
+    the voxel size and the failure folder.
     """
 
     function: Callable[[Any], None]
     voxel_size: tuple[int, ...]
+    failures: str
 
     def __call__(self, block: Any) -> None:
         try:
             self.function(block)
         except Exception as e:
             where = describe_roi(block.write_roi, self.voxel_size)
-            reason = str(e) if isinstance(e, IncasemError) else f"{type(e).__name__}: {e}"
-            one_line = " ".join(reason.split())
-            raise BlockError(f"{_FAILED}: block {where}: {one_line}") from e
+            message = BlockFailures(self.failures).record(f"block {where}", e)
+            raise BlockError(message) from e
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of white space (newlines included) made one space."""
+    return " ".join(text.split())
 
 
 def describe_roi(roi: Roi, voxel_size: Sequence[int]) -> str:
@@ -142,16 +220,6 @@ def _check_alignment(
             f"{name}: blocks start at voxel {list(start)} of the output, not on its chunk grid "
             f"{list(chunks)}"
         )
-
-
-def _block_failure_message(error_text: str | None) -> str | None:
-    if not error_text:
-        return None
-    found = re.findall(rf"{_FAILED}: (.*)", error_text)
-    if found:
-        return found[-1].strip()
-    lines = [line.strip() for line in error_text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 @contextlib.contextmanager
@@ -256,6 +324,90 @@ def run_task(
         daisy_logging.set_log_basedir(previous_log_dir)
 
 
+class BlockwiseJob(BaseModel):
+    """One blockwise job, described before it runs: how daisy cuts the volume into blocks and
+    how it treats their workers. World units (nm), axis order z, y, x.
+
+    Args:
+        name (str): the task's name (progress bar, logs, errors).
+        total_roi (Roi): what the blocks' read ROIs cover, context included.
+        read_roi (Roi): the first block's read ROI (write ROI grown by the context).
+        write_roi (Roi): the first block's write ROI, inside ``read_roi``.
+        fit (str): ``"shrink"`` clips the last blocks to ``total_roi``; ``"overhang"`` keeps
+            them whole (their writes are clipped by the worker). Default ``"shrink"``.
+        num_workers (int): worker processes; 0 runs every block in this process. Default 1.
+        timeout_s (float): seconds before a block's worker is presumed stuck
+            (`block_timeout`).
+        max_retries (int): attempts per block after the first. Default 1.
+        done_markers (Path | None): daisy's block tracking folder: blocks marked done there
+            by an earlier run are skipped (resume). Default None (every block runs).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    total_roi: Roi
+    read_roi: Roi
+    write_roi: Roi
+    fit: Literal["shrink", "overhang"] = "shrink"
+    num_workers: NonNegativeInt = 1
+    timeout_s: PositiveFloat
+    max_retries: NonNegativeInt = 1
+    done_markers: Path | None = None
+
+
+@dataclass
+class JobOutcome:
+    """What `run_job` reports.
+
+    Attributes:
+        state: daisy's task state (block counts, ``skipped_count``), or None when daisy gave
+            none.
+        error: daisy's reason, one line, when it abandoned the job (its workers kept dying),
+            else None.
+        failed_blocks: (block id, write ROI in nm) of every block left failed.
+    """
+
+    state: Any
+    error: str | None
+    failed_blocks: list[tuple[int, Roi]] = field(default_factory=list)
+
+
+def run_job(
+    job: BlockwiseJob,
+    worker: Callable[..., None],
+    log_dir: Path,
+    *,
+    progress: Any = True,
+    host: str = "127.0.0.1",
+) -> JobOutcome:
+    """Run ``job`` with ``worker``: a picklable block function (called with each daisy block)
+    or a 0-argument worker function (`incasem.launch.ModuleWorker`) that pulls blocks itself.
+
+    The one place that turns a job description into a daisy task; serial jobs
+    (``num_workers=0``) re-raise a block's `BlockError` to the caller.
+    """
+    import daisy.v2 as daisy
+
+    tracking = {"tracking_path": str(job.done_markers)} if job.done_markers is not None else {}
+    task = daisy.Task(
+        job.name,
+        total_roi=job.total_roi,
+        read_roi=job.read_roi,
+        write_roi=job.write_roi,
+        process_function=worker,
+        read_write_conflict=False,
+        fit=job.fit,
+        max_workers=max(1, job.num_workers),
+        max_retries=job.max_retries,
+        timeout=job.timeout_s,
+        **tracking,
+    )
+    state, error = run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
+    failed = [(int(b.block_id[1]), b.write_roi) for b in task.failed_blocks()] if tracking else []
+    return JobOutcome(state, one_line(error) if error else None, failed)
+
+
 def run_blockwise(
     process_block: Callable[[Any], None],
     total_roi: Roi,
@@ -289,7 +441,8 @@ def run_blockwise(
         num_workers: worker processes; ``0`` runs all blocks serially in this process.
         name: task name shown in the progress bar and in errors.
         seconds_per_megavoxel: per-block timeout budget; a block is killed after
-            ``120 s + seconds_per_megavoxel * (read voxels / 1e6)`` and retried.
+            `block_timeout` of its read voxels (``120 s + seconds_per_megavoxel * read
+            megavoxels``, at least 600 s) and retried.
         progress: show daisy's progress bar.
         worker_command: start each worker through this shell template (``{command}`` is
             replaced by the worker's command, e.g. ``"srun --mem=8G {command}"``; see
@@ -301,7 +454,6 @@ def run_blockwise(
         IncasemError: one line naming how many blocks failed, the first failing block's write
             ROI in voxels and its error, and where the worker logs are.
     """
-    import daisy.v2 as daisy
 
     voxel_size = Coordinate(voxel_size)
     dims = voxel_size.dims
@@ -311,39 +463,27 @@ def run_blockwise(
         _check_alignment(output, total_roi, block_shape, voxel_size, name)
 
     context_nm = context * voxel_size
-    write_roi = Roi(context_nm, block_shape * voxel_size)
-    read_roi = Roi((0,) * dims, block_shape * voxel_size + context_nm * 2)
-    read_megavoxels = math.prod(block_shape + context * 2) / 1e6
-    timeout = 120.0 + seconds_per_megavoxel * read_megavoxels
-    guarded = _GuardedBlockFunction(process_block, tuple(voxel_size))
-
+    job = BlockwiseJob(
+        name=name,
+        total_roi=total_roi.grow(context_nm, context_nm),
+        read_roi=Roi((0,) * dims, block_shape * voxel_size + context_nm * 2),
+        write_roi=Roi(context_nm, block_shape * voxel_size),
+        num_workers=num_workers,
+        timeout_s=block_timeout(math.prod(block_shape + context * 2), seconds_per_megavoxel / 1e6),
+    )
     template = worker_command or current_template()
     check_template(template)
     log_dir = _log_dir(name, output)
-    process_function: Callable = guarded
+    failures = BlockFailures(log_dir / "failures")
+    worker: Callable = _GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
     if template is not None and num_workers > 0:
-        function_file, key = write_block_function(guarded, log_dir)
-        process_function = TemplateWorker(str(function_file), key, template)
-    task = daisy.Task(
-        name,
-        total_roi=total_roi.grow(context_nm, context_nm),
-        read_roi=read_roi,
-        write_roi=write_roi,
-        process_function=process_function,
-        read_write_conflict=False,
-        fit="shrink",
-        max_workers=max(1, num_workers),
-        max_retries=1,
-        timeout=timeout,
-    )
+        worker = block_function_worker(*write_block_function(worker, log_dir), template)
     start = time.monotonic()
     try:
-        state, error = run_task(task, log_dir, progress=progress, multiprocessing=num_workers > 0)
-    except BlockError as e:  # serial mode re-raises the block's exception here
-        state, error = None, _block_failure_message(str(e))
-    else:
-        if error is not None:
-            state, error = None, " ".join(error.split())
+        outcome = run_job(job, worker, log_dir, progress=progress)
+        state, error = (None, outcome.error) if outcome.error else (outcome.state, None)
+    except BlockError:  # serial mode re-raises the block's exception here
+        state, error = None, failures.first()
     if state is not None:
         failed = state.total_block_count - state.completed_count
         if failed == 0:
@@ -358,6 +498,6 @@ def run_blockwise(
                 time.monotonic() - start,
             )
             return
-        reason = _block_failure_message(state.first_worker_error) or "no error recorded"
+        reason = failures.first() or "no error recorded"
         error = f"{failed} of {state.total_block_count} blocks failed; first: {reason}"
     raise IncasemError(f"{name}: {error} (worker logs: {log_dir})")

@@ -9,10 +9,12 @@ the real worker's command substituted and waits for it (`run_through_template`).
 connects back to daisy's scheduler through the ``DAISY_CONTEXT`` environment variable, which the
 template's child inherits like ``PYTHONPATH`` (so it imports this incasem).
 
-Prediction's workers load a model and are started with ``python -m incasem.predict.worker``;
-every other blockwise command (`incasem.blockwise.run_blockwise`) ships its block function in a
-file written by the driver into the job's log folder and starts ``python -m incasem.launch FILE``
-(`TemplateWorker`, `serve_blocks_from`). That file is a pickle, so it is signed: the driver
+A worker that outlives a block is a module run as ``python -m MODULE ARGS`` (`ModuleWorker`): in
+daisy's own worker process, or through the template. Prediction's workers load a model once and
+are ``python -m incasem.predict.worker SPEC.json``; every other blockwise command
+(`incasem.blockwise.run_blockwise`) ships its block function in a file written by the driver
+into the job's log folder and, through a template, runs ``python -m incasem.launch FILE``
+(`block_function_worker`, `serve_blocks`). That file is a pickle, so it is signed: the driver
 draws a random key for the job, passes it to its workers in the environment
 (``INCASEM_WORKER_KEY``) and a worker unpickles nothing whose HMAC does not match: never a file
 that someone else wrote.
@@ -28,6 +30,7 @@ import contextlib
 import contextvars
 import hashlib
 import hmac
+import importlib
 import logging
 import os
 import secrets
@@ -148,18 +151,41 @@ def serve_blocks(function: Callable[[Any], None]) -> None:
 
 
 @dataclass(frozen=True)
-class TemplateWorker:
-    """daisy's 0-argument worker function for a template: start ``python -m incasem.launch
-    FILE`` through ``template`` with the job's key in the environment, and wait."""
+class ModuleWorker:
+    """daisy's 0-argument worker function: ``python -m MODULE ARGS``, run here or elsewhere.
 
-    function_file: str
-    key: str
-    template: str
+    Without a template the module's ``main(args)`` runs in daisy's worker process (one process
+    per worker, as daisy starts them); with one, the command is started through it and waited
+    for (`run_through_template`). Either way the worker finds the scheduler through
+    ``DAISY_CONTEXT`` and processes blocks until none are left.
+
+    Args:
+        module (str): a module with ``main(argv: list[str]) -> int``.
+        args (tuple[str, ...]): its arguments.
+        template (str | None): the worker command template, or None to run here. Default None.
+        environment (tuple[tuple[str, str], ...]): variables set for the worker (e.g. a job's
+            signing key). Default none.
+    """
+
+    module: str
+    args: tuple[str, ...]
+    template: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> None:
-        os.environ[KEY_VARIABLE] = self.key
-        command = [sys.executable, "-m", "incasem.launch", self.function_file]
-        run_through_template(command, self.template)
+        os.environ.update(dict(self.environment))
+        if self.template is not None:
+            run_through_template([sys.executable, "-m", self.module, *self.args], self.template)
+            return
+        code = importlib.import_module(self.module).main(list(self.args))
+        if code:
+            raise SystemExit(code)
+
+
+def block_function_worker(function_file: Path, key: str, template: str) -> ModuleWorker:
+    """The worker that serves a signed block function file (`write_block_function`) through
+    ``template``: ``python -m incasem.launch FILE`` with the job's key in the environment."""
+    return ModuleWorker("incasem.launch", (str(function_file),), template, ((KEY_VARIABLE, key),))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

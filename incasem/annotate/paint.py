@@ -12,7 +12,7 @@ Layers live in world coordinates (nm, z, y, x: scale = voxel size, translate = R
 they line up with any other layer a user adds; napari's "transpose" and "roll" buttons show the
 ROI along any axis, and its 3D view shows the result. The raw ROI is read lazily (dask over
 zarr), so a large ROI opens at once. Saving replaces the seeds dataset only once the new copy is
-complete (`incasem.prepare.staging`); the cut replaces an existing label dataset only with
+complete (`incasem.io.staging`); the cut replaces an existing label dataset only with
 ``overwrite`` (or once this painter wrote it itself).
 
 napari and a Qt binding are an optional extra: ``pip install -e ".[gui]"``.
@@ -37,7 +37,7 @@ from incasem.errors import IncasemError
 from incasem.io import list_datasets, open_array
 from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_voxels
-from incasem.prepare.staging import staged_dataset
+from incasem.io.staging import staged_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _controls(painter: Painter) -> Any:
     )
     kind.changed.connect(lambda value: setattr(painter.seeds_layer, "selected_label", value))
     smoothness = widgets.FloatSpinBox(
-        value=painter.settings.smoothness, min=0.0, max=1000.0, step=0.5, label="lambda"
+        value=painter.settings.pairwise_weight, min=0.0, max=1000.0, step=0.5, label="lambda"
     )
     save = widgets.PushButton(text="Save seeds")
     save.changed.connect(lambda: _report(painter, painter.save_seeds))

@@ -8,10 +8,11 @@ Two kinds, both fitted to the seeded voxels of one annotation:
   costs ``-log p`` of each class. Why: on real FIB-SEM a gray value alone cannot tell a
   mitochondrion from other dark membranes (a Lucchi crop: F1 0.20-0.72 with the gray-value
   model, falling as strokes were added), while texture and shape at a few scales can.
-  Measured on a Lucchi crop (z 0:64, y 256:512, x 384:640) with strokes on 3 planes per axis it
-  is not there yet: F1 0.64 at its best lambda (1) against 0.84 / 0.78 for the gray-value
-  mixture at lambda 6 / 12: features sampled on thin stroke skeletons miss the boundaries and
-  the hard negatives a classifier needs. So it is an option, not the default.
+  On the benchmark's Lucchi crop (z 32:160, y 512:768, x 0:256) it gives F1 0.76-0.83 with
+  strokes on 1-5 planes per axis (the gray-value mixture: 0.20-0.72), at its own default lambda
+  3; on the crop the defaults were tuned on (z 0:64, y 256:512, x 384:640) it is behind (0.64
+  against 0.84): features sampled on thin stroke skeletons miss the boundaries and the hard
+  negatives a classifier needs. So it is an option, not the default.
 * ``gmm`` (default) / ``histogram``: one gray-value model per class
   (`incasem.annotate.intensity`) on the Gaussian-smoothed raw; fast.
 

@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "2 background) by a graph cut. Sizes in voxels, axis order z y x.",
     )
     commands = parser.add_subparsers(dest="annotate_command", metavar="STEP", required=True)
+    _register_graphcut(commands)
+    _register_paint(commands)
+    _register_strokes(commands)
 
+
+def _register_graphcut(commands: argparse._SubParsersAction) -> None:
     cut = commands.add_parser(
         "graphcut",
         help="label an ROI from seeds and print its data-config entry",
@@ -51,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lambda",
         dest="smoothness",
         type=float,
-        default=12.0,
-        help="pairwise weight (default: 12)",
+        default=None,
+        help="pairwise weight (default: 12 with gmm or histogram, 3 with forest)",
     )
     energy.add_argument(
         "--sigma",
@@ -116,6 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(cut)
     cut.set_defaults(func=run_graphcut)
 
+
+def _register_paint(commands: argparse._SubParsersAction) -> None:
     paint = commands.add_parser(
         "paint",
         help="napari painter: paint seeds on an ROI, save and resume them, segment",
@@ -146,6 +153,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     paint.set_defaults(func=run_paint)
 
+
+def _register_strokes(commands: argparse._SubParsersAction) -> None:
     strokes = commands.add_parser(
         "strokes",
         help="simulated brush strokes drawn from an existing label (for trying the method)",
@@ -253,7 +262,7 @@ def run_strokes(args: argparse.Namespace) -> int:
     from incasem.annotate import simulate_strokes
     from incasem.errors import IncasemError
     from incasem.io import open_array
-    from incasem.prepare.staging import staged_dataset
+    from incasem.io.staging import staged_dataset
 
     if args.planes < 1 or args.erosion < 0:
         raise IncasemError(f"--planes {args.planes} must be >= 1 and --erosion {args.erosion} >= 0")

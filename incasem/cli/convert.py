@@ -211,8 +211,8 @@ def _offset_nm(offset_voxels: list[int] | None, resolution: list[int]) -> list[i
 
 
 def _import(args: argparse.Namespace, sources: list, datasets: list[str]) -> None:
+    from incasem.io.staging import check_new_dataset
     from incasem.prepare.convert import import_volume
-    from incasem.prepare.staging import check_new_dataset
 
     dtypes = _per_input(args.dtype, len(sources), "--dtype")
     for dataset in datasets:

@@ -147,15 +147,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config_updates(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from sacred.arg_parser import get_config_updates
+    """The ``with`` clause (optional ``with``), then every flag given, by its Sacred key."""
     from sacred.utils import set_by_dotted_path
 
-    updates = list(args.updates)
-    if updates and updates[0] == "with":
-        updates = updates[1:]
-    config_updates, named_configs = get_config_updates(updates)
     from incasem.predict.settings import config_key
+    from incasem.tracking.experiment import with_clause
 
+    config_updates, named_configs = with_clause(args.updates, required=False)
     for dest, value in vars(args).items():  # unset flags are absent (default SUPPRESS)
         key = config_key(_FLAG_FIELDS.get(dest, dest))
         if key is not None:
@@ -169,9 +167,9 @@ def resolve_config(config_updates: dict[str, Any], named_configs: Sequence[str])
     Computed up front so that a bad request fails before Sacred records a run.
     """
     from incasem.predict.settings import default_config
-    from incasem.tracking.config_layers import resolve_layers
+    from incasem.tracking import experiment
 
-    config = resolve_layers(default_config(), named_configs, json.loads(json.dumps(config_updates)))
+    config = experiment.resolve_config(default_config(), config_updates, named_configs)
     unknown = sorted(_dotted_keys(config) - _dotted_keys(default_config()))
     if unknown:
         logger.warning("configuration keys not used by prediction: %s", ", ".join(unknown))
@@ -188,6 +186,29 @@ def _dotted_keys(config: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
+def _log_scores(run: Any, result: Any) -> None:
+    """Log every entry's scores as Sacred metrics ``<entry>/<score>``."""
+    for entry in result.entries:
+        for key, value in entry.scores.items():
+            run.log_scalar(f"{entry.name}/{key}", value)
+
+
+def _add_reports(run: Any, result: Any) -> None:
+    """A PNG per scored entry (sections and threshold sweep) as a run artifact."""
+    import tempfile
+
+    from incasem.viz.prediction import write_prediction_report
+
+    scored = [entry for entry in result.entries if entry.scores]
+    if not scored:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for entry in scored:
+            png = Path(folder) / f"{entry.name}_report.png"
+            write_prediction_report(entry.container, entry.group, png)
+            run.add_artifact(str(png), png.name)
+
+
 def build_experiment(
     runs_dir: str | Path, mongodb: str | None = None, progress: bool = True, plan: Any = None
 ) -> Any:
@@ -196,46 +217,10 @@ def build_experiment(
     ``plan``: the prediction already planned from the same configuration (`plan_prediction`),
     so that the run does not load and hash the checkpoint and open every dataset again.
     """
-    from sacred import Experiment
-    from sacred.utils import apply_backspaces_and_linefeeds
-
-    from incasem.predict.run import (
-        PredictionFailed,
-        PredictionResult,
-        execute_plan,
-        predict,
-        result_as_json,
-    )
+    from incasem.predict.run import PredictionFailed, execute_plan, predict, result_as_json
     from incasem.predict.settings import PredictionSettings, default_config
-    from incasem.tracking.observers import add_observers
+    from incasem.tracking.experiment import new_experiment
 
-    experiment = Experiment("incasem_prediction", save_git_info=False)
-    experiment.add_config(default_config())
-    experiment.captured_out_filter = apply_backspaces_and_linefeeds
-    add_observers(experiment, Path(runs_dir) / "predictions", mongodb)
-
-    def log_scores(run: Any, result: PredictionResult) -> None:
-        """Log every entry's scores as Sacred metrics ``<entry>/<score>``."""
-        for entry in result.entries:
-            for key, value in entry.scores.items():
-                run.log_scalar(f"{entry.name}/{key}", value)
-
-    def add_reports(run: Any, result: PredictionResult) -> None:
-        """A PNG per scored entry (sections and threshold sweep) as a run artifact."""
-        import tempfile
-
-        from incasem.viz.prediction import write_prediction_report
-
-        scored = [entry for entry in result.entries if entry.scores]
-        if not scored:
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            for entry in scored:
-                png = Path(folder) / f"{entry.name}_report.png"
-                write_prediction_report(entry.container, entry.group, png)
-                run.add_artifact(str(png), png.name)
-
-    @experiment.main
     def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
         """Predict with the run's configuration; the result (JSON) is the run's result."""
         settings = PredictionSettings.from_config(
@@ -244,20 +229,23 @@ def build_experiment(
         try:
             result = predict(settings) if plan is None else execute_plan(plan, settings)
         except PredictionFailed as e:
-            log_scores(_run, e.result)
+            _log_scores(_run, e.result)
             _run.info["result"] = json.loads(result_as_json(e.result))
             raise
-        log_scores(_run, result)
-        add_reports(_run, result)
+        _log_scores(_run, result)
+        _add_reports(_run, result)
         return json.loads(result_as_json(result))
 
-    return experiment
+    return new_experiment(
+        "incasem_prediction", default_config(), Path(runs_dir) / "predictions", main, mongodb
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a prediction from parsed arguments; returns the exit code (0: every block done)."""
     from incasem.predict.run import plan_prediction
     from incasem.predict.settings import PredictionSettings
+    from incasem.tracking.experiment import run_experiment
 
     config_updates, named_configs = _config_updates(args)
     config = resolve_config(config_updates, named_configs)
@@ -266,12 +254,9 @@ def run(args: argparse.Namespace) -> int:
         config["directories"].get("runs") or "runs", args.mongodb, args.progress, plan
     )
     # Unknown keys (e.g. the original's prediction.pipeline) were already reported by
-    # resolve_config; --force stops Sacred from refusing them.
-    options: dict[str, Any] = {"--capture": "sys", "--force": True}
-    if args.name:
-        options["--name"] = args.name
-    sacred_run = experiment.run(
-        config_updates=config_updates, named_configs=named_configs, options=options
+    # resolve_config; force stops Sacred from refusing them.
+    sacred_run = run_experiment(
+        experiment, config_updates, named_configs, name=args.name, capture="sys", force=True
     )
     if args.json:
         print(json.dumps(sacred_run.result, indent=2))

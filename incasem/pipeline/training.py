@@ -167,13 +167,17 @@ def batch_pipeline(
         # spares the training process ~30 ms of page faults per batch. The model casts its input
         # to its own dtype.
         pipeline += gp.AsType(keys.raw, np.float16)
+    balance = config.loss.balance_labels
+    # Without balancing every class fraction is clipped to 1 / num_classes, which gives every
+    # valid voxel the weight 1: the same node then only applies the valid mask.
+    uniform = 1.0 / config.data.num_classes
     pipeline += gp.BalanceLabels(
         keys.labels,
         keys.scales,
         mask=keys.valid,
         num_classes=config.data.num_classes,
-        clipmin=config.loss.balance_labels.clipmin,
-        clipmax=config.loss.balance_labels.clipmax,
+        clipmin=balance.clipmin if balance.enabled else uniform,
+        clipmax=balance.clipmax if balance.enabled else uniform,
     )
     # Labels stay uint8 (MergeLabels' class ids): the loss casts them on the model's device,
     # so they cross to the training process and the GPU at an eighth of int64's bytes.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,9 +46,9 @@ from funlib.geometry import Coordinate, Roi
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import create_array, default_chunks, open_array
+from incasem.io.staging import check_new_dataset, staged_dataset
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import BinarySource
-from incasem.prepare.staging import check_new_dataset, staged_dataset
 
 #: Default write block edge in voxels (a multiple of the default 64-voxel chunks).
 DEFAULT_BLOCK_EDGE = 128
@@ -300,6 +301,51 @@ def _split_staged(
     return num_objects, sizes, too_large
 
 
+def _label_pieces(
+    source: BinarySource,
+    scratch: Path,
+    roi: Roi,
+    block_shape: Coordinate,
+    chunks: Sequence[int],
+    common: dict[str, Any],
+) -> str:
+    """Passes 1 and 2: provisional ids per block (``provisional`` in a scratch container, one
+    record per piece under ``pieces/``) and the pairs of ids that touch across block faces
+    (``pairs/``). Returns the scratch container's path."""
+    voxel_size = common["voxel_size"]
+    shape = roi.shape / voxel_size
+    scratch_container = str(scratch / "scratch.zarr")
+    provisional = create_array(
+        scratch_container, "provisional", shape, voxel_size, roi.offset, np.uint64, chunks
+    )
+    (scratch / "pieces").mkdir()
+    (scratch / "pairs").mkdir()
+    run_blockwise(
+        _LabelPieces(
+            source,
+            scratch_container,
+            "provisional",
+            str(scratch / "pieces"),
+            tuple(roi.offset),
+            tuple(shape),
+            tuple(voxel_size),
+        ),
+        roi,
+        block_shape,
+        output=provisional,
+        name="instances-label",
+        **common,
+    )
+    run_blockwise(
+        _FacePairs(scratch_container, "provisional", str(scratch / "pairs")),
+        roi,
+        block_shape,
+        name="instances-faces",
+        **common,
+    )
+    return scratch_container
+
+
 def connected_components(
     source: BinarySource,
     out_container: str | os.PathLike,
@@ -344,36 +390,8 @@ def connected_components(
     chunks = default_chunks(shape)
     block_shape = aligned_block_shape(chunks, (block_edge,) * 3)
     with scratch_folder(out_container, prefix=".incasem-instances-") as scratch:
-        scratch_container = str(scratch / "scratch.zarr")
-        provisional = create_array(
-            scratch_container, "provisional", shape, voxel_size, roi.offset, np.uint64, chunks
-        )
-        (scratch / "pieces").mkdir()
-        (scratch / "pairs").mkdir()
         common = {"voxel_size": voxel_size, "num_workers": num_workers, "progress": progress}
-        run_blockwise(
-            _LabelPieces(
-                source,
-                scratch_container,
-                "provisional",
-                str(scratch / "pieces"),
-                tuple(roi.offset),
-                tuple(shape),
-                tuple(voxel_size),
-            ),
-            roi,
-            block_shape,
-            output=provisional,
-            name="instances-label",
-            **common,
-        )
-        run_blockwise(
-            _FacePairs(scratch_container, "provisional", str(scratch / "pairs")),
-            roi,
-            block_shape,
-            name="instances-faces",
-            **common,
-        )
+        scratch_container = _label_pieces(source, scratch, roi, block_shape, chunks, common)
         pieces, piece_object, first_ids, sizes, boxes = _union(
             load_parts(scratch / "pieces"), load_parts(scratch / "pairs")
         )

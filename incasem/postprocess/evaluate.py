@@ -220,6 +220,94 @@ def _class_name(attrs: dict[str, Any], class_id: int, binary: bool = False) -> s
     return f"class_{class_id}"
 
 
+_ObjectSources = dict[str, tuple[BinarySource, BinarySource]]
+
+
+def _check_inputs(
+    prediction: DatasetRef,
+    predicted: Any,
+    truth: DatasetRef,
+    masks: Sequence[DatasetRef],
+    threshold: float | None,
+    sweep: Sequence[float] | None,
+) -> None:
+    """Truth and masks cover the prediction's ROI; a threshold fits a probability map."""
+    roi, voxel_size = predicted.roi, predicted.voxel_size
+    for other in (truth, *masks):
+        check_covers(prediction, roi, voxel_size, other)
+    if threshold is not None:
+        check_probability_dtype(prediction, predicted)
+        check_threshold(threshold)
+    elif sweep:
+        raise IncasemError("a threshold sweep needs a probability map: pass --threshold too")
+
+
+def _probability_scores(
+    report: dict[str, Any],
+    parts: list[dict[str, Any]],
+    thresholds: list[float],
+    sweep: Sequence[float] | None,
+    attrs: dict[str, Any],
+    sources: tuple[DatasetRef, DatasetRef, tuple[DatasetRef, ...]],
+) -> _ObjectSources:
+    """Voxel scores of a probability map at each threshold into ``report``; returns the
+    binary sources (prediction, truth, masks) of its foreground for object scores."""
+    prediction, truth, masks = sources
+    threshold, truth_class = report["threshold"], report["truth_class"]
+    positive = sum(part["positive"] for part in parts)
+    negative = sum(part["negative"] for part in parts)
+    sweep_scores = []
+    for k, t in enumerate(thresholds):
+        tp, fn = int(positive[k + 1 :].sum()), int(positive[: k + 1].sum())
+        fp = int(negative[k + 1 :].sum())
+        sweep_scores.append({"threshold": t, **_class_scores(tp, fp, fn)})
+    name = str(attrs.get("class_name", "foreground"))
+    chosen = sweep_scores[thresholds.index(threshold)]
+    report["classes"] = {name: {k: v for k, v in chosen.items() if k != "threshold"}}
+    if sweep:
+        report["sweep"] = [s for s in sweep_scores if s["threshold"] in set(sweep)]
+        report["best"] = max(report["sweep"], key=lambda s: s["f1"])
+    return {
+        name: (
+            BinarySource(prediction, threshold=threshold, masks=masks),
+            BinarySource(truth, class_id=truth_class, masks=masks),
+        )
+    }
+
+
+def _label_scores(
+    report: dict[str, Any],
+    parts: list[dict[str, Any]],
+    truth_class: int | None,
+    attrs: dict[str, Any],
+    sources: tuple[DatasetRef, DatasetRef, tuple[DatasetRef, ...]],
+) -> _ObjectSources:
+    """Voxel scores per class of a class-id prediction (from the blocks' confusion pairs)
+    into ``report``; returns the binary sources of each scored class for object scores."""
+    prediction, truth, masks = sources
+    pairs = np.concatenate([part["pairs"] for part in parts]).reshape(-1, 2)
+    counts = np.concatenate([part["counts"] for part in parts])
+    size = int(pairs.max()) + 1 if len(pairs) else 2
+    confusion = np.zeros((max(size, 2), max(size, 2)), np.int64)
+    np.add.at(confusion, (pairs[:, 0], pairs[:, 1]), counts)
+    tp_all = np.diag(confusion)
+    report["classes"] = {}
+    binary: _ObjectSources = {}
+    for c in range(1, len(confusion)):
+        tp = int(tp_all[c])
+        fp, fn = int(confusion[:, c].sum()) - tp, int(confusion[c, :].sum()) - tp
+        if tp + fp + fn == 0:
+            continue
+        name = _class_name(attrs, c, binary=truth_class is not None)
+        report["classes"][name] = _class_scores(tp, fp, fn)
+        predicted_class = None if truth_class is not None else c
+        binary[name] = (
+            BinarySource(prediction, class_id=predicted_class, masks=masks),
+            BinarySource(truth, class_id=c if truth_class is None else truth_class, masks=masks),
+        )
+    return binary
+
+
 def evaluate(
     prediction: DatasetRef,
     truth: DatasetRef,
@@ -256,15 +344,8 @@ def evaluate(
     """
     predicted = spatial_array(prediction)
     roi, voxel_size = predicted.roi, predicted.voxel_size
-    check_covers(prediction, roi, voxel_size, truth)
-    for mask in masks:
-        check_covers(prediction, roi, voxel_size, mask)
+    _check_inputs(prediction, predicted, truth, masks, threshold, sweep)
     probability = threshold is not None
-    if probability:
-        check_probability_dtype(prediction, predicted)
-        check_threshold(threshold)
-    elif sweep:
-        raise IncasemError("a threshold sweep needs a probability map: pass --threshold too")
     thresholds = sorted(set([threshold, *(sweep or [])])) if probability else []
     cuts = None
     if probability:
@@ -293,50 +374,11 @@ def evaluate(
         "threshold": threshold,
         "truth_class": truth_class,
     }
-    object_sources: dict[str, tuple[BinarySource, BinarySource]] = {}
+    sources = (prediction, truth, masks)
     if probability:
-        positive = sum(part["positive"] for part in parts)
-        negative = sum(part["negative"] for part in parts)
-        sweep_scores = []
-        for k, t in enumerate(thresholds):
-            tp, fn = int(positive[k + 1 :].sum()), int(positive[: k + 1].sum())
-            fp = int(negative[k + 1 :].sum())
-            sweep_scores.append({"threshold": t, **_class_scores(tp, fp, fn)})
-        name = str(attrs.get("class_name", "foreground"))
-        chosen = sweep_scores[thresholds.index(threshold)]
-        report["classes"] = {name: {k: v for k, v in chosen.items() if k != "threshold"}}
-        if sweep:
-            report["sweep"] = [s for s in sweep_scores if s["threshold"] in set(sweep)]
-            report["best"] = max(report["sweep"], key=lambda s: s["f1"])
-        object_sources[name] = (
-            BinarySource(prediction, threshold=threshold, masks=masks),
-            BinarySource(truth, class_id=truth_class, masks=masks),
-        )
+        object_sources = _probability_scores(report, parts, thresholds, sweep, attrs, sources)
     else:
-        pairs = np.concatenate([part["pairs"] for part in parts]).reshape(-1, 2)
-        counts = np.concatenate([part["counts"] for part in parts])
-        size = int(pairs.max()) + 1 if len(pairs) else 2
-        confusion = np.zeros((max(size, 2), max(size, 2)), np.int64)
-        np.add.at(confusion, (pairs[:, 0], pairs[:, 1]), counts)
-        tp_all = np.diag(confusion)
-        report["classes"] = {}
-        for c in range(1, len(confusion)):
-            tp = int(tp_all[c])
-            fp, fn = int(confusion[:, c].sum()) - tp, int(confusion[c, :].sum()) - tp
-            if tp + fp + fn == 0:
-                continue
-            name = _class_name(attrs, c, binary=truth_class is not None)
-            report["classes"][name] = _class_scores(tp, fp, fn)
-            if truth_class is not None:
-                object_sources[name] = (
-                    BinarySource(prediction, masks=masks),
-                    BinarySource(truth, class_id=truth_class, masks=masks),
-                )
-            else:
-                object_sources[name] = (
-                    BinarySource(prediction, class_id=c, masks=masks),
-                    BinarySource(truth, class_id=c, masks=masks),
-                )
+        object_sources = _label_scores(report, parts, truth_class, attrs, sources)
     if objects:
         report["objects"] = {
             name: _object_scores(p, t, roi, block_shape, voxel_size, num_workers, progress)

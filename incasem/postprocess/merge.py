@@ -31,6 +31,7 @@ from funlib.geometry import Coordinate, Roi
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, format_roi_nm, open_array
+from incasem.io.staging import staged_dataset
 from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
@@ -44,7 +45,6 @@ from incasem.postprocess.sources import (
     region_mask,
     spatial_array,
 )
-from incasem.prepare.staging import staged_dataset
 
 
 @dataclass(frozen=True)

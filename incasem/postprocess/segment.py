@@ -18,9 +18,9 @@ import numpy as np
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
+from incasem.io.staging import staged_dataset
 from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
 from incasem.postprocess.sources import BinarySource
-from incasem.prepare.staging import staged_dataset
 
 
 @dataclass(frozen=True)

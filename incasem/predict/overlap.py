@@ -16,15 +16,12 @@ calling thread; the worker threads only run the read and write stages.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
-
-logger = logging.getLogger("incasem.predict.overlap")
 
 B = TypeVar("B")
 

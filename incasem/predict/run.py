@@ -26,12 +26,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import daisy.v2 as daisy
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
 from incasem import __version__
-from incasem.blockwise import run_task
+from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
@@ -63,8 +62,8 @@ from incasem.predict.resume import (
     tracking_path,
 )
 from incasem.predict.settings import PredictionSettings
-from incasem.predict.task import block_timeout, make_task
-from incasem.predict.worker import BlockFailed, WorkerSpec
+from incasem.predict.task import prediction_block_timeout, prediction_job, prediction_worker
+from incasem.predict.worker import WorkerSpec
 from incasem.torch.models import shapes
 
 if TYPE_CHECKING:
@@ -652,17 +651,9 @@ def _create_outputs(plan: _Plan) -> None:
         )
 
 
-def _last_line(text: str | None) -> str | None:
-    """The last line of a traceback, without the exception type if it is our `BlockFailed`."""
-    if not text:
-        return None
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    return lines[-1].removeprefix(f"{BlockFailed.__module__}.{BlockFailed.__name__}: ")
-
-
-def _worker_spec(plan: _Plan, p: _EntryPlan, metrics_dir: Path | None) -> WorkerSpec:
+def _worker_spec(
+    plan: _Plan, p: _EntryPlan, metrics_dir: Path | None, failures: BlockFailures
+) -> WorkerSpec:
     """What every worker of the entry needs (saved as JSON beside the outputs)."""
     settings, outputs = plan.settings, p.outputs
     assert outputs is not None
@@ -684,14 +675,21 @@ def _worker_spec(plan: _Plan, p: _EntryPlan, metrics_dir: Path | None) -> Worker
         threshold=plan.threshold,
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
         precision=settings.precision,
+        failures_dir=str(failures.folder),
     )
 
 
 def _count_blocks(
-    result: EntryResult, state: Any, task: daisy.Task, layout: BlockLayout, roi: Roi
+    result: EntryResult,
+    outcome: JobOutcome,
+    layout: BlockLayout,
+    roi: Roi,
+    failures: BlockFailures,
 ) -> None:
-    """Computed, skipped and failed blocks of the task, and each failed block's ROI (clipped to
-    the entry's ``roi``, nm)."""
+    """Computed, skipped and failed blocks of the job, each failed block's ROI (clipped to
+    the entry's ``roi``, nm) and the first failure its workers recorded."""
+    result.first_error = outcome.error
+    state = outcome.state
     if state is not None:
         result.skipped = int(state.skipped_count)
         result.computed = int(state.completed_count) - result.skipped
@@ -699,14 +697,14 @@ def _count_blocks(
         if result.failed:
             # A worker that failed once and was replaced leaves its error in the state even
             # when every block was then done: only a failed run has a first error to show.
-            result.first_error = result.first_error or _last_line(state.first_worker_error)
+            result.first_error = result.first_error or failures.first()
     else:
         result.failed = result.blocks
     voxel_size = layout.voxel_size
-    for block in task.failed_blocks():
-        clipped = block.write_roi.intersect(roi)
+    for block_id, write_roi in outcome.failed_blocks:
+        clipped = write_roi.intersect(roi)
         where = format_roi_voxels(clipped.begin / voxel_size, clipped.shape / voxel_size)
-        result.failures.append(f"block {block.block_id[1]} at {where}")
+        result.failures.append(f"block {block_id} at {where}")
 
 
 def _score(result: EntryResult, plan: _Plan, metrics_dir: Path) -> None:
@@ -728,7 +726,10 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     metrics_dir = metrics_path(work_dir, p.digest)
     log_metrics = settings.log_metrics and bool(entry.labels)
     spec_path = work_dir / f"worker-{p.digest[:16]}.json"
-    _worker_spec(plan, p, metrics_dir if log_metrics else None).save(spec_path)
+    log_dir = work_dir / "logs" / safe_name(entry.name)
+    failures = BlockFailures(log_dir / "failures")
+    failures.clear()  # a resumed prediction reports its own failures, not earlier ones
+    _worker_spec(plan, p, metrics_dir if log_metrics else None, failures).save(spec_path)
     blocks = layout.num_blocks(roi)
     result = EntryResult(
         name=entry.name,
@@ -737,16 +738,14 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
         datasets=outputs.datasets(),
         roi_voxels=entry.roi_voxels,
         blocks=blocks,
-        log_dir=work_dir / "logs" / safe_name(entry.name),
+        log_dir=log_dir,
     )
-    timeout = settings.block_timeout or block_timeout(layout, plan.num_fmaps)
-    task = make_task(
+    timeout = settings.block_timeout or prediction_block_timeout(layout, plan.num_fmaps)
+    job = prediction_job(
         safe_name(entry.name),
         roi,
         layout,
-        spec_path,
         settings.num_workers,
-        settings.worker_command,
         timeout,
         settings.max_retries,
         tracking_path(work_dir, p.digest),
@@ -765,10 +764,12 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     )
     started = time.monotonic()
     progress = PredictionProgress(entry.name, roi_voxels / blocks, enabled=settings.progress)
-    state, error = run_task(task, work_dir / "logs", settings.scheduler_host, progress)
-    result.first_error = _last_line(error)
+    worker = prediction_worker(spec_path, settings.worker_command)
+    outcome = run_job(
+        job, worker, work_dir / "logs", progress=progress, host=settings.scheduler_host
+    )
     result.seconds = time.monotonic() - started
-    _count_blocks(result, state, task, layout, roi)
+    _count_blocks(result, outcome, layout, roi, failures)
     result.voxels_per_second = result.computed * roi_voxels / blocks / max(result.seconds, 1e-9)
     if log_metrics:
         _score(result, plan, metrics_dir)

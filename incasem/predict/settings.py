@@ -1,8 +1,10 @@
 """What a prediction run is asked to do: one validated settings object, two ways to fill it.
 
 The command line (Sacred configuration, ``with key=value``) and the library API
-(`incasem.predict.predict`) both end in `PredictionSettings`, which checks every value before
-any work starts. Each field names its Sacred configuration key once (`_key`); the defaults
+(`incasem.predict.predict`) both end in `PredictionSettings`, a pydantic model like training's
+`TrainingConfig`, which checks every value before any work starts and states the first problem
+in one line (`IncasemError`). Each field names its Sacred configuration key once (`_key`); the
+defaults
 (`DEFAULT_CONFIG`), the reading of a configuration (`PredictionSettings.from_config`) and the
 command line's flags (`incasem.cli.predict`) follow from those pairs. The configuration keeps the
 original incasem keys (``prediction.data``, ``prediction.checkpoint``,
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incasem.errors import IncasemError
 from incasem.launch import check_template
@@ -31,7 +34,7 @@ def _key(key: str, default: Any) -> Any:
     """A settings field whose Sacred configuration key is ``key`` (dotted) — the one place
     where a setting and its key are paired; `DEFAULT_CONFIG`, `PredictionSettings.from_config`
     and the command line's flags all follow from it."""
-    return field(default=default, metadata={"key": key})
+    return Field(default=default, json_schema_extra={"key": key})
 
 
 def _get_dotted(config: Mapping[str, Any], key: str) -> Any:
@@ -43,8 +46,7 @@ def _get_dotted(config: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-@dataclass
-class PredictionSettings:
+class PredictionSettings(BaseModel):
     """Everything a prediction run needs; sizes in voxels (z, y, x).
 
     Attributes:
@@ -123,13 +125,120 @@ class PredictionSettings:
     block_timeout: float | None = _key("prediction.block_timeout", None)
     max_retries: int = _key("prediction.max_retries", 2)
     progress: bool = True
-    sacred_run_id: int | str | None = field(default=None, compare=False)
+    sacred_run_id: int | str | None = None
 
-    def __post_init__(self) -> None:
-        self.validate()
+    # Values are checked by the validators below, which raise `IncasemError` (pydantic passes
+    # it through); a value of the wrong type altogether is turned into one by `__init__`.
+    model_config = ConfigDict(extra="forbid")
 
-    def validate(self) -> None:
-        """Check every value; raises `IncasemError` naming the first bad one."""
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise IncasemError(_first_problem(e)) from None
+
+    def __eq__(self, other: object) -> bool:
+        """Equal settings ask for the same prediction (the Sacred run id is not compared)."""
+        if not isinstance(other, PredictionSettings):
+            return NotImplemented
+        return self.model_dump(exclude={"sacred_run_id"}) == other.model_dump(
+            exclude={"sacred_run_id"}
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @field_validator("roi", mode="before")
+    @classmethod
+    def _roi(cls, value: Any) -> list[int] | None:
+        if value is None:
+            return None
+        roi = _ints(value, 6, "roi")
+        if min(roi[3:]) < 1:
+            raise IncasemError(f"roi {roi}: the shape (last three values) must be > 0")
+        return roi
+
+    @field_validator("input_size_voxels", mode="before")
+    @classmethod
+    def _input_size(cls, value: Any) -> list[int] | str | None:
+        # "auto", or ["auto"] from a YAML list or the command line
+        if isinstance(value, Sequence) and (value == "auto" or list(value) == ["auto"]):
+            return "auto"
+        return None if value is None else _ints(value, 3, "input_size_voxels")
+
+    @field_validator("output_size_voxels", mode="before")
+    @classmethod
+    def _output_size(cls, value: Any) -> list[int] | None:
+        return None if value is None else _ints(value, 3, "output_size_voxels")
+
+    @field_validator("num_workers", "workers_per_gpu", mode="before")
+    @classmethod
+    def _positive(cls, value: Any, info: Any) -> int | None:
+        if value is None and info.field_name == "workers_per_gpu":
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise IncasemError(f"{info.field_name} must be a positive integer, got {value!r}")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> list[int] | None:
+        return None if value is None else parse_gpus(value)
+
+    @field_validator("precision", "probabilities", mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info: Any) -> str:
+        choices = PRECISIONS if info.field_name == "precision" else PROBABILITY_DTYPES
+        if value not in choices:
+            raise IncasemError(f"{info.field_name} must be one of {choices}, got {value!r}")
+        return value
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any) -> Any:
+        if value is not None and not 0.0 < float(value) < 1.0:
+            raise IncasemError(f"threshold must lie in (0, 1), got {value}")
+        return value
+
+    @field_validator("iteration", mode="before")
+    @classmethod
+    def _iteration(cls, value: Any) -> int | str | None:
+        if value is None or value == "best":
+            return value
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise IncasemError(f"iteration must be an integer or 'best', got {value!r}") from None
+
+    @field_validator("resume", mode="before")
+    @classmethod
+    def _resume(cls, value: Any) -> int | bool | None:
+        if value is not None and not isinstance(value, bool | int):
+            raise IncasemError(f"resume must be a prediction id (integer), got {value!r}")
+        return value
+
+    @field_validator("worker_command", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> str | None:
+        check_template(value, "worker_command")
+        return value
+
+    @field_validator("block_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        if value is not None and float(value) <= 0:
+            raise IncasemError(f"block_timeout must be positive, got {value}")
+        return value
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise IncasemError(f"max_retries must be >= 0, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PredictionSettings:
+        """The choices that depend on each other: one model, one kind of input, a resume."""
         if self.checkpoint is None and self.run_id is None:
             raise IncasemError(
                 "no model given: pass a checkpoint (prediction.checkpoint / --checkpoint) or a "
@@ -142,89 +251,63 @@ class PredictionSettings:
             )
         if self.roi is not None and self.input is None:
             raise IncasemError("--roi needs --input (a data config has its own ROIs)")
-        if self.roi is not None:
-            self.roi = _ints(self.roi, 6, "roi")
-            if min(self.roi[3:]) < 1:
-                raise IncasemError(f"roi {self.roi}: the shape (last three values) must be > 0")
-        size = self.input_size_voxels  # "auto", or ["auto"] from a YAML list or the CLI
-        if isinstance(size, Sequence) and (size == "auto" or list(size) == ["auto"]):
-            self.input_size_voxels = "auto"
-        elif size is not None:
-            self.input_size_voxels = _ints(size, 3, "input_size_voxels")
-        if self.output_size_voxels is not None:
-            self.output_size_voxels = _ints(self.output_size_voxels, 3, "output_size_voxels")
-        if not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise IncasemError(f"num_workers must be a positive integer, got {self.num_workers!r}")
-        if self.gpus is not None:
-            self.gpus = parse_gpus(self.gpus)
         if self.workers_per_gpu is not None:
-            if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
-                raise IncasemError(
-                    f"workers_per_gpu must be a positive integer, got {self.workers_per_gpu!r}"
-                )
             self.num_workers = self.workers_per_gpu * len(self.gpus or [0])
-        if self.precision not in PRECISIONS:
-            raise IncasemError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.probabilities not in PROBABILITY_DTYPES:
-            raise IncasemError(
-                f"probabilities must be one of {PROBABILITY_DTYPES}, got {self.probabilities!r}"
-            )
-        if self.threshold is not None and not 0.0 < float(self.threshold) < 1.0:
-            raise IncasemError(f"threshold must lie in (0, 1), got {self.threshold}")
-        if self.iteration is not None and self.iteration != "best":
-            try:
-                self.iteration = int(self.iteration)
-            except (TypeError, ValueError):
-                raise IncasemError(
-                    f"iteration must be an integer or 'best', got {self.iteration!r}"
-                ) from None
-        if self.resume is not None and not isinstance(self.resume, bool | int):
-            raise IncasemError(f"resume must be a prediction id (integer), got {self.resume!r}")
         if self.resume is True and self.output_group is None:
             raise IncasemError(
                 "resume without an id needs output.group (which prediction to continue)"
             )
         if self.resume is not None and self.resume is not True and self.output_group is not None:
             raise IncasemError("give either resume=<id> or output.group, not both")
-        check_template(self.worker_command, "worker_command")
-        if self.block_timeout is not None and float(self.block_timeout) <= 0:
-            raise IncasemError(f"block_timeout must be positive, got {self.block_timeout}")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise IncasemError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        return self
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **extra: Any) -> PredictionSettings:
         """Settings from a Sacred configuration shaped like `DEFAULT_CONFIG` (a missing or null
         value takes the field's default)."""
         values = {}
-        for item in fields(cls):
-            key = item.metadata.get("key")
+        for name in cls.model_fields:
+            key = config_key(name)
             value = _get_dotted(config, key) if key else None
             if value is not None:
-                values[item.name] = value
+                values[name] = value
         return cls(**values, **extra)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy, recorded in the outputs' provenance."""
-        return asdict(self)
+        return self.model_dump()
 
     def replace(self, **changes: Any) -> PredictionSettings:
         """A validated copy with some values changed."""
-        return PredictionSettings(**(asdict(self) | changes))
+        return PredictionSettings(**(self.model_dump() | changes))
 
 
 def config_key(name: str) -> str | None:
     """The dotted Sacred configuration key of the settings field ``name`` (None for a field
     without one, such as ``progress``, or a name that is no field)."""
-    return next((f.metadata.get("key") for f in fields(PredictionSettings) if f.name == name), None)
+    item = PredictionSettings.model_fields.get(name)
+    extra = item.json_schema_extra if item is not None else None
+    return extra.get("key") if isinstance(extra, dict) else None
+
+
+def _first_problem(error: ValidationError) -> str:
+    """One line for the first value of a wrong type (``num_workers must be ... got 'x'``)."""
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    key = config_key(name)
+    where = f"{name} ({key})" if key else name
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    return f"{where}: {first['msg']}, got {first.get('input')!r}"
 
 
 def _default_config() -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for item in fields(PredictionSettings):
-        if "key" not in item.metadata:
+    for name, item in PredictionSettings.model_fields.items():
+        key = config_key(name)
+        if key is None:
             continue
-        *parents, last = item.metadata["key"].split(".")
+        *parents, last = key.split(".")
         node = config
         for part in parents:
             node = node.setdefault(part, {})

@@ -32,6 +32,7 @@ import daisy.v2 as daisy
 import numpy as np
 from funlib.geometry import Roi
 
+from incasem.blockwise import BlockError, BlockFailures
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
@@ -69,6 +70,8 @@ class WorkerSpec:
         threshold: foreground threshold for two classes.
         metrics_dir: folder for per-block metric counts, or None for no metrics.
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
+        failures_dir: where workers record failed blocks (`incasem.blockwise.BlockFailures`),
+            or None for nowhere.
     """
 
     checkpoint: str
@@ -88,6 +91,7 @@ class WorkerSpec:
     threshold: float
     metrics_dir: str | None
     precision: str = "float32"
+    failures_dir: str | None = None
 
     def save(self, path: Path) -> None:
         """Write the spec as JSON (workers on other machines read it from a shared folder)."""
@@ -179,10 +183,6 @@ class BlockProcessor:
         return BlockStages(self.read, self.compute, self.write)
 
 
-class BlockFailed(RuntimeError):
-    """One block could not be predicted; the message names its ROI and the cause."""
-
-
 def _load_model(spec: WorkerSpec, device: str) -> Any:
     from incasem.torch.checkpoint import load_checkpoint
     from incasem.torch.models import place_model
@@ -200,8 +200,9 @@ def _load_model(spec: WorkerSpec, device: str) -> Any:
 class _DaisyLease:
     """A block acquired through one of the pool's connections, released later and once.
 
-    A failure is re-raised inside daisy's ``acquire_block`` context manager as `BlockFailed`
-    naming the block's ROI, so the scheduler records that message and retries the block.
+    A failure is recorded (`BlockFailures`) and re-raised inside daisy's ``acquire_block``
+    context manager as a `BlockError` naming the block's ROI, so the scheduler retries the
+    block.
     """
 
     def __init__(
@@ -215,15 +216,16 @@ class _DaisyLease:
             if error is None:
                 self._context.__exit__(None, None, None)
                 return
-            where = self._pool.describe(self.block.write_roi)
-            logger.error("block %s at %s failed", self.block.block_id[1], where, exc_info=error)
+            subject = (
+                f"block {self.block.block_id[1]} at "
+                f"{self._pool.describe(self.block.write_roi)} (voxels, z y x)"
+            )
+            logger.error("%s failed", subject, exc_info=error)
+            message = self._pool.failures.record(subject, error)
             try:
-                raise BlockFailed(
-                    f"block {self.block.block_id[1]} at {where} (voxels, z y x) failed: "
-                    f"{type(error).__name__}: {error}"
-                ) from None
-            except BlockFailed as failed:
-                self._context.__exit__(BlockFailed, failed, failed.__traceback__)
+                raise BlockError(message) from None
+            except BlockError as failed:
+                self._context.__exit__(BlockError, failed, failed.__traceback__)
         finally:
             self._pool.idle.append(self._client)
 
@@ -237,9 +239,12 @@ class _ClientPool:
     connection that holds nothing: one per block in flight, opened when first needed.
     """
 
-    def __init__(self, context: Any, describe: Callable[[Roi], str]) -> None:
+    def __init__(
+        self, context: Any, describe: Callable[[Roi], str], failures: BlockFailures
+    ) -> None:
         self._context = context
         self.describe = describe
+        self.failures = failures
         self.idle: list[daisy.Client] = []
 
     def acquire(self) -> _DaisyLease | None:
@@ -267,6 +272,19 @@ def run_worker(spec: WorkerSpec) -> None:
         stream=sys.stderr,
         format=f"%(asctime)s worker {worker_id} %(levelname)s: %(message)s",
     )
+    failures = BlockFailures(spec.failures_dir)
+    try:
+        processor = _start(spec, worker_id)
+    except Exception as e:  # recorded for the driver's one line, then daisy restarts the worker
+        failures.record(f"worker {worker_id}", e)
+        raise
+    pool = _ClientPool(context, processor.describe, failures)
+    times = run_blocks(pool.acquire, processor.stages())
+    logger.info("%s", times.summary())
+
+
+def _start(spec: WorkerSpec, worker_id: int) -> BlockProcessor:
+    """Torch settings, the model on this worker's device, and the block processor."""
     device = _select_device(spec, worker_id)
 
     import torch
@@ -286,8 +304,7 @@ def run_worker(spec: WorkerSpec) -> None:
         torch.get_num_threads(),
         spec.precision,
     )
-    times = run_blocks(_ClientPool(context, processor.describe).acquire, processor.stages())
-    logger.info("%s", times.summary())
+    return processor
 
 
 def main(argv: list[str] | None = None) -> int:

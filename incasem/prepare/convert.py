@@ -7,7 +7,7 @@ All importers share this one writer so that they share its guarantees:
   GB converts with a few hundred MB per worker. Blocks span the full width (x) when the cap
   allows, because image files are stored row by row and a narrower block would decode the same
   rows again for every block.
-* **No half-written outputs.** The dataset is staged (`incasem.prepare.staging`) and only gets its
+* **No half-written outputs.** The dataset is staged (`incasem.io.staging`) and only gets its
   name once every block succeeded.
 * **Explicit dtype rules.** Conversions never wrap around silently: ``uint16`` -> ``uint8`` is the
   intensity rescaling the original used for OpenOrganelle raw data (divide by 256); widening is
@@ -31,7 +31,7 @@ from funlib.geometry import Coordinate
 from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
-from incasem.prepare.staging import staged_dataset
+from incasem.io.staging import staged_dataset
 
 #: Default cap on the voxels (in MB of the larger of input and output dtype) one block holds.
 DEFAULT_BLOCK_MB = 256

@@ -22,7 +22,7 @@ from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array, roi_from_voxels, roi_to_voxels
 from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_nm
-from incasem.prepare.staging import check_new_dataset, staged_dataset
+from incasem.io.staging import check_new_dataset, staged_dataset
 
 _BLOCK_EDGE = 128
 

@@ -44,7 +44,7 @@ from funlib.geometry import Coordinate, Roi
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
-from incasem.prepare.staging import staged_dataset
+from incasem.io.staging import staged_dataset
 
 #: The original incasem's CLAHE parameters; the published models expect data prepared with them.
 DEFAULT_KERNEL_SIZE = 128

@@ -35,7 +35,7 @@ from funlib.geometry import Coordinate
 from incasem.blockwise import aligned_block_shape, read_clipped, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
-from incasem.prepare.staging import staged_dataset
+from incasem.io.staging import staged_dataset
 
 #: The original's gray-value bounds for the cell mask (exclusive).
 DEFAULT_MIN_VALUE = 2

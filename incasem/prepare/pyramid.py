@@ -27,7 +27,7 @@ from funlib.geometry import Coordinate
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
-from incasem.prepare.staging import check_new_dataset, staged_dataset
+from incasem.io.staging import check_new_dataset, staged_dataset
 
 METHODS = ("auto", "mean", "mode", "max")
 

@@ -21,8 +21,8 @@ import numpy as np
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
+from incasem.io.staging import staged_dataset
 from incasem.prepare.convert import convert_dtype
-from incasem.prepare.staging import staged_dataset
 
 _BLOCK_EDGE = 128
 

@@ -8,8 +8,9 @@
 
 We parse our own flags and hand ``with`` updates to ``Experiment.run`` instead of Sacred's
 ``run_commandline``, so that a user error ends with one line (Sacred would print a traceback) and
-the experiment is built by a function, not at import. Every run is recorded by a file observer
-under ``directories.runs``; ``--mongodb`` adds a MongoDB observer for Omniboard.
+the experiment is built by a function, not at import: the Sacred front end prediction shares
+(`incasem.tracking.experiment`). Every run is recorded by a file observer under
+``directories.runs``; ``--mongodb`` adds a MongoDB observer for Omniboard.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sacred import Experiment
-from sacred.arg_parser import get_config_updates
 from sacred.utils import set_by_dotted_path
 
 from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.torch.checkpoint import ModelCard, load_checkpoint
-from incasem.tracking.config_layers import check_config_files, resolve_layers
-from incasem.tracking.observers import add_observers
+from incasem.tracking.experiment import (
+    new_experiment,
+    resolve_config,
+    run_experiment,
+    with_clause,
+)
 from incasem.tracking.run_folder import run_name
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
@@ -54,7 +57,7 @@ def build_training_experiment(
     started: dict[str, Path] | None = None,
     checked: TrainingData | None = None,
     continue_id: str | None = None,
-) -> Experiment:
+) -> Any:
     """A Sacred experiment that trains with `incasem.training.loop.train`.
 
     The run folder of the file observer is the training run folder (checkpoints, best.json,
@@ -63,11 +66,7 @@ def build_training_experiment(
     folder. ``started["run_dir"]`` receives the folder training writes into; ``checked`` is the
     data already checked for the same data configs (not read again).
     """
-    experiment = Experiment("incasem_training", save_git_info=False)
-    experiment.add_config(default_config())
-    add_observers(experiment, runs_dir, mongodb, continue_id)
 
-    @experiment.main
     def _train(_config: dict[str, Any], _run) -> dict[str, Any]:
         config = parse_config(_config)
         run_dir = Path(_run.observers[0].dir)
@@ -91,7 +90,9 @@ def build_training_experiment(
             "empty_batches": result.empty_batches,
         }
 
-    return experiment
+    return new_experiment(
+        "incasem_training", default_config(), runs_dir, _train, mongodb, continue_id
+    )
 
 
 def _same_data(checked: TrainingData, config: TrainingConfig) -> bool:
@@ -131,19 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_updates(updates: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    if updates and updates[0] == "with":
-        updates = updates[1:]
-    elif updates:
-        raise IncasemError(f"unexpected argument {updates[0]!r}; config updates follow 'with'")
-    config_updates, named = get_config_updates(list(updates))
-    check_config_files(named)
-    return config_updates, named
-
-
 def _resolved_config(config_updates: dict[str, Any], files: Sequence[str]) -> dict[str, Any]:
     """Defaults < YAML files < key=value updates, as Sacred will combine them."""
-    return resolve_layers(default_config(), files, config_updates)
+    return resolve_config(default_config(), config_updates, files)
 
 
 def _plan_auto_sizes(config_updates: dict[str, Any], files: Sequence[str]) -> None:
@@ -200,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.updates = [*args.updates, *argv[split:]]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config_updates, files = _split_updates(args.updates)
+        config_updates, files = with_clause(args.updates)
         runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
         name = args.name
         if args.continue_run is not None:
@@ -240,10 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         experiment = build_training_experiment(
             runs_dir, args.mongodb, started, checked, args.continue_run
         )
-        options: dict[str, str] = {"--name": name} if name else {}
-        if args.continue_run is not None:
-            options["--id"] = args.continue_run
-        run = experiment.run(config_updates=config_updates, named_configs=files, options=options)
+        run = run_experiment(experiment, config_updates, files, name=name, run_id=args.continue_run)
     except IncasemError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2

@@ -216,6 +216,7 @@ class Model(_Section):
 
 
 class BalanceLabels(_Section):
+    enabled: bool = True
     clipmin: Fraction = 0.01
     clipmax: Fraction = 0.99
 

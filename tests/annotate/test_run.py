@@ -134,3 +134,14 @@ def test_edge_smoothing_reaches_the_pairwise_term(cell):
         )  # fmt: skip
         labels[sigma] = open_array(cell, output)[:]
     assert (labels[0.0] != labels[2.0]).any()
+
+
+def test_lambda_defaults_to_the_unarys_own():
+    """Without --lambda the forest's sharper costs get a lower pairwise weight (3) than the
+    gray-value models (12); a given lambda always wins."""
+    assert CutSettings().pairwise_weight == 12.0
+    assert CutSettings(model="histogram").pairwise_weight == 12.0
+    assert CutSettings(model="forest").pairwise_weight == 3.0
+    assert CutSettings(model="forest", smoothness=0.5).pairwise_weight == 0.5
+    with pytest.raises(IncasemError, match="--lambda -1.0 must be >= 0"):
+        CutSettings(smoothness=-1.0).check()

@@ -8,6 +8,7 @@ import gunpowder as gp
 import numpy as np
 
 from incasem.pipeline import TrainingKeys, batch_pipeline, training_request
+from incasem.training.config import parse_config
 from incasem.training.loop import check_training_config, seed_everything
 
 
@@ -43,3 +44,36 @@ def test_rotated_batches_from_a_volume_smaller_than_the_network_input(
         # the loss weights are zero wherever labels are unknown (outside the annotated volume)
         valid = batch[keys.valid].data
         assert np.all(scales[valid == 0] == 0)
+
+
+def test_without_class_balancing_every_annotated_voxel_weighs_one(tmp_path: Path, phantom_training):
+    """``loss.balance_labels.enabled: false`` (the CPU recipe): plain cross entropy over the
+    annotated voxels, whatever the class fractions of the batch; balanced, the rarer class
+    weighs more."""
+    base = phantom_training(
+        (64, 64, 64),
+        offset=(0, 0, 0),
+        shape=(64, 64, 64),
+        training={
+            "input_size_voxels": [124, 124, 124],
+            "output_size_voxels": [30, 30, 30],
+            "reject": {"min_masked": 0.01, "reject_probability": 1.0},
+        },
+    )
+    weights = {}
+    for enabled in (True, False):
+        values = base.model_dump()
+        values["loss"]["balance_labels"]["enabled"] = enabled
+        config = parse_config(values)
+        keys = TrainingKeys.create()
+        pipeline = batch_pipeline(config, check_training_config(config).train, keys, tmp_path)
+        seed_everything(0)
+        with gp.build(pipeline):
+            batch = pipeline.request_batch(training_request(config, keys))
+        labels, scales = batch[keys.labels].data, batch[keys.scales].data
+        valid = batch[keys.valid].data.astype(bool)
+        weights[enabled] = {c: set(np.unique(scales[valid & (labels == c)])) for c in (0, 1)}
+        assert np.all(scales[~valid] == 0)
+    assert weights[False] == {0: {1.0}, 1: {1.0}}
+    (background,), (organelle,) = weights[True][0], weights[True][1]
+    assert organelle > 1.0 > background  # mitochondria are the rarer class in a batch

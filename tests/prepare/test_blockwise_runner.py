@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import describe_roi, run_blockwise
+from incasem.blockwise import (
+    BlockError,
+    BlockFailures,
+    BlockwiseJob,
+    _GuardedBlockFunction,
+    block_timeout,
+    describe_roi,
+    run_blockwise,
+    run_job,
+)
 from incasem.errors import IncasemError
 from incasem.io import create_array, open_array
 
@@ -114,3 +123,50 @@ def test_blocks_must_align_with_the_output_chunks(tmp_path: Path):
 
 def test_describe_roi_is_in_voxels():
     assert describe_roi(Roi((100, 50, 0), (80, 40, 40)), VOXEL) == ("[10:18, 10:18, 0:8] (voxels)")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_job_with_done_markers_resumes_where_it_failed(tmp_path: Path, workers: int):
+    """The engine prediction's --resume relies on: blocks done in a failed run are not run
+    again, failed ones are reported (id and write ROI) and their failure recorded as data."""
+    out = _output(tmp_path, shape=(16, 16, 16))
+    bad = (100 + 8 * 10, 50, 0)  # second block along z
+    job = BlockwiseJob(
+        name="resumable",
+        total_roi=out.roi,
+        read_roi=Roi((0, 0, 0), Coordinate(8, 8, 8) * Coordinate(VOXEL)),
+        write_roi=Roi((0, 0, 0), Coordinate(8, 8, 8) * Coordinate(VOXEL)),
+        num_workers=workers,
+        timeout_s=60,
+        max_retries=0,
+        done_markers=tmp_path / "done",
+    )
+    failures = BlockFailures(tmp_path / "logs" / "failures")
+    failing = _GuardedBlockFunction(
+        _FailAt(str(tmp_path / "c.zarr"), bad), VOXEL, str(failures.folder)
+    )
+    if workers:
+        outcome = run_job(job, failing, tmp_path / "logs", progress=False)
+        assert outcome.state.completed_count == 7
+        ((block_id, write_roi),) = outcome.failed_blocks
+        assert tuple(write_roi.offset) == bad
+    else:
+        with pytest.raises(BlockError):
+            run_job(job, failing, tmp_path / "logs", progress=False)
+    assert failures.first() == (
+        "block [18:26, 10:18, 0:8] (voxels): ValueError: corrupt chunk second line"
+    )
+
+    log = tmp_path / "second.jsonl"
+    outcome = run_job(
+        job, _Record(str(log), str(tmp_path / "c.zarr")), tmp_path / "logs", progress=False
+    )
+    rerun = [tuple(json.loads(line)[0]) for line in log.read_text().splitlines()]
+    assert (rerun == [bad]) if workers else (bad in rerun)
+    assert outcome.error is None and outcome.failed_blocks == []
+
+
+def test_one_timeout_rule():
+    assert block_timeout(1e6, 10 / 1e6) == 600  # at least daisy's own default
+    assert block_timeout(100e6, 10 / 1e6) == pytest.approx(120 + 1000)
+    assert block_timeout(100e6, 10 / 1e6, blocks_held=3) == pytest.approx(120 + 3000)

@@ -9,7 +9,7 @@ import pytest
 
 from incasem.errors import IncasemError
 from incasem.io import create_array, list_datasets, open_array
-from incasem.prepare.staging import staged_dataset
+from incasem.io.staging import staged_dataset
 
 
 def test_the_dataset_appears_only_when_complete(tmp_path: Path):
