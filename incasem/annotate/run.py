@@ -262,6 +262,38 @@ def _load_seeds(
     return loaded, source
 
 
+def _output_names(
+    container: Path, output: str, mask: str | None, overwrite: bool
+) -> tuple[str, str]:
+    """The label and mask datasets to write (mask default ``volumes/masks/<output's name>``),
+    refused if they are the same or exist without ``overwrite``."""
+    output = output.strip("/")
+    mask = (mask or f"volumes/masks/{output.rsplit('/', 1)[-1]}").strip("/")
+    if mask == output:
+        raise IncasemError(f"the mask and the labels cannot both be {container}/{output}")
+    check_new_dataset(container, output, overwrite)
+    check_new_dataset(container, mask, overwrite)
+    return output, mask
+
+
+def _provenance(
+    raw: str, source: str, start: Any, shape: Any, settings: CutSettings
+) -> dict[str, Any]:
+    """The outputs' ``incasem_annotate`` attributes: raw, seeds, ROI (voxels) and the cut's
+    settings, with the pairwise weight it used."""
+    return {
+        "incasem_annotate": {
+            "method": "graphcut",
+            "raw": raw,
+            "seeds": source,
+            "roi_offset_voxels": list(start),
+            "roi_shape_voxels": list(shape),
+            **dataclasses.asdict(settings),
+            "smoothness": settings.pairwise_weight,
+        }
+    }
+
+
 def annotate_graphcut(
     container: str | os.PathLike,
     raw: str,
@@ -302,11 +334,7 @@ def annotate_graphcut(
     settings = settings or CutSettings()
     settings.check()
     container = Path(container)
-    output = output.strip("/")
-    name = output.rsplit("/", 1)[-1]
-    mask = (mask or f"volumes/masks/{name}").strip("/")
-    if mask == output:
-        raise IncasemError(f"the mask and the labels cannot both be {container}/{output}")
+    output, mask = _output_names(container, output, mask, overwrite)
     raw_array = open_array(container, raw)
     if len(raw_array.shape) != 3:
         raise IncasemError(f"{container}/{raw}: need a 3D dataset, not shape {raw_array.shape}")
@@ -314,8 +342,6 @@ def annotate_graphcut(
     roi = resolve_roi(raw_array, f"{container}/{raw}", roi_offset, roi_shape)
     start, shape = roi.offset / voxel_size, roi.shape / voxel_size
     roi_text = format_roi_voxels(start, shape) + " (voxels)"
-    check_new_dataset(container, output, overwrite)
-    check_new_dataset(container, mask, overwrite)
 
     loaded, source = _load_seeds(seeds, container, raw_array, roi, roi_text)
     counts = loaded.counts()
@@ -326,17 +352,7 @@ def annotate_graphcut(
         roi_text,
     )
     unary, outlier_cost = _fit_unary(raw_array, roi, loaded, settings)
-    attrs = {
-        "incasem_annotate": {
-            "method": "graphcut",
-            "raw": raw,
-            "seeds": source,
-            "roi_offset_voxels": list(start),
-            "roi_shape_voxels": list(shape),
-            **dataclasses.asdict(settings),
-            "smoothness": settings.pairwise_weight,
-        }
-    }
+    attrs = _provenance(raw, source, start, shape, settings)
     raw_shape = raw_array.roi.shape / voxel_size
     with (
         staged_dataset(

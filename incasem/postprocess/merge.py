@@ -180,20 +180,8 @@ def merge(
     ``contested_voxels`` (claimed by two or more classes) and ``contested_pairs``
     (``"a/b"`` → voxels claimed by both a and b).
     """
-    if len(inputs) < 2:
-        raise IncasemError("merge needs at least two inputs (NAME=DATASET)")
-    if len(inputs) > 255:
-        raise IncasemError(f"{len(inputs)} inputs; at most 255 classes fit the uint8 output")
     names = [i.name for i in inputs]
-    if len(set(names)) != len(names):
-        raise IncasemError(f"class names must differ: {names}")
-    order = None
-    if priority is not None:
-        if sorted(priority) != sorted(names):
-            raise IncasemError(
-                f"--priority {','.join(priority)} must name every class once: {','.join(names)}"
-            )
-        order = tuple(names.index(n) for n in priority)
+    order = _class_order(names, priority)
     roi, voxel_size = _output_grid(inputs)
     for mask in masks:
         check_covers(inputs[0].data, roi, voxel_size, mask)
@@ -247,11 +235,38 @@ def merge(
             progress=progress,
         )
         parts = load_parts(scratch)
-    contested = sum(p["contested"] for p in parts)
-    assigned = sum(p["assigned"] for p in parts)
     return {
         **description,
         "output": f"{Path(out_container)}/{out_dataset}",
+        **_counts(parts, names),
+    }
+
+
+def _class_order(names: list[str], priority: Sequence[str] | None) -> tuple[int, ...] | None:
+    """Indices of the classes in ``priority`` order (None: highest probability decides);
+    raises `IncasemError` for too few or too many inputs, repeated names or a priority that
+    does not name every class once."""
+    if len(names) < 2:
+        raise IncasemError("merge needs at least two inputs (NAME=DATASET)")
+    if len(names) > 255:
+        raise IncasemError(f"{len(names)} inputs; at most 255 classes fit the uint8 output")
+    if len(set(names)) != len(names):
+        raise IncasemError(f"class names must differ: {names}")
+    if priority is None:
+        return None
+    if sorted(priority) != sorted(names):
+        raise IncasemError(
+            f"--priority {','.join(priority)} must name every class once: {','.join(names)}"
+        )
+    return tuple(names.index(n) for n in priority)
+
+
+def _counts(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Voxels assigned per class, unassigned, contested, and contested per pair of classes,
+    summed over the blocks' parts."""
+    contested = sum(p["contested"] for p in parts)
+    assigned = sum(p["assigned"] for p in parts)
+    return {
         "assigned_voxels": {n: int(assigned[k + 1]) for k, n in enumerate(names)},
         "unassigned_voxels": int(assigned[0]),
         "contested_voxels": int(sum(int(p["multiple"]) for p in parts)),
