@@ -51,6 +51,15 @@ def _register_graphcut(commands: argparse._SubParsersAction) -> None:
         "--mask", help="mask dataset to write (default: volumes/masks/<last name of --output>)"
     )
     add_roi_argument(cut)
+    _add_energy_arguments(cut)
+    cut.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    add_run_arguments(cut)
+    cut.set_defaults(func=run_graphcut)
+
+
+def _add_energy_arguments(cut: argparse.ArgumentParser) -> None:
+    """The energy's options (unary model, pairwise weight and contrast, smoothing, blocks,
+    clean-up); their defaults repeat `incasem.annotate.CutSettings`' (a test keeps them equal)."""
     energy = cut.add_argument_group("energy")
     energy.add_argument(
         "--lambda",
@@ -117,9 +126,6 @@ def _register_graphcut(commands: argparse._SubParsersAction) -> None:
         help="outlier clean-up: organelle voxels less likely under the organelle model than "
         "this fraction of the organelle seeds become background (e.g. 0.01; default: off)",
     )
-    cut.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
-    add_run_arguments(cut)
-    cut.set_defaults(func=run_graphcut)
 
 
 def _register_paint(commands: argparse._SubParsersAction) -> None:

@@ -70,7 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"per worker, whatever the volume's size). {UNITS}",
     )
     conversions = parser.add_subparsers(dest="conversion", metavar="CONVERSION", required=True)
+    _register_tiff_to_zarr(conversions)
+    _register_h5_to_zarr(conversions)
+    _register_n5_to_zarr(conversions)
+    _register_zarr_to_tiff(conversions)
 
+
+def _register_tiff_to_zarr(conversions: argparse._SubParsersAction) -> None:
     tiff = conversions.add_parser(
         "tiff-to-zarr",
         help="directories of 2D TIFF/PNG slices (or multi-page TIFFs) -> zarr datasets",
@@ -104,6 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_import_arguments(tiff, resolution_required=True)
     tiff.set_defaults(func=run_tiff_to_zarr)
 
+
+def _register_h5_to_zarr(conversions: argparse._SubParsersAction) -> None:
     h5 = conversions.add_parser(
         "h5-to-zarr",
         help="an HDF5 dataset (e.g. an ilastik export) -> a zarr dataset",
@@ -120,6 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_import_arguments(h5, resolution_required=True)
     h5.set_defaults(func=run_h5_to_zarr)
 
+
+def _register_n5_to_zarr(conversions: argparse._SubParsersAction) -> None:
     n5 = conversions.add_parser(
         "n5-to-zarr",
         aliases=["ome-zarr-to-zarr"],
@@ -145,6 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_import_arguments(n5, resolution_required=False)
     n5.set_defaults(func=run_n5_to_zarr)
 
+
+def _register_zarr_to_tiff(conversions: argparse._SubParsersAction) -> None:
     out = conversions.add_parser(
         "zarr-to-tiff",
         help="a zarr dataset -> a directory of 2D TIFFs (section_0000.tif, ...)",

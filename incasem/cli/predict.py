@@ -38,7 +38,15 @@ def _resume_value(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the prediction flags (all optional: unset flags leave the configuration alone)."""
-    s = argparse.SUPPRESS
+    _add_model_and_data_arguments(parser)
+    _add_output_arguments(parser)
+    _add_execution_arguments(parser)
+    _add_tracking_arguments(parser)
+
+
+def _add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: the checkpoint and the data to predict."""
+    s = argparse.SUPPRESS  # an unset flag leaves the configuration alone
     model = parser.add_argument_group("model")
     model.add_argument("--checkpoint", default=s, help="checkpoint file (.pt)")
     model.add_argument(
@@ -62,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--roi", type=int, nargs=6, metavar=("Z", "Y", "X", "DZ", "DY", "DX"), default=s,
         help="with --input: offset and shape in voxels (default: the whole dataset)",
     )  # fmt: skip
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: where and how the outputs are written."""
+    s = argparse.SUPPRESS  # an unset flag leaves the configuration alone
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output", default=s,
@@ -88,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log_metrics", "--log-metrics", dest="log_metrics", action="store_true", default=s,
         help="score against the entries' labels while predicting",
     )  # fmt: skip
+
+
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: workers, devices, blocks, resume."""
+    s = argparse.SUPPRESS  # an unset flag leaves the configuration alone
     run = parser.add_argument_group("execution")
     run.add_argument(
         "--num_workers", "--num-workers", dest="num_workers", type=int, default=s,
@@ -123,6 +141,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--block_timeout", "--block-timeout", dest="block_timeout", type=float, default=s,
         help="seconds before a stuck block is retried (default: derived from the block size)",
     )  # fmt: skip
+
+
+def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: Sacred runs and the configuration."""
     track = parser.add_argument_group("tracking")
     track.add_argument("--name", default=None, help="name of the Sacred run")
     track.add_argument("--mongodb", default=None, help="also record in MongoDB (mongodb://...)")

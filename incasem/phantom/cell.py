@@ -1007,8 +1007,23 @@ def _render(
 
     _render_objects(scene, flat_img, flat_tex, labels)
 
-    # Nuclear pores: membranes fuse around a dense plug that protrudes into both compartments.
+    _render_pores(scene, pores, dn, image, tex, labels, e_full)
+    return image, labels
+
+
+def _render_pores(
+    scene: _Scene,
+    pores: list[_Pore],
+    dn: np.ndarray,
+    image: np.ndarray,
+    tex: np.ndarray,
+    labels: dict[str, np.ndarray],
+    e_full: float,
+) -> None:
+    """Nuclear pores, in place: the envelope's membranes (``e_full`` nm thick) fuse around a
+    dense plug that protrudes into both compartments."""
     organelle = (scene.sdf <= 0) & (scene.ids > 0)
+    vs = scene.vs
     for pore in pores:
         frame = _pore_frame(
             scene,
@@ -1030,7 +1045,6 @@ def _render(
         img[ring] = _I_MEMBRANE
         img[fringe] = _I_PORE_FILAMENTS + tex[sl][fringe]
         labels["nuclear_pores"][sl][plug | ring | fringe] = 1
-    return image, labels
 
 
 def _render_objects(
