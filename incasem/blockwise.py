@@ -20,8 +20,8 @@ has the same needs, so they live here once:
   unset), which a large CPU block can exceed; `block_timeout` (the one rule, prediction's too)
   grows it with the read volume.
 * **Failures are reported, not swallowed.** A failing block is recorded by its worker as a small
-  JSON file (`BlockFailures`: block id, ROI in voxels, error) in the task's log folder; the driver
-  turns the first one into one `IncasemError` line and keeps the worker logs for the details.
+  JSON file (`BlockFailures`: the block's ROI in voxels and its error) in the task's log folder;
+  the driver turns the first one into one `IncasemError` line and keeps the worker logs.
   Nothing is parsed out of daisy's traceback text, whose format is daisy's to change.
 * **One description per job.** A job is described before it runs (`BlockwiseJob`: name, block
   geometry in nm, workers, timeout, retries, done-markers) and run by `run_job`, the one place
@@ -147,12 +147,17 @@ def block_timeout(read_voxels: float, seconds_per_voxel: float, blocks_held: int
 
 
 @dataclass(frozen=True)
-class _GuardedBlockFunction:
-    """Calls the user's process function and records any failure (`BlockFailures`) before
-    raising it again as one line with the ROI.
+class GuardedBlockFunction:
+    """A block function for `run_job` that calls ``function`` and records any failure
+    (`BlockFailures`) before raising it again as a `BlockError`, one line with the ROI.
 
     Runs in the worker processes, so it must stay picklable: it only holds the user's function,
     the voxel size and the failure folder.
+
+    Args:
+        function (Callable): the process function, called with each daisy block.
+        voxel_size (tuple[int, ...]): nm (z, y, x), to name a failed block's ROI in voxels.
+        failures (str): the `BlockFailures` folder.
     """
 
     function: Callable[[Any], None]
@@ -282,7 +287,7 @@ def _log_dir(name: str, output: Array | None) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"incasem-{name}-logs-"))
 
 
-def run_task(
+def _run_task(
     task: Any,
     log_dir: Path,
     host: str = "127.0.0.1",
@@ -292,8 +297,7 @@ def run_task(
     """Run one daisy task with its worker logs in ``log_dir`` and the scheduler's own error
     output in ``log_dir/scheduler.err`` (see `scheduler_stderr_to`).
 
-    The one place that starts daisy's scheduler: `run_blockwise` (every blockwise command) and
-    prediction (`incasem.predict.run`, whose workers load the model once) both call it.
+    The one place that starts daisy's scheduler, for `run_job`.
 
     Returns:
         The task's daisy state (None if daisy gave none) and, when daisy abandoned the task
@@ -403,7 +407,7 @@ def run_job(
         timeout=job.timeout_s,
         **tracking,
     )
-    state, error = run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
+    state, error = _run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
     failed = [(int(b.block_id[1]), b.write_roi) for b in task.failed_blocks()] if tracking else []
     return JobOutcome(state, one_line(error) if error else None, failed)
 
@@ -475,7 +479,7 @@ def run_blockwise(
     check_template(template)
     log_dir = _log_dir(name, output)
     failures = BlockFailures(log_dir / "failures")
-    worker: Callable = _GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
+    worker: Callable = GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
     if template is not None and num_workers > 0:
         worker = block_function_worker(*write_block_function(worker, log_dir), template)
     start = time.monotonic()

@@ -49,6 +49,8 @@ def test_failed_block_is_reported_and_resumed(tmp_path):
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith("predict: error: 1 of 8 blocks failed (first: block")
     assert "at [10:50, 10:50, 0:40]" in error and "--resume 1" in error
+    # the cause the worker recorded, not only which block failed
+    assert "at [10:50, 10:50, 0:40] (voxels, z y x): " in error
     group = cell / "volumes/predictions/model/predict_0001/roi"
     log = "".join(p.read_text() for p in (group / ".daisy/logs").rglob("worker_*.err"))
     assert "at [10:50, 10:50, 0:40] (voxels, z y x) failed" in log

@@ -16,7 +16,7 @@ from incasem.blockwise import (
     BlockError,
     BlockFailures,
     BlockwiseJob,
-    _GuardedBlockFunction,
+    GuardedBlockFunction,
     block_timeout,
     describe_roi,
     run_blockwise,
@@ -142,7 +142,7 @@ def test_a_job_with_done_markers_resumes_where_it_failed(tmp_path: Path, workers
         done_markers=tmp_path / "done",
     )
     failures = BlockFailures(tmp_path / "logs" / "failures")
-    failing = _GuardedBlockFunction(
+    failing = GuardedBlockFunction(
         _FailAt(str(tmp_path / "c.zarr"), bad), VOXEL, str(failures.folder)
     )
     if workers:
