@@ -87,6 +87,10 @@ def main() -> None:
         help="pairwise weight (default: the library's)",
     )  # fmt: skip
     parser.add_argument(
+        "--refine", type=int, default=CutSettings.refine,
+        help="boundary band re-cut with gray values, voxels (default: the library's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--synthetic-planes", type=int, nargs="*", default=None,
         help="planes per axis on the synthetic cell (default: --planes)",
     )  # fmt: skip
@@ -99,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.synthetic_planes is None:
         args.synthetic_planes = args.planes
-    base = CutSettings(model=args.model, smoothness=args.smoothness)
+    base = CutSettings(model=args.model, smoothness=args.smoothness, refine=args.refine)
 
     rows = []
 
@@ -146,7 +150,8 @@ def main() -> None:
             if args.model == "forest"
             else " (3 components, smoothing 3 voxels)"
         )
-        + f", lambda {args.smoothness:g}, sigma 20, edge "
+        + f", lambda {base.pairwise_weight:g}, boundary band {base.refine_width} voxels re-cut "
+        "with gray values, sigma 20, edge "
         "smoothing 1 voxel, 128³ "
         "blocks with 16 voxels of context, seeded-object clean-up; "
         f"{args.workers} worker process(es), a "

@@ -2,10 +2,12 @@
 
 ASEM annotated its hardest organelle (Golgi) this way: the annotator paints organelle and
 background strokes on a handful of planes and a graph cut over the whole volume fills in the
-rest. Modules: `seeds` (0/1/2 seeds from a dataset, 2D mask files or an array), `intensity`
-(unary models fitted to the seeds), `graph` (the cut of one block, on voxels or SLIC
-supervoxels), `cleanup` (keep the marked objects), `run` (the blockwise command behind
-``incasem annotate graphcut``) and `strokes` (simulated strokes for tests and benchmarks).
+rest. Modules: `seeds` (0/1/2 seeds from a dataset, 2D mask files or an array), `unary` (the
+pixel classifier on `features` and the gray-value models of `intensity`, fitted to the seeds),
+`graph` (the cut of one block, on voxels or SLIC supervoxels, and its boundary band),
+`cleanup` (keep the marked objects), `run` (the blockwise command behind ``incasem annotate
+graphcut``), `paint` (the napari painter) and `strokes` (simulated strokes for tests and
+benchmarks).
 """
 
 from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut

@@ -103,6 +103,20 @@ def cut_voxels(
     return ~graph.get_grid_segments(nodes)
 
 
+def boundary_band_seeds(organelle: np.ndarray, seeds: np.ndarray, width: int) -> np.ndarray:
+    """Seeds for re-cutting a result's boundary: voxels deeper than ``width`` voxels inside
+    ``organelle`` become organelle seeds, those farther than ``width`` outside background seeds,
+    so only a band of ``2 * width`` voxels around its boundary stays free; the given ``seeds``
+    (uint8 0/1/2, z y x) keep their class."""
+    from scipy import ndimage
+
+    band = seeds.copy()
+    free = seeds == 0
+    band[free & ndimage.binary_erosion(organelle, iterations=width)] = ORGANELLE
+    band[free & ~ndimage.binary_dilation(organelle, iterations=width)] = BACKGROUND
+    return band
+
+
 def supervoxels(features: np.ndarray, size: int, compactness: float = 0.1) -> np.ndarray:
     """SLIC supervoxels of about ``size`` voxels on a (z, y, x) float block; int32 ids from 0.
 

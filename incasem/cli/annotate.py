@@ -29,8 +29,9 @@ def _register_graphcut(commands: argparse._SubParsersAction) -> None:
     cut = commands.add_parser(
         "graphcut",
         help="label an ROI from seeds and print its data-config entry",
-        description="Graph cut of an ROI: unary terms from gray-value models fitted to the "
-        "seeded voxels (or a pixel classifier trained on them, --model forest), "
+        description="Graph cut of an ROI: unary terms from a pixel classifier trained on the "
+        "seeded voxels (--model forest; its objects' boundaries re-cut with gray values, "
+        "--refine) or from gray-value models fitted to them (--model gmm, histogram), "
         "contrast-sensitive Potts pairwise terms "
         "(--lambda, --sigma), seeds as hard constraints, max-flow per 128³ block with "
         "--context voxels of overlap; then only objects holding an organelle seed are kept. "
@@ -66,7 +67,7 @@ def _add_energy_arguments(cut: argparse.ArgumentParser) -> None:
         dest="smoothness",
         type=float,
         default=None,
-        help="pairwise weight (default: 12 with gmm or histogram, 3 with forest)",
+        help="pairwise weight (default: 3 with forest, 12 with gmm or histogram)",
     )
     energy.add_argument(
         "--sigma",
@@ -90,11 +91,11 @@ def _add_energy_arguments(cut: argparse.ArgumentParser) -> None:
     )
     energy.add_argument(
         "--model",
-        choices=("gmm", "histogram", "forest"),
-        default="gmm",
-        help="unary term: gmm or histogram = one gray-value model per class on the --smooth'ed "
-        "raw; forest = a random forest on filter features (smoothing, edges, Hessian and "
-        "structure tensor at 0.7-5 voxels) trained on the seeds (default: gmm)",
+        choices=("forest", "gmm", "histogram"),
+        default="forest",
+        help="unary term: forest = a random forest on filter features (smoothing, edges, "
+        "Hessian and structure tensor at 0.7-5 voxels) trained on the seeds; gmm or histogram = "
+        "one gray-value model per class on the --smooth'ed raw (default: forest)",
     )
     energy.add_argument(
         "--components", type=int, default=3, help="Gaussians per class for gmm (default: 3)"
@@ -117,6 +118,15 @@ def _add_energy_arguments(cut: argparse.ArgumentParser) -> None:
         "--keep-unseeded",
         action="store_true",
         help="keep objects that hold no organelle seed (default: drop them)",
+    )
+    energy.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        metavar="VOXELS",
+        help="re-cut this many voxels on each side of the result's boundary with a gray-value "
+        "mixture (the forest leaves out an organelle's own membrane; default: 3 with forest, 0 "
+        "with gmm or histogram)",
     )
     energy.add_argument(
         "--outliers",
@@ -150,9 +160,9 @@ def _register_paint(commands: argparse._SubParsersAction) -> None:
     add_roi_argument(paint)
     paint.add_argument(
         "--model",
-        choices=("gmm", "histogram", "forest"),
-        default="gmm",
-        help="unary term of the cut (default: gmm)",
+        choices=("forest", "gmm", "histogram"),
+        default="forest",
+        help="unary term of the cut (default: forest)",
     )
     paint.add_argument(
         "--overwrite", action="store_true", help="let Segment replace an existing --output"
@@ -208,6 +218,7 @@ def cut_settings(args: argparse.Namespace):
         context=args.context,
         keep_unseeded=args.keep_unseeded,
         outliers=args.outliers,
+        refine=args.refine,
     )
 
 

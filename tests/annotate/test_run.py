@@ -33,7 +33,7 @@ def test_strokes_on_three_planes_per_axis_give_f1_above_090(cell):
     assert 0 < (seeds > 0).mean() < 0.01
     result = annotate_graphcut(
         cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/gc", num_workers=0,
-        progress=False,
+        progress=False, settings=CutSettings(model="gmm"),
     )  # fmt: skip
     labels = open_array(cell, "volumes/labels/gc")
     assert labels.dtype == np.uint8 and set(np.unique(labels[:])) <= {0, 1}
@@ -116,12 +116,19 @@ def test_outlier_cleanup_removes_unlikely_voxels_but_keeps_seeds(cell):
 
 
 def test_the_forest_unary_learns_the_organelle_from_the_strokes(cell):
-    annotate_graphcut(
-        cell, "volumes/raw", "volumes/seeds/mito", "volumes/labels/forest", num_workers=0,
-        progress=False, settings=CutSettings(model="forest", smoothness=2.0),
-    )  # fmt: skip
     truth = open_array(cell, "volumes/labels/mito")[:]
-    assert _f1(open_array(cell, "volumes/labels/forest")[:], truth) >= 0.85
+    labels = {}
+    for refine in (0, None):
+        output = f"volumes/labels/forest_{refine}"
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", output, num_workers=0, progress=False,
+            settings=CutSettings(model="forest", smoothness=2.0, refine=refine),
+        )  # fmt: skip
+        result = open_array(cell, output)
+        assert result.attrs["incasem_annotate"]["refine"] == (3 if refine is None else 0)
+        labels[refine] = result[:]
+        assert _f1(labels[refine], truth) >= 0.85
+    assert (labels[0] != labels[None]).any()  # the band was re-cut
 
 
 def test_edge_smoothing_reaches_the_pairwise_term(cell):
@@ -136,12 +143,18 @@ def test_edge_smoothing_reaches_the_pairwise_term(cell):
     assert (labels[0.0] != labels[2.0]).any()
 
 
-def test_lambda_defaults_to_the_unarys_own():
-    """Without --lambda the forest's sharper costs get a lower pairwise weight (3) than the
-    gray-value models (12); a given lambda always wins."""
-    assert CutSettings().pairwise_weight == 12.0
+def test_lambda_and_refine_default_to_the_unarys_own():
+    """Without --lambda the forest (the default unary) gets a lower pairwise weight (3) than
+    the gray-value models (12), as its costs are sharper, and its boundary band is re-cut with
+    gray values (3 voxels); given values always win."""
+    assert CutSettings().model == "forest"
+    assert CutSettings().pairwise_weight == 3.0 and CutSettings().refine_width == 3
+    assert CutSettings(model="gmm").pairwise_weight == 12.0
     assert CutSettings(model="histogram").pairwise_weight == 12.0
-    assert CutSettings(model="forest").pairwise_weight == 3.0
     assert CutSettings(model="forest", smoothness=0.5).pairwise_weight == 0.5
+    assert CutSettings(model="gmm").refine_width == 0
+    assert CutSettings(model="forest", refine=0).refine_width == 0
+    with pytest.raises(IncasemError, match="--refine -1 >= 0"):
+        CutSettings(refine=-1).check()
     with pytest.raises(IncasemError, match="--lambda -1.0 must be >= 0"):
         CutSettings(smoothness=-1.0).check()
