@@ -1,0 +1,81 @@
+"""Fine-tuning (``--start_from``) and continuing (``--continue_run``) start from the checkpoint's
+weights: after one step at a negligible learning rate (1e-12) the new checkpoint holds the
+source checkpoint's tensors, while a fresh start (the seed's initialisation) is 1e-2 away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from incasem.torch.checkpoint import read_model_file
+from incasem.tracking.run_folder import list_checkpoints
+from incasem.training.loop import train
+
+#: Far below one Adam step at lr 1e-2 (each weight moves by about 1e-2), far above float noise.
+TOLERANCE = 1e-6
+
+
+def _config(phantom_training):
+    """One iteration on a 64³ synthetic cell, at lr 1e-2 (the source run's weights move away
+    from the seed's initialisation)."""
+    return phantom_training(
+        (64, 64, 64),
+        (0, 0, 0),
+        (64, 64, 64),
+        training={
+            "iterations": 1,
+            "input_size_voxels": [108, 108, 108],
+            "output_size_voxels": [14, 14, 14],
+            "save_every": 1,
+            "optimizer": {"lr": 1e-2},
+            "precache": {"num_workers": 1, "cache_size": 2},
+        },
+        model={"num_fmaps": 2},
+        data={"class_names": ["background", "mito"]},
+    )
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return read_model_file(checkpoint)["model_state_dict"]
+
+
+def _assert_same_tensors(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(
+            got[key],
+            expected[key],
+            rtol=0,
+            atol=TOLERANCE,
+            msg=lambda text, key=key: f"{key}: {text}",
+        )
+
+
+def test_fine_tuning_starts_from_the_checkpoints_weights(tmp_path: Path, phantom_training):
+    config = _config(phantom_training)
+    source_run = tmp_path / "runs" / "1"
+    train(config, source_run, progress=False)
+    source = list_checkpoints(source_run)[1]
+
+    config.training.optimizer.lr = 1e-12
+    tuned_run = tmp_path / "runs" / "2"
+    train(config, tuned_run, start_from=source, progress=False)
+
+    # the iteration count starts fresh: the first step is iteration 1 of the new run
+    assert list(list_checkpoints(tuned_run)) == [1]
+    _assert_same_tensors(_weights(list_checkpoints(tuned_run)[1]), _weights(source))
+
+
+def test_continuing_starts_from_the_last_checkpoints_weights(tmp_path: Path, phantom_training):
+    config = _config(phantom_training)
+    run = tmp_path / "runs" / "1"
+    train(config, run, progress=False)
+
+    config.training.optimizer.lr = 1e-12
+    config.training.iterations = 2
+    result = train(config, run, resume=True, progress=False)
+
+    assert result.first_iteration == 1 and list(list_checkpoints(run)) == [1, 2]
+    checkpoints = list_checkpoints(run)
+    _assert_same_tensors(_weights(checkpoints[2]), _weights(checkpoints[1]))
