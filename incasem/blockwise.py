@@ -194,11 +194,16 @@ def read_clipped(array: Array, roi: Roi) -> tuple[np.ndarray, Roi]:
     return array[inside], inside
 
 
-def aligned_block_shape(chunk_shape: Sequence[int], minimum: Sequence[int]) -> Coordinate:
-    """The smallest multiple of ``chunk_shape`` that is at least ``minimum`` (voxels, z, y, x)."""
-    return Coordinate(
-        max(1, math.ceil(m / c)) * c for c, m in zip(chunk_shape, minimum, strict=True)
-    )
+#: Edge of a blockwise job's block in voxels unless the job is told otherwise
+#: (`aligned_block_shape` rounds it up to whole chunks). Blockwise commands default to it.
+BLOCK_EDGE = 128
+
+
+def aligned_block_shape(chunk_shape: Sequence[int], edge: int = BLOCK_EDGE) -> Coordinate:
+    """The block of a job whose output has ``chunk_shape`` (voxels, z, y, x): the smallest
+    multiple of the chunks that is at least ``edge`` voxels along every axis, so that blocks
+    write whole chunks."""
+    return Coordinate(max(1, math.ceil(edge / c)) * c for c in chunk_shape)
 
 
 def _spatial_chunks(output: Array) -> Coordinate:

@@ -48,15 +48,13 @@ from incasem.annotate.unary import (
     fit_forest,
     fit_intensity_unary,
 )
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.roi import format_roi_voxels, roi_from_voxels
 from incasem.io.staging import check_new_dataset, staged_dataset
 
 logger = logging.getLogger(__name__)
-
-BLOCK_EDGE = 128
 
 
 #: The pairwise weight ``lambda`` per unary when none is given. Gray-value models: chosen on the
@@ -419,7 +417,7 @@ def annotate_graphcut(
                 settings,
             ),
             roi,
-            aligned_block_shape(labels.array.chunk_shape, (BLOCK_EDGE,) * 3),
+            aligned_block_shape(labels.array.chunk_shape),
             voxel_size,
             context=settings.context,
             output=labels.array,

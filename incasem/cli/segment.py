@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from incasem.blockwise import BLOCK_EDGE
 from incasem.cli.common import add_run_arguments
 
 DATASET_HELP = (
@@ -30,9 +31,9 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser, masks: bool = Tru
     parser.add_argument(
         "--block-size",
         type=int,
-        default=128,
+        default=BLOCK_EDGE,
         metavar="VOXELS",
-        help="block edge in voxels (default: 128; rounded up to the output chunks)",
+        help="block edge in voxels (default: %(default)s; rounded up to the output chunks)",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     add_run_arguments(parser)

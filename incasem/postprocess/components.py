@@ -43,15 +43,13 @@ import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import create_array, default_chunks, open_array
 from incasem.io.staging import check_new_dataset, staged_dataset
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import BinarySource
 
-#: Default write block edge in voxels (a multiple of the default 64-voxel chunks).
-DEFAULT_BLOCK_EDGE = 128
 #: Largest bounding box (voxels) of an object that the watershed split loads (about 2 GB).
 DEFAULT_SPLIT_MAX_VOXELS = 512**3 // 2
 
@@ -356,7 +354,7 @@ def connected_components(
     size_unit: str = "voxels",
     split_depth_nm: float | None = None,
     split_max_voxels: int = DEFAULT_SPLIT_MAX_VOXELS,
-    block_edge: int = DEFAULT_BLOCK_EDGE,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -388,7 +386,7 @@ def connected_components(
     per_voxel = math.prod(voxel_size) if size_unit == "nm3" else 1
     shape = roi.shape / voxel_size
     chunks = default_chunks(shape)
-    block_shape = aligned_block_shape(chunks, (block_edge,) * 3)
+    block_shape = aligned_block_shape(chunks, block_edge)
     with scratch_folder(out_container, prefix=".incasem-instances-") as scratch:
         common = {"voxel_size": voxel_size, "num_workers": num_workers, "progress": progress}
         scratch_container = _label_pieces(source, scratch, roi, block_shape, chunks, common)

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Roi
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
 from incasem.metrics import level_for_threshold, scores
-from incasem.postprocess.components import DEFAULT_BLOCK_EDGE, connected_components
+from incasem.postprocess.components import connected_components
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
     BinarySource,
@@ -317,7 +317,7 @@ def evaluate(
     sweep: Sequence[float] | None = None,
     truth_class: int | None = None,
     objects: bool = False,
-    block_edge: int = DEFAULT_BLOCK_EDGE,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -352,7 +352,7 @@ def evaluate(
         uint8 = predicted.dtype == np.uint8
         cuts = tuple(float(level_for_threshold(t)) if uint8 else t for t in thresholds)
     chunks = default_chunks(roi.shape / voxel_size)
-    block_shape = aligned_block_shape(chunks, (block_edge,) * 3)
+    block_shape = aligned_block_shape(chunks, block_edge)
     masks = tuple(masks)
     with scratch_folder(prefix="incasem-evaluate-") as scratch:
         run_blockwise(

@@ -40,10 +40,9 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks
-from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
     DatasetRef,
@@ -276,7 +275,7 @@ def measure(
     *,
     probabilities: DatasetRef | None = None,
     filters: Sequence[str] = (),
-    block_edge: int = DEFAULT_BLOCK_EDGE,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -318,7 +317,7 @@ def measure(
                 str(scratch),
             ),
             roi,
-            aligned_block_shape(chunks, (block_edge,) * 3),
+            aligned_block_shape(chunks, block_edge),
             voxel_size,
             num_workers=num_workers,
             name="measure",

@@ -28,11 +28,10 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, format_roi_nm, open_array
 from incasem.io.staging import staged_dataset
-from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
     DatasetRef,
@@ -154,7 +153,7 @@ def merge(
     *,
     priority: Sequence[str] | None = None,
     masks: Sequence[DatasetRef] = (),
-    block_edge: int = DEFAULT_BLOCK_EDGE,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -227,7 +226,7 @@ def merge(
                 str(scratch),
             ),
             roi,
-            aligned_block_shape(chunks, (block_edge,) * 3),
+            aligned_block_shape(chunks, block_edge),
             voxel_size,
             output=staged.array,
             num_workers=num_workers,

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
 from incasem.io.staging import staged_dataset
-from incasem.postprocess.components import DEFAULT_BLOCK_EDGE
 from incasem.postprocess.sources import BinarySource
 
 
@@ -43,7 +42,7 @@ def segment(
     out_dataset: str,
     *,
     value: int = 1,
-    block_edge: int = DEFAULT_BLOCK_EDGE,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -83,7 +82,7 @@ def segment(
         run_blockwise(
             _Threshold(source, str(out_container), staged.staging_name, value),
             roi,
-            aligned_block_shape(chunks, (block_edge,) * 3),
+            aligned_block_shape(chunks, block_edge),
             voxel_size,
             output=staged.array,
             num_workers=num_workers,

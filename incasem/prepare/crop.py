@@ -24,8 +24,6 @@ from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_nm
 from incasem.io.staging import check_new_dataset, staged_dataset
 
-_BLOCK_EDGE = 128
-
 
 @dataclass(frozen=True)
 class _CopyPadded:
@@ -116,7 +114,7 @@ def crop(
             run_blockwise(
                 _CopyPadded(str(container), dataset, str(out_container), staged.staging_name),
                 box,
-                aligned_block_shape(chunks, (_BLOCK_EDGE,) * 3),
+                aligned_block_shape(chunks),
                 source.voxel_size,
                 output=staged.array,
                 num_workers=num_workers,

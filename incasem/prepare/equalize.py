@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.staging import staged_dataset
@@ -50,9 +50,6 @@ from incasem.io.staging import staged_dataset
 DEFAULT_KERNEL_SIZE = 128
 DEFAULT_CLIP_LIMIT = 0.02
 DEFAULT_NBINS = 256
-
-#: Voxels per axis of a pass-2 write block (rounded up to the output chunks).
-_BLOCK_EDGE = 128
 
 
 def _gray_levels() -> int:
@@ -261,6 +258,7 @@ def equalize(
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    block_edge: int = BLOCK_EDGE,
 ) -> str:
     """CLAHE-equalise a uint8/uint16 dataset into a new uint8 dataset; returns its path.
 
@@ -276,6 +274,9 @@ def equalize(
         num_workers: worker processes (0: in this process).
         overwrite: replace an existing output (only after the new one is complete).
         progress: show progress bars.
+        block_edge: voxels per axis of a pass-2 write block (rounded up to a multiple of the
+            chunks; a pass-1 block holds about twice as many voxels per axis in whole tiles);
+            default `incasem.blockwise.BLOCK_EDGE`.
 
     The output has the input's ROI (nm), voxel size and chunks.
     """
@@ -294,7 +295,7 @@ def equalize(
     out_dataset = out_dataset or f"{dataset.rstrip('/')}_equalized_{clip_limit:g}"
     shape = raw.roi.shape / raw.voxel_size
     tiles = [math.ceil(s / k) for s, k in zip(shape, kernel, strict=True)]
-    tiles_per_block = [max(1, _BLOCK_EDGE * 2 // k) for k in kernel]
+    tiles_per_block = [max(1, block_edge * 2 // k) for k in kernel]
 
     with staged_dataset(
         container,
@@ -339,7 +340,7 @@ def equalize(
                     str(container), dataset, staged.staging_name, maps_path, kernel, nbins
                 ),
                 staged.array.roi,
-                aligned_block_shape(raw.chunk_shape, (_BLOCK_EDGE,) * 3),
+                aligned_block_shape(raw.chunk_shape, block_edge),
                 raw.voxel_size,
                 output=staged.array,
                 num_workers=num_workers,

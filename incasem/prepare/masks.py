@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from funlib.geometry import Coordinate
 
-from incasem.blockwise import aligned_block_shape, read_clipped, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, read_clipped, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.staging import staged_dataset
@@ -53,8 +52,6 @@ EXCLUSION_DEFAULTS: dict[str, tuple[int, int]] = {
     "nuclear_pores": (5, 5),
     "coated_pits": (10, 10),
 }
-
-_BLOCK_EDGE = 128
 
 
 def foreground_from_values(
@@ -156,6 +153,7 @@ def _run_filter(
     num_workers: int,
     overwrite: bool,
     progress: bool,
+    block_edge: int,
 ) -> str:
     source = open_array(container, dataset)
     if source.voxel_size.dims != 3 or len(source.shape) != 3:
@@ -175,7 +173,7 @@ def _run_filter(
         run_blockwise(
             _FilterBlock(str(container), dataset, staged.staging_name, kind, parameters),
             staged.array.roi,
-            aligned_block_shape(source.chunk_shape, Coordinate((_BLOCK_EDGE,) * 3)),
+            aligned_block_shape(source.chunk_shape, block_edge),
             source.voxel_size,
             context=context,
             output=staged.array,
@@ -197,6 +195,7 @@ def create_foreground_mask(
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    block_edge: int = BLOCK_EDGE,
 ) -> str:
     """Write the cell (foreground) mask of a raw dataset as 0/255 uint8; returns its path.
 
@@ -211,6 +210,8 @@ def create_foreground_mask(
         num_workers: worker processes (0: in this process).
         overwrite: replace an existing mask (only after the new one is complete).
         progress: show a progress bar.
+        block_edge: write block edge in voxels (rounded up to a multiple of the chunks);
+            default `incasem.blockwise.BLOCK_EDGE`.
     """
     if not min_value < max_value:
         raise IncasemError(f"--min {min_value} must be smaller than --max {max_value}")
@@ -235,6 +236,7 @@ def create_foreground_mask(
         num_workers,
         overwrite,
         progress,
+        block_edge,
     )
 
 
@@ -248,6 +250,7 @@ def create_metric_mask(
     overwrite: bool = False,
     progress: bool = True,
     units: str = "voxels",
+    block_edge: int = BLOCK_EDGE,
 ) -> str:
     """Write a metric mask (0 on the exclusion band around object boundaries, 255 elsewhere).
 
@@ -262,6 +265,8 @@ def create_metric_mask(
         progress: show a progress bar.
         units: ``voxels`` (whole steps along every axis) or ``nm`` (distance in the cell:
             on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z).
+        block_edge: write block edge in voxels (rounded up to a multiple of the chunks);
+            default `incasem.blockwise.BLOCK_EDGE`.
 
     See `EXCLUSION_DEFAULTS` for the widths used per organelle (nm).
     """
@@ -293,4 +298,5 @@ def create_metric_mask(
         num_workers,
         overwrite,
         progress,
+        block_edge,
     )

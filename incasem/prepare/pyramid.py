@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.staging import check_new_dataset, staged_dataset
 
 METHODS = ("auto", "mean", "mode", "max")
-
-_BLOCK_EDGE = 64
 
 
 def choose_method(dataset: str, dtype: Any, method: str = "auto") -> str:
@@ -140,6 +138,8 @@ def scale_pyramid(
         check_new_dataset(out_container, output, overwrite)
         plan.append((output, roi, voxel_size))
 
+    # A block reads about BLOCK_EDGE voxels of the level below along its most reduced axis.
+    block_edge = max(1, BLOCK_EDGE // max(factors))
     previous, previous_container = dataset, str(container)
     for output, roi, voxel_size in plan:
         shape = roi.shape / voxel_size
@@ -173,7 +173,7 @@ def scale_pyramid(
                     method,
                 ),
                 roi,
-                aligned_block_shape(chunks, (_BLOCK_EDGE,) * 3),
+                aligned_block_shape(chunks, block_edge),
                 voxel_size,
                 output=staged.array,
                 num_workers=num_workers,

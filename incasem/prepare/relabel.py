@@ -24,8 +24,6 @@ from incasem.io import open_array
 from incasem.io.staging import staged_dataset
 from incasem.prepare.convert import convert_dtype
 
-_BLOCK_EDGE = 128
-
 
 def relabel_array(
     data: np.ndarray,
@@ -150,7 +148,7 @@ def relabel(
                 out_dtype.str,
             ),
             staged.array.roi,
-            aligned_block_shape(source.chunk_shape, (_BLOCK_EDGE,) * 3),
+            aligned_block_shape(source.chunk_shape),
             source.voxel_size,
             output=staged.array,
             num_workers=num_workers,

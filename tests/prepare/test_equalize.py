@@ -41,15 +41,17 @@ def test_equals_scikit_image_up_to_its_output_stretch(rng, shape, kernel):
     assert np.abs(ours.astype(int) - np.round(theirs * 255).astype(int)).max() <= 1
 
 
-def test_blockwise_in_workers_equals_one_block(tmp_path: Path, rng, monkeypatch):
+def test_blockwise_in_workers_equals_one_block(tmp_path: Path, rng):
     data = _raw(rng, (72, 80, 96))
     container = tmp_path / "cell.zarr"
     raw = create_array(
         container, "volumes/raw", data.shape, (10, 5, 5), (100, 50, 0), chunks=(16, 16, 32)
     )
     raw[raw.roi] = data
-    monkeypatch.setattr(clahe, "_BLOCK_EDGE", 16)  # 5 x 5 x 3 pass-2 blocks, 2 x 2 x 2 tiles
-    path = clahe.equalize(container, "volumes/raw", kernel_size=24, num_workers=2, progress=False)
+    # 5 x 5 x 3 pass-2 blocks, 2 x 2 x 2 tiles
+    path = clahe.equalize(
+        container, "volumes/raw", kernel_size=24, num_workers=2, progress=False, block_edge=16
+    )
     assert path == f"{container}/volumes/raw_equalized_0.02"
     out = open_array(container, "volumes/raw_equalized_0.02")
     assert out.roi == raw.roi and out.voxel_size == raw.voxel_size and out.dtype == np.uint8
@@ -59,17 +61,17 @@ def test_blockwise_in_workers_equals_one_block(tmp_path: Path, rng, monkeypatch)
     assert attrs["kernel_size_voxels"] == [24, 24, 24] and attrs["clip_limit"] == 0.02
 
 
-def test_one_large_block_equals_many_small_ones(tmp_path: Path, rng, monkeypatch):
+def test_one_large_block_equals_many_small_ones(tmp_path: Path, rng):
     data = (_raw(rng, (30, 40, 50)).astype(np.uint16) * 257).astype(np.uint16)
     container = tmp_path / "cell.zarr"
     raw = create_array(container, "raw", data.shape, (1, 1, 1), dtype=np.uint16, chunks=(8, 8, 8))
     raw[raw.roi] = data
     results = []
     for edge, name in ((16, "small"), (64, "large")):
-        monkeypatch.setattr(clahe, "_BLOCK_EDGE", edge)
         clahe.equalize(
-            container, "raw", name, kernel_size=(6, 10, 12), num_workers=0, progress=False
-        )
+            container, "raw", name, kernel_size=(6, 10, 12), num_workers=0, progress=False,
+            block_edge=edge,
+        )  # fmt: skip
         results.append(open_array(container, name)[raw.roi])
     np.testing.assert_array_equal(results[0], results[1])
 

@@ -55,14 +55,11 @@ def _expected_band(inwards: float, outwards: float, voxel_size=(1, 1, 1)) -> np.
 
 
 @pytest.mark.parametrize(("inwards", "outwards"), [(4, 4), (1, 3), (0, 2)])
-def test_metric_mask_band_has_exact_widths_blockwise(
-    tmp_path: Path, monkeypatch, inwards, outwards
-):
+def test_metric_mask_band_has_exact_widths_blockwise(tmp_path: Path, inwards, outwards):
     container, _ = _labels_with_cubes(tmp_path)
-    monkeypatch.setattr(masks, "_BLOCK_EDGE", 16)  # 3 x 3 x 3 blocks cutting through the boxes
     masks.create_metric_mask(
         container, "volumes/labels/mito", "volumes/metric_masks/mito", inwards, outwards,
-        num_workers=0, progress=False,
+        num_workers=0, progress=False, block_edge=16,  # 3 x 3 x 3 blocks cutting through the boxes
     )  # fmt: skip
     out = open_array(container, "volumes/metric_masks/mito")
     assert out.roi.offset == (80, 0, 40) and out.voxel_size == (8, 4, 4) and out.dtype == np.uint8
@@ -71,15 +68,12 @@ def test_metric_mask_band_has_exact_widths_blockwise(
 
 
 @pytest.mark.parametrize(("inwards", "outwards"), [(20, 20), (9, 16), (0, 7.5)])
-def test_metric_mask_band_in_nm_on_anisotropic_voxels(
-    tmp_path: Path, monkeypatch, inwards, outwards
-):
+def test_metric_mask_band_in_nm_on_anisotropic_voxels(tmp_path: Path, inwards, outwards):
     """On 8 x 4 x 4 nm voxels a 20 nm band is 2 voxels deep along z and 5 along y and x."""
     container, _ = _labels_with_cubes(tmp_path)
-    monkeypatch.setattr(masks, "_BLOCK_EDGE", 16)
     masks.create_metric_mask(
         container, "volumes/labels/mito", "volumes/metric_masks/mito", inwards, outwards,
-        num_workers=0, progress=False, units="nm",
+        num_workers=0, progress=False, units="nm", block_edge=16,
     )  # fmt: skip
     out = open_array(container, "volumes/metric_masks/mito")
     expected = np.where(_expected_band(inwards, outwards, (8, 4, 4)), 0, 255)
@@ -88,7 +82,7 @@ def test_metric_mask_band_in_nm_on_anisotropic_voxels(
     assert attrs["incasem_metric_mask"]["exclude_inwards_nm"] == inwards
 
 
-def test_foreground_mask_blockwise_equals_one_block(tmp_path: Path, rng, monkeypatch):
+def test_foreground_mask_blockwise_equals_one_block(tmp_path: Path, rng):
     z, y, x = np.indices(SHAPE)
     cell = (z - 20) ** 2 + (y - 22) ** 2 + (x - 30) ** 2 < 22**2
     raw = np.where(cell, 120, 230) + rng.normal(0, 30, SHAPE)
@@ -97,8 +91,10 @@ def test_foreground_mask_blockwise_equals_one_block(tmp_path: Path, rng, monkeyp
     container = tmp_path / "cell.zarr"
     array = create_array(container, "volumes/raw", SHAPE, (5, 5, 5), chunks=(8, 8, 8))
     array[array.roi] = raw
-    monkeypatch.setattr(masks, "_BLOCK_EDGE", 16)  # 3 x 3 x 3 blocks of 16 voxels, context 10
-    masks.create_foreground_mask(container, "volumes/raw", num_workers=0, progress=False)
+    # 3 x 3 x 3 blocks of 16 voxels, context 10
+    masks.create_foreground_mask(
+        container, "volumes/raw", num_workers=0, progress=False, block_edge=16
+    )
     got = open_array(container, "volumes/mask")[array.roi]
     expected = masks.foreground_from_values(raw)
     np.testing.assert_array_equal(got, np.where(expected, 255, 0))
