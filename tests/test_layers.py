@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+#: `lint-imports` of the interpreter running the tests (wherever its scripts are installed).
+LINT_IMPORTS = [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -23,7 +24,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", "--config", str(root / "pyproject.toml")],
+        [*LINT_IMPORTS, "--no-cache", "--config", str(root / "pyproject.toml")],
         cwd=root,
         env=env,
         capture_output=True,
