@@ -267,7 +267,7 @@ class Validation(_Section):
     output_size_voxels: Size3 | None = None
     # The original's validation snapshots (every N validations); kept so its configs load:
     # validation writes scores and curves, no snapshots.
-    snapshot: Every | None = None
+    snapshot: Every = Every(every=10)
 
     _no_data = field_validator("data", mode="before")(_none_spelled_out)
 
@@ -338,7 +338,7 @@ class Sacred(_Section):
 
 
 def _original_sources(value: Any) -> Any:
-    if value not in (None, {"class": "DataSourcesSemantic"}):
+    if value != {"class": "DataSourcesSemantic"}:
         raise ValueError("the original's only value is {class: DataSourcesSemantic}")
     return value
 
@@ -348,7 +348,7 @@ class TrainingConfig(_Section):
 
     directories: Directories = Directories()
     # The original's source class (unused there too); kept so its configs load.
-    sources: dict[str, str] | None = None
+    sources: dict[str, str] = {"class": "DataSourcesSemantic"}
     training: Training = Training()
     validation: Validation = Validation()
     data: Data = Data()
