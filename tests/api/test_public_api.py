@@ -264,3 +264,38 @@ def test_a_json_config_in_the_originals_layout_trains(tmp_path, repo_root):
     card = load_checkpoint(run / "checkpoints" / "model_checkpoint_2.pt").card
     assert card.iteration == 2 and card.output_size_voxels == [26, 26, 26]
     assert json.loads((run / "best.json").read_text())["iteration"] in (0, 2)
+
+
+def test_incasem_train_is_the_training_command(tmp_path, monkeypatch, capsys):
+    from incasem.cli.main import main
+
+    _write_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_config(tmp_path, _write_data(tmp_path))))
+    nodes = f"training.pipeline.extra_nodes={json.dumps([NODE]).replace(' ', '')}"
+    assert main(["train", "--print_config", "with", str(config), nodes]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["training"]["pipeline"]["extra_nodes"] == [NODE]
+    assert printed["training"]["iterations"] == 2
+    wrong = nodes.replace("after_sources", "before_sources")
+    assert main(["train", "with", str(config), wrong]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "incasem train: error: config key 'training.pipeline.extra_nodes[0].place' = "
+        "'before_sources': expected one of after_sources, after_augmentation, before_balancing"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_package_face_is_lazy_and_complete():
+    code = (
+        "import sys, incasem\n"
+        "assert 'torch' not in sys.modules and 'gunpowder' not in sys.modules\n"
+        "missing = [n for n in incasem.__all__ if getattr(incasem, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "import incasem.predict.run\n"
+        "assert callable(incasem.predict) and incasem.predict.predict_block\n"
+        "assert [n for n in incasem.__all__ if not getattr(incasem, n).__doc__] == []\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
