@@ -4,6 +4,7 @@ prediction from Python, the original's JSON config, the package face."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,14 @@ def _write_package(folder: Path) -> None:
     (folder / "my_lab" / "nodes.py").write_text(NODE_MODULE)
 
 
+def _importable(patch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``folder``'s packages importable here and in processes started from here."""
+    patch.syspath_prepend(str(folder))
+    patch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.getenv("PYTHONPATH")]))
+    )
+
+
 def _write_data(folder: Path) -> Path:
     """A 64³ volume at 5 nm of constant raw with a labelled cube, and its data config."""
     container = folder / "flat.zarr"
@@ -94,7 +103,7 @@ def trained(tmp_path_factory):
     _write_package(folder)
     data = _write_data(folder)
     with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(folder))
+        _importable(patch, folder)
         run = incasem.train(
             _config(folder, data), {"training.pipeline.extra_nodes": [NODE]}, name="nodes"
         )
@@ -154,7 +163,7 @@ def test_a_users_node_from_the_config_is_in_the_snapshot_config_and_card(trained
 )
 def test_a_wrong_node_is_one_line_and_no_run(tmp_path, monkeypatch, capsys, node, message):
     _write_package(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _importable(monkeypatch, tmp_path)
     data = _write_data(tmp_path)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(_config(tmp_path, data)))
@@ -270,7 +279,7 @@ def test_incasem_train_is_the_training_command(tmp_path, monkeypatch, capsys):
     from incasem.cli.main import main
 
     _write_package(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _importable(monkeypatch, tmp_path)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(_config(tmp_path, _write_data(tmp_path))))
     nodes = f"training.pipeline.extra_nodes={json.dumps([NODE]).replace(' ', '')}"
