@@ -14,9 +14,11 @@ line, not a failed run. The places (`PLACES`) and what the batch holds there:
 * ``before_balancing``: raw mapped to [-1, 1] (float16 for 8-bit data), just before the loss
   weights (``SCALES``) are computed from ``LABELS`` and ``VALID``.
 
-Arrays are (z, y, x) with world ROIs in nm; nodes reach them as ``gunpowder.ArrayKey("RAW")``,
-``"LABELS"`` and ``"VALID"`` (the keys of `incasem.pipeline.TrainingKeys`). Nodes run in the
-batch-preparing worker processes (``training.precache.num_workers``).
+Arrays are (z, y, x); nodes reach them as ``gunpowder.ArrayKey("RAW")``, ``"LABELS"`` and
+``"VALID"`` (the keys of `incasem.pipeline.TrainingKeys`). Their ROIs (nm) are those of the
+batch request, raw's starting at 0: the random location is undone before these places, so
+``raw.data[i]`` is the batch's i-th z-section, wherever in the volume it came from. Nodes run
+in the batch-preparing worker processes (``training.precache.num_workers``).
 
 This module imports gunpowder only when a node is resolved, so the config schema can name
 `PLACES` without loading it.

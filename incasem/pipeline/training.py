@@ -186,9 +186,8 @@ def batch_pipeline(
     weights = [float(np.prod(entry.shape)) * entry.weight for entry in data]
     pipeline = tuple(branches) + gp.RandomProvider(probabilities=weights)
 
-    for node in [*extra["after_sources"], *_augmentations(config, keys)]:
-        pipeline += node
-    for node in extra["after_augmentation"]:
+    augmentations = _augmentations(config, keys)
+    for node in [*extra["after_sources"], *augmentations, *extra["after_augmentation"]]:
         pipeline += node
     pipeline += gp.IntensityScaleShift(keys.raw, 2, -1)
     if _raw_is_8bit(data, data_root):
