@@ -44,6 +44,16 @@ class PredictionRun:
     result: dict[str, Any]
 
 
+def _plain(value: Any) -> Any:
+    """A copy of ``value`` as Sacred records configs: paths as strings, tuples as lists (the
+    caller's mapping stays as it was)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, os.PathLike) else value
+
+
 def _layers(
     config: ConfigSource | Sequence[ConfigSource] | TrainingConfig | None,
     updates: Mapping[str, Any] | None,
@@ -72,7 +82,7 @@ def _layers(
             raise IncasemError(
                 f"config: expected a file path or a mapping of keys, got {type(source).__name__}"
             )
-        for key, value in source.items():
+        for key, value in _plain(source).items():
             if "." in key:
                 update: dict[str, Any] = {}
                 set_by_dotted_path(update, key, value)
