@@ -17,8 +17,6 @@ from incasem.io import create_array, open_array
 from incasem.torch.checkpoint import load_checkpoint
 from incasem.training.cli import main as train_main
 
-pytestmark = pytest.mark.slow
-
 #: A node as a lab would write it, in its own package outside incasem: it adds
 #: ``step * (section % 3)`` to every voxel of each z-section of the batch.
 NODE_MODULE = """
@@ -110,6 +108,7 @@ def trained(tmp_path_factory):
     return folder, data, run
 
 
+@pytest.mark.slow
 def test_a_users_node_from_the_config_is_in_the_snapshot_config_and_card(trained):
     folder, _, run = trained
     assert run.run_dir == folder / "runs" / "1" and run.run_id == "1"
@@ -174,6 +173,7 @@ def test_a_wrong_node_is_one_line_and_no_run(tmp_path, monkeypatch, capsys, node
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_model_predicts_a_numpy_array_as_blockwise_prediction_does(trained):
     folder, _, run = trained
     raw = np.random.default_rng(1).integers(0, 256, (64, 64, 64), dtype=np.uint8)
@@ -204,6 +204,7 @@ def test_a_model_predicts_a_numpy_array_as_blockwise_prediction_does(trained):
     assert np.array_equal(model.segment(in_memory), open_array(container, segmentation)[...])
 
 
+@pytest.mark.slow
 def test_a_json_config_in_the_originals_layout_trains(tmp_path, repo_root):
     """``config_training.yaml`` of the original incasem, as its users write it in JSON (tiny
     sizes and CPU): its keys that name pipelines, sources and MongoDB folders load."""
@@ -296,6 +297,7 @@ def test_incasem_train_is_the_training_command(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_the_package_face_is_lazy_and_complete():
     code = (
         "import sys, incasem\n"
