@@ -33,6 +33,7 @@ _COMMANDS = (
     "incasem.cli.pyramid",
     "incasem.cli.crop",
     "incasem.cli.relabel",
+    "incasem.cli.train",
     "incasem.cli.predict",
     "incasem.cli.segment",
     "incasem.cli.evaluate",

@@ -263,22 +263,48 @@ def build_experiment(
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a prediction from parsed arguments; returns the exit code (0: every block done)."""
+def run_prediction(
+    config_updates: dict[str, Any],
+    named_configs: Sequence[str],
+    *,
+    name: str | None = None,
+    mongodb: str | None = None,
+    progress: bool = True,
+) -> Any:
+    """Plan, then predict as a Sacred run; returns Sacred's run (its ``result`` is the JSON of
+    `incasem.predict.run.result_as_json`, its first observer's ``dir`` the run's record).
+
+    Args:
+        config_updates: Sacred updates (nested; ``prediction.checkpoint``, ...).
+        named_configs: YAML/JSON config files, in order.
+        name: the Sacred run's name.
+        mongodb: also record in MongoDB (``mongodb://HOST[:PORT][/DB]``).
+        progress: show a progress bar.
+
+    Raises `IncasemError` (nothing recorded or written) for a bad request, `PredictionFailed`
+    when blocks failed.
+    """
     from incasem.predict.run import plan_prediction
     from incasem.predict.settings import PredictionSettings
     from incasem.tracking.experiment import run_experiment
 
-    config_updates, named_configs = _config_updates(args)
     config = resolve_config(config_updates, named_configs)
-    plan = plan_prediction(PredictionSettings.from_config(config, progress=args.progress))
+    plan = plan_prediction(PredictionSettings.from_config(config, progress=progress))
     experiment = build_experiment(
-        config["directories"].get("runs") or "runs", args.mongodb, args.progress, plan
+        config["directories"].get("runs") or "runs", mongodb, progress, plan
     )
     # Unknown keys (e.g. the original's prediction.pipeline) were already reported by
     # resolve_config; force stops Sacred from refusing them.
-    sacred_run = run_experiment(
-        experiment, config_updates, named_configs, name=args.name, capture="sys", force=True
+    return run_experiment(
+        experiment, config_updates, named_configs, name=name, capture="sys", force=True
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a prediction from parsed arguments; returns the exit code (0: every block done)."""
+    config_updates, named_configs = _config_updates(args)
+    sacred_run = run_prediction(
+        config_updates, named_configs, name=args.name, mongodb=args.mongodb, progress=args.progress
     )
     if args.json:
         print(json.dumps(sacred_run.result, indent=2))

@@ -1,18 +1,29 @@
 """gunpowder pipelines assembled from data configs: one source branch per data-config entry,
-joined and augmented for training."""
+joined and augmented for training, with a user's own nodes at named places
+(`incasem.pipeline.extra_nodes`).
 
-from incasem.pipeline.training import (
-    TrainingKeys,
-    TrainingPipeline,
-    batch_pipeline,
-    training_pipeline,
-    training_request,
-)
+Names are resolved on first use, so that the training config schema can read the places
+without importing torch and gunpowder.
+"""
 
-__all__ = [
-    "TrainingKeys",
-    "TrainingPipeline",
-    "batch_pipeline",
-    "training_pipeline",
-    "training_request",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PLACES": "incasem.pipeline.extra_nodes",
+    "TrainingKeys": "incasem.pipeline.training",
+    "TrainingPipeline": "incasem.pipeline.training",
+    "batch_pipeline": "incasem.pipeline.training",
+    "training_pipeline": "incasem.pipeline.training",
+    "training_request": "incasem.pipeline.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

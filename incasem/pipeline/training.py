@@ -1,4 +1,5 @@
-"""The training pipeline: sources -> random location -> augmentation -> balancing -> Train.
+"""The training pipeline: sources -> random location -> augmentation -> balancing -> Train,
+with a user's own nodes at named places (`incasem.pipeline.extra_nodes`).
 
 Node order and defaults follow the original incasem (see ``configs/training.yaml``) with three
 deliberate changes: context outside the annotated ROI is unknown rather than background (see
@@ -28,6 +29,7 @@ from incasem.gunpowder import (
 )
 from incasem.io.arrays import open_array
 from incasem.io.data_config import DataConfig
+from incasem.pipeline.extra_nodes import ExtraNodes, configured_nodes, merge_nodes
 from incasem.pipeline.sources import SourceKeys, entry_source
 
 if TYPE_CHECKING:  # a type only: the pipeline does not depend on the training package
@@ -65,13 +67,14 @@ def training_request(config: TrainingConfig, keys: TrainingKeys) -> gp.BatchRequ
     return request
 
 
-def _transpose_axes(voxel_size: gp.Coordinate) -> list[int] | None:
-    """Spatial axes that may be swapped: only those sharing the most common voxel size, so that
-    anisotropic data (e.g. 40x6x6 nm) is never transposed across its thick axis."""
+def _transpose_axes(voxel_size: gp.Coordinate, allowed: list[int] | None) -> list[int]:
+    """Spatial axes (0 z, 1 y, 2 x) that may be swapped: of ``allowed`` (None: all), only
+    those sharing the most common voxel size, so that anisotropic data (e.g. 40x6x6 nm) is
+    never transposed across its thick axis. Fewer than two axes: none ([])."""
     sizes = list(voxel_size)
     common = max(set(sizes), key=sizes.count)
-    axes = [i for i, s in enumerate(sizes) if s == common]
-    return axes if len(axes) > 1 else None
+    axes = [i for i, s in enumerate(sizes) if s == common and (allowed is None or i in allowed)]
+    return axes if len(axes) > 1 else []
 
 
 def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchFilter]:
@@ -90,10 +93,13 @@ def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchF
             )
         )
     if augment.simple.enabled:
+        simple = augment.simple
         nodes.append(
             gp.SimpleAugment(
-                mirror_only=None if augment.simple.mirror else [],
-                transpose_only=_transpose_axes(voxel_size) if augment.simple.transpose else [],
+                mirror_only=None if simple.mirror else [],
+                transpose_only=_transpose_axes(voxel_size, simple.transpose_only)
+                if simple.transpose
+                else [],
             )
         )
     if augment.intensity.enabled:
@@ -103,6 +109,20 @@ def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchF
         nodes.append(GammaAugment(keys.raw, augment.gamma.min, augment.gamma.max))
     if augment.noise.enabled:
         nodes.append(gp.NoiseAugment(keys.raw, mode="gaussian", var=augment.noise.var))
+    if augment.defect.enabled:
+        # After every spatial augmentation, so that the sections lost or faded are whole
+        # z-sections of the batch the network sees (a later rotation would tilt them).
+        nodes.append(
+            gp.DefectAugment(
+                keys.raw,
+                prob_missing=augment.defect.prob_missing,
+                prob_low_contrast=augment.defect.prob_low_contrast,
+                prob_artifact=0.0,
+                prob_deform=0.0,
+                contrast_scale=augment.defect.contrast_scale,
+                axis=0,
+            )
+        )
     return nodes
 
 
@@ -115,18 +135,27 @@ def batch_pipeline(
     data: DataConfig,
     keys: TrainingKeys,
     data_root: str | os.PathLike | None = None,
+    extra_nodes: ExtraNodes | None = None,
 ) -> gp.Pipeline:
     """Everything that prepares a training batch, up to (not including) PreCache and Train:
-    sources, foreground-biased locations, augmentation, intensity scaling and label balancing.
-    Arrays are (z, y, x): the Train node adds the batch and channel axes on the model's device.
-    Benchmarks time it alone.
+    sources, foreground-biased locations, augmentation, intensity scaling and label balancing,
+    with the extra nodes at their places. Arrays are (z, y, x), ROIs in nm: the Train node adds
+    the batch and channel axes on the model's device. Benchmarks time it alone.
 
     Args:
-        config: validated training config.
+        config: validated training config; its ``training.pipeline.extra_nodes`` are built and
+            inserted.
         data: the training data config, validated against the data.
         keys: the batch's array keys.
         data_root: directory relative data-config paths are joined to.
+        extra_nodes: more nodes from Python, by place (``{"after_sources": [node, ...]}``,
+            places in `incasem.pipeline.extra_nodes.PLACES`), each inserted after the
+            config's nodes at the same place.
+
+    Raises:
+        IncasemError: an extra node's class, arguments or place is wrong (one line naming it).
     """
+    extra = merge_nodes(configured_nodes(config), extra_nodes)
     voxel_size = gp.Coordinate(config.data.voxel_size)
     input_size = gp.Coordinate(config.training.input_size_voxels) * voxel_size
     output_size = gp.Coordinate(config.training.output_size_voxels) * voxel_size
@@ -157,7 +186,8 @@ def batch_pipeline(
     weights = [float(np.prod(entry.shape)) * entry.weight for entry in data]
     pipeline = tuple(branches) + gp.RandomProvider(probabilities=weights)
 
-    for node in _augmentations(config, keys):
+    augmentations = _augmentations(config, keys)
+    for node in [*extra["after_sources"], *augmentations, *extra["after_augmentation"]]:
         pipeline += node
     pipeline += gp.IntensityScaleShift(keys.raw, 2, -1)
     if _raw_is_8bit(data, data_root):
@@ -167,6 +197,8 @@ def batch_pipeline(
         # spares the training process ~30 ms of page faults per batch. The model casts its input
         # to its own dtype.
         pipeline += gp.AsType(keys.raw, np.float16)
+    for node in extra["before_balancing"]:
+        pipeline += node
     balance = config.loss.balance_labels
     # Without balancing every class fraction is clipped to 1 / num_classes, which gives every
     # valid voxel the weight 1: the same node then only applies the valid mask.
@@ -232,6 +264,7 @@ def training_pipeline(
     request: gp.BatchRequest,
     run_dir: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
+    extra_nodes: ExtraNodes | None = None,
 ) -> TrainingPipeline:
     """Assemble the training pipeline; returns it with its Train node (to set the iteration) and
     its Prefetch node (None without ``precache.prefetch``; it counts the time spent waiting for
@@ -246,6 +279,7 @@ def training_pipeline(
             the labels' ROI.
         run_dir: the run folder; snapshots go to ``run_dir/snapshots``.
         data_root: directory relative data-config paths are joined to.
+        extra_nodes: more nodes from Python, by place (see `batch_pipeline`).
 
     Batches are prepared by `batch_pipeline`, ahead of the model in ``precache.num_workers``
     processes, and (with ``precache.prefetch``) taken off their queue in a background thread
@@ -254,7 +288,7 @@ def training_pipeline(
     folder so it can never silently resume from a stale file.
     """
     voxel_size = gp.Coordinate(config.data.voxel_size)
-    pipeline = batch_pipeline(config, data, keys, data_root)
+    pipeline = batch_pipeline(config, data, keys, data_root, extra_nodes)
     prefetch = None
     if config.training.precache.num_workers > 0:
         pipeline += ThreadLimitedPreCache(

@@ -28,8 +28,8 @@ from incasem.atomic import write_atomic
 from incasem.errors import IncasemError
 
 #: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``, 3 its
-#: ``raw_histogram``.
-FORMAT_VERSION = 3
+#: ``raw_histogram``, 4 its ``training_nodes``.
+FORMAT_VERSION = 4
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class ModelCard:
         raw_histogram: grey-value counts (256 levels) of the training raw, sampled over the
             training ROIs (`incasem.io.intensity.sample_histogram`); prediction warns when its
             input's histogram is far from it. Empty where unknown (older checkpoints).
+        training_nodes: the user's gunpowder nodes the training pipeline had
+            (``training.pipeline.extra_nodes``: class, place, args), so whoever uses the
+            model knows what training saw; empty for none (and for older checkpoints).
     """
 
     hparams: dict[str, Any]
@@ -72,6 +75,7 @@ class ModelCard:
     incasem_version: str = __version__
     threshold: float | None = None
     raw_histogram: list[int] = field(default_factory=list)
+    training_nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def decision_threshold(self) -> tuple[float, str]:
         """The threshold prediction uses by default and where it comes from, for messages."""
@@ -193,6 +197,7 @@ _CARD_TYPES = (
     ("normalisation", dict),
     ("metrics", dict),
     ("raw_histogram", list),
+    ("training_nodes", list),
 )
 
 

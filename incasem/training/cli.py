@@ -21,6 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from incasem.tracking.experiment import (
     run_experiment,
     with_clause,
 )
-from incasem.tracking.run_folder import run_name
+from incasem.tracking.run_folder import list_checkpoints, read_best, run_name
+from incasem.training.arguments import DESCRIPTION, add_arguments
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
     HPARAM_CONFIG_KEYS,
@@ -105,30 +107,8 @@ def _same_data(checked: TrainingData, config: TrainingConfig) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train a 3D U-Net for one organelle. Config: configs/training.yaml documents "
-        "every key; override with 'with FILE.yaml key=value ...'. Sizes are voxels (z, y, x), "
-        "voxel sizes nm.",
-    )
-    parser.add_argument("--name", help="run name shown in listings")
-    parser.add_argument(
-        "--start_from",
-        nargs="+",
-        metavar="CHECKPOINT | RUN_ID [ITERATION]",
-        help="fine-tune from a checkpoint file, or from run RUN_ID at ITERATION (a number or "
-        "best; default: best if the run validated, else its latest checkpoint)",
-    )
-    parser.add_argument(
-        "--continue_run", metavar="RUN_ID", help="resume a stopped run at its last checkpoint"
-    )
-    parser.add_argument("--mongodb", help="also record runs in MongoDB: mongodb://HOST[:PORT][/DB]")
-    parser.add_argument(
-        "--print_config", action="store_true", help="print the resolved config and exit"
-    )
-    parser.add_argument(
-        "updates", nargs="*", help="'with' followed by YAML files and key=value updates"
-    )
+    parser = argparse.ArgumentParser(prog="train.py", description=DESCRIPTION)
+    add_arguments(parser)
     return parser
 
 
@@ -182,62 +162,169 @@ def _set_by_user(key: str, config_updates: dict[str, Any], files: Sequence[str])
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the training command line; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Split at 'with' ourselves: argparse would let '--start_from RUN_ID [ITERATION]' swallow it.
-    split = argv.index("with") if "with" in argv else len(argv)
-    args = _parser().parse_args(argv[:split])
-    args.updates = [*args.updates, *argv[split:]]
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+@dataclass
+class TrainingRun:
+    """Where a finished training run is.
+
+    Attributes:
+        run_id: the Sacred run's id (the run folder's name).
+        run_dir: the run folder: ``config.json``, ``run.json``, ``metrics.json``,
+            ``checkpoints/``, ``best.json``, ``snapshots/``, ``tensorboard/``.
+        checkpoint: the checkpoint to predict with: the best one (``best.json``) if the run
+            validated, else the latest.
+        result: the run's result as Sacred records it (iterations, final loss, validation).
+    """
+
+    run_id: str
+    run_dir: Path
+    checkpoint: Path | None
+    result: dict[str, Any]
+
+
+@dataclass
+class _Prepared:
+    config: TrainingConfig
+    config_updates: dict[str, Any]
+    files: list[str]
+    runs_dir: str
+    name: str | None
+    checked: TrainingData
+
+
+def _start_from_checkpoint(
+    start_from: Sequence[str], config_updates: dict[str, Any], files: Sequence[str], runs_dir: str
+) -> Path:
+    """The checkpoint ``--start_from`` names; its card's network and sizes fill the keys the
+    user did not set."""
+    source = start_from[0]
+    if Path(source).is_file():
+        checkpoint = Path(source)
+    else:
+        iteration = start_from[1] if len(start_from) > 1 else None
+        if not source.isdigit():
+            raise IncasemError(f"--start_from {source}: no such checkpoint file or run id")
+        checkpoint = resolve_checkpoint(None, int(source), iteration, runs_dir).path
+    set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
+    card = load_checkpoint(checkpoint).card
+    for key, value in _card_config(card).items():
+        if not _set_by_user(key, config_updates, files):
+            set_by_dotted_path(config_updates, key, value)
+    return checkpoint
+
+
+def _prepare(
+    config_updates: dict[str, Any],
+    files: Sequence[str],
+    name: str | None,
+    start_from: Sequence[str] | None,
+    continue_run: str | None,
+) -> _Prepared:
+    """Resolve and check everything before Sacred records a run (raises `IncasemError`)."""
+    files = list(files)
+    runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
+    if continue_run is not None:
+        run_config = Path(runs_dir) / continue_run / "config.json"
+        if not run_config.is_file():
+            raise IncasemError(f"--continue_run {continue_run}: no {run_config}")
+        # A continued run keeps the name it was recorded under, unless --name says otherwise.
+        if name is None:
+            name = run_name(run_config.parent)
+        files = [str(run_config), *files]
+        set_by_dotted_path(config_updates, "training.continue_id", continue_run)
+        set_by_dotted_path(config_updates, "training.start_from", None)
+    checkpoint = None
+    if start_from:
+        checkpoint = _start_from_checkpoint(start_from, config_updates, files, runs_dir)
+    _plan_auto_sizes(config_updates, files)
+    config = parse_config(_resolved_config(config_updates, files))
+    if checkpoint is not None:
+        # before Sacred records a run: a network that cannot take the weights is bad input
+        check_start_from(
+            load_checkpoint(checkpoint).card.hparams, build_model(config).hparams(), checkpoint
+        )
+    checked = check_training_config(config)
+    return _Prepared(config, config_updates, files, runs_dir, name, checked)
+
+
+def run_training(
+    config_updates: dict[str, Any],
+    files: Sequence[str],
+    *,
+    name: str | None = None,
+    start_from: Sequence[str] | None = None,
+    continue_run: str | None = None,
+    mongodb: str | None = None,
+    started: dict[str, Path] | None = None,
+) -> TrainingRun:
+    """Check the configuration, then train as a Sacred run (what ``scripts/train.py`` and
+    ``incasem train`` do after parsing their flags).
+
+    Args:
+        config_updates: the ``with`` clause's ``key=value`` updates, nested.
+        files: YAML/JSON config files, in order (later ones win; updates win over all).
+        name: the run's name.
+        start_from: ``[CHECKPOINT]`` or ``[RUN_ID]`` or ``[RUN_ID, ITERATION|best]``.
+        continue_run: a run id to resume.
+        mongodb: also record in MongoDB (``mongodb://HOST[:PORT][/DB]``).
+        started: receives ``run_dir`` as soon as the run folder exists.
+
+    Raises:
+        IncasemError: bad configuration or data (one line; no run is recorded).
+        TrainingInterrupted: SIGTERM/SIGINT stopped training (checkpoint saved).
+    """
+    prepared = _prepare(dict(config_updates), files, name, start_from, continue_run)
+    started = {} if started is None else started
+    experiment = build_training_experiment(
+        prepared.runs_dir, mongodb, started, prepared.checked, continue_run
+    )
+    run = run_experiment(
+        experiment,
+        prepared.config_updates,
+        prepared.files,
+        name=prepared.name,
+        run_id=continue_run,
+    )
+    run_dir = started["run_dir"]
+    best = read_best(run_dir)
+    checkpoints = list_checkpoints(run_dir)
+    if best is not None:
+        checkpoint = run_dir / best["checkpoint"]
+    else:
+        checkpoint = checkpoints[max(checkpoints)] if checkpoints else None
+    return TrainingRun(str(run._id), run_dir, checkpoint, run.result)
+
+
+def run_arguments(args: argparse.Namespace, prog: str) -> int:
+    """Train as the parsed ``args`` say; errors are one line prefixed with ``prog``. Returns the
+    exit code: 0, 2 for bad input, 128 + signal for a run stopped by a signal."""
+    if args.start_from and "with" in args.start_from:  # '--start_from 3 with ...'
+        split = args.start_from.index("with")
+        args.updates = [*args.start_from[split:], *args.updates]
+        args.start_from = args.start_from[:split]
+    started: dict[str, Path] = {}
     try:
         config_updates, files = with_clause(args.updates)
-        runs_dir = _resolved_config(config_updates, files)["directories"]["runs"]
-        name = args.name
-        if args.continue_run is not None:
-            run_config = Path(runs_dir) / args.continue_run / "config.json"
-            if not run_config.is_file():
-                raise IncasemError(f"--continue_run {args.continue_run}: no {run_config}")
-            # A continued run keeps the name it was recorded under, unless --name says otherwise.
-            if name is None:
-                name = run_name(run_config.parent)
-            files = [str(run_config), *files]
-            set_by_dotted_path(config_updates, "training.continue_id", args.continue_run)
-            set_by_dotted_path(config_updates, "training.start_from", None)
-        if args.start_from:
-            source = args.start_from[0]
-            if Path(source).is_file():
-                checkpoint = Path(source)
-            else:
-                iteration = args.start_from[1] if len(args.start_from) > 1 else None
-                if not source.isdigit():
-                    raise IncasemError(f"--start_from {source}: no such checkpoint file or run id")
-                checkpoint = resolve_checkpoint(None, int(source), iteration, runs_dir).path
-            set_by_dotted_path(config_updates, "training.start_from", str(checkpoint))
-            card = load_checkpoint(checkpoint).card
-            for key, value in _card_config(card).items():
-                if not _set_by_user(key, config_updates, files):
-                    set_by_dotted_path(config_updates, key, value)
-        _plan_auto_sizes(config_updates, files)
-        config = parse_config(_resolved_config(config_updates, files))
-        if args.start_from:
-            # before Sacred records a run: a network that cannot take the weights is bad input
-            check_start_from(card.hparams, build_model(config).hparams(), checkpoint)
-        checked = check_training_config(config)
         if args.print_config:
-            print(json.dumps(config.model_dump(), indent=2))
+            prepared = _prepare(
+                config_updates, files, args.name, args.start_from, args.continue_run
+            )
+            print(json.dumps(prepared.config.model_dump(), indent=2))
             return 0
-        started: dict[str, Path] = {}
-        experiment = build_training_experiment(
-            runs_dir, args.mongodb, started, checked, args.continue_run
+        run = run_training(
+            config_updates,
+            files,
+            name=args.name,
+            start_from=args.start_from,
+            continue_run=args.continue_run,
+            mongodb=args.mongodb,
+            started=started,
         )
-        run = run_experiment(experiment, config_updates, files, name=name, run_id=args.continue_run)
     except IncasemError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
         print(
-            f"train.py: stopped by {signal.Signals(e.signum).name} at iteration {e.iteration} "
+            f"{prog}: stopped by {signal.Signals(e.signum).name} at iteration {e.iteration} "
             f"(checkpoint saved; run recorded as INTERRUPTED); resume with --continue_run "
             f"{started['run_dir'].name}",
             file=sys.stderr,
@@ -245,3 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + e.signum
     print(json.dumps(run.result, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the training command line (``scripts/train.py``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Split at 'with' ourselves: argparse would let '--start_from RUN_ID [ITERATION]' swallow it.
+    split = argv.index("with") if "with" in argv else len(argv)
+    args = _parser().parse_args(argv[:split])
+    args.updates = [*args.updates, *argv[split:]]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_arguments(args, "train.py")

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incasem.errors import IncasemError
+from incasem.pipeline.extra_nodes import PLACES
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -67,6 +68,9 @@ class _Section(BaseModel):
 class Directories(_Section):
     runs: str = "runs"
     data: str = "."
+    # The original's folder of its mock MongoDB; kept so its configs load. Runs are recorded
+    # under ``runs`` (and in MongoDB with --mongodb).
+    db: str | None = None
 
 
 class Optimizer(_Section):
@@ -120,6 +124,9 @@ class Simple(_Section):
     enabled: bool = True
     mirror: bool = True
     transpose: bool = True
+    # The original's key: the axes (0 = z, 1 = y, 2 = x) that may be swapped. Of these, only
+    # axes sharing the most common voxel size are swapped (`incasem.pipeline.training`).
+    transpose_only: list[Annotated[int, Field(ge=0, le=2)]] | None = None
 
 
 class Intensity(_Section):
@@ -139,12 +146,76 @@ class Gamma(_Section):
     max: Annotated[float, Field(gt=0)] = 1.25
 
 
+class Defect(_Section):
+    """Serial-section defects (gunpowder's ``DefectAugment``), section by section along z:
+    a whole z-section goes missing (set to 0) or loses contrast (scaled about its mean).
+    Off by default: isotropic FIB-SEM has no such sections."""
+
+    enabled: bool = False
+    prob_missing: Fraction = 0.03
+    prob_low_contrast: Fraction = 0.03
+    contrast_scale: Fraction = 0.1
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> Defect:
+        if self.prob_missing + self.prob_low_contrast > 1:
+            raise ValueError(
+                "training.augmentation.defect: prob_missing + prob_low_contrast exceeds 1"
+            )
+        return self
+
+
 class Augmentation(_Section):
     elastic: Elastic = Elastic()
     simple: Simple = Simple()
     intensity: Intensity = Intensity()
     noise: Noise = Noise()
     gamma: Gamma = Gamma()
+    defect: Defect = Defect()
+
+
+class ExtraNode(_Section):
+    """A user's gunpowder node: ``class`` (``module:Class``), ``place`` (one of
+    `incasem.pipeline.extra_nodes.PLACES`) and ``args`` (JSON values passed as keyword
+    arguments); see `incasem.pipeline.extra_nodes`."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    node_class: str = Field(alias="class")
+    place: str
+    args: dict[str, Any] = {}
+
+    @field_validator("node_class")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        module, colon, name = value.partition(":")
+        if not (colon and module.strip() and name.strip()):
+            raise ValueError("expected an import path 'module:Class', e.g. 'my_lab.nodes:Shift'")
+        return value
+
+    @field_validator("place")
+    @classmethod
+    def _known_place(cls, value: str) -> str:
+        if value not in PLACES:
+            raise ValueError(f"expected one of {', '.join(PLACES)}")
+        return value
+
+
+class Pipeline(_Section):
+    extra_nodes: list[ExtraNode] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _original_name(cls, data: Any) -> Any:
+        # The original names its only pipeline: training.pipeline=baseline_with_context.
+        if data == "baseline_with_context":
+            return {}
+        if isinstance(data, str):
+            raise ValueError(
+                "the training pipeline is 'baseline_with_context'; add nodes to it with "
+                "training.pipeline.extra_nodes"
+            )
+        return data
 
 
 class Every(_Section):
@@ -164,6 +235,7 @@ class WeightAveraging(_Section):
 
 
 class Training(_Section):
+    pipeline: Pipeline = Pipeline()
     data: str | None = None
     iterations: PositiveInt = 20000
     max_minutes: Annotated[float, Field(gt=0)] | None = None
@@ -186,9 +258,16 @@ class Training(_Section):
 
 
 class Validation(_Section):
+    # The original's key naming its (only) validation pipeline; kept so its configs load.
+    pipeline: Literal["baseline_with_context"] | None = None
     data: str | None = None
     validate_every: PositiveInt = 1000
     input_size_voxels: Size3 | Literal["auto"] | None = None
+    # The original's key: given, it must equal the network's output for input_size_voxels.
+    output_size_voxels: Size3 | None = None
+    # The original's validation snapshots (every N validations); kept so its configs load:
+    # validation writes scores and curves, no snapshots.
+    snapshot: Every = Every(every=10)
 
     _no_data = field_validator("data", mode="before")(_none_spelled_out)
 
@@ -197,11 +276,25 @@ class Data(_Section):
     voxel_size: Size3 = [5, 5, 5]
     num_classes: Annotated[int, Field(ge=2)] = 2
     class_names: list[str] | None = None
+    # The original's Downsample node; only 1 (none): downsample the data itself instead.
+    downsample_factor: int | None = None
+
+    @field_validator("downsample_factor")
+    @classmethod
+    def _no_downsampling(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError(
+                "only 1: write a downsampled copy of the data (incasem pyramid) and train at "
+                "its voxel size"
+            )
+        return value
 
 
 class Model(_Section):
     type: str = "Unet"
     num_fmaps: PositiveInt = 32
+    # The original's key for the output channels; given, it must equal data.num_classes.
+    num_fmaps_out: PositiveInt | None = None
     fmap_inc_factor: PositiveInt = 2
     downsample_factors: list[Size3] = [[2, 2, 2], [2, 2, 2], [2, 2, 2]]
     constant_upsample: bool = True
@@ -244,10 +337,18 @@ class Sacred(_Section):
     log_every: PositiveInt = 100
 
 
+def _original_sources(value: Any) -> Any:
+    if value != {"class": "DataSourcesSemantic"}:
+        raise ValueError("the original's only value is {class: DataSourcesSemantic}")
+    return value
+
+
 class TrainingConfig(_Section):
     """The whole training configuration (Sacred's config dict, validated)."""
 
     directories: Directories = Directories()
+    # The original's source class (unused there too); kept so its configs load.
+    sources: dict[str, str] = {"class": "DataSourcesSemantic"}
     training: Training = Training()
     validation: Validation = Validation()
     data: Data = Data()
@@ -256,8 +357,16 @@ class TrainingConfig(_Section):
     torch: Torch = Torch()
     sacred: Sacred = Sacred()
 
+    _sources = field_validator("sources")(_original_sources)
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
+        outputs = self.model.num_fmaps_out
+        if outputs is not None and outputs != self.data.num_classes:
+            raise ValueError(
+                f"model.num_fmaps_out is {outputs} but data.num_classes is "
+                f"{self.data.num_classes} (the network has one output per class)"
+            )
         names = self.data.class_names
         if names is not None and len(names) != self.data.num_classes:
             raise ValueError(
@@ -284,6 +393,16 @@ def default_config() -> dict[str, Any]:
     return TrainingConfig().model_dump()
 
 
+def config_key(location: Sequence[str | int]) -> str:
+    """The dotted config key of a location in the config tree, list items as ``[i]``:
+    ``("training", "pipeline", "extra_nodes", 0, "class")`` ->
+    ``training.pipeline.extra_nodes[0].class``."""
+    key = ""
+    for part in location:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key
+
+
 def parse_config(config: dict[str, Any]) -> TrainingConfig:
     """Validate a (Sacred) config dict; raises `IncasemError` with one line per problem."""
     config = {k: v for k, v in config.items() if k != "seed"}  # Sacred adds its own seed
@@ -292,11 +411,12 @@ def parse_config(config: dict[str, Any]) -> TrainingConfig:
     except ValidationError as e:
         problems = []
         for error in e.errors():
-            key = ".".join(str(part) for part in error["loc"])
+            key = config_key(error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 problems.append(f"unknown config key '{key}'")
             elif not key:
-                problems.append(error["msg"].removeprefix("Value error, "))
+                problems.append(message)
             elif error.get("input") == "auto":
                 problems.append(
                     f"config key '{key}' = 'auto' is planned from the training data by "
@@ -305,5 +425,5 @@ def parse_config(config: dict[str, Any]) -> TrainingConfig:
             else:
                 value = error.get("input")
                 shown = f" = {value!r}" if not isinstance(value, dict) else ""
-                problems.append(f"config key '{key}'{shown}: {error['msg']}")
+                problems.append(f"config key '{key}'{shown}: {message}")
         raise IncasemError("; ".join(problems)) from None

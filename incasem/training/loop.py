@@ -35,6 +35,7 @@ from incasem.io import open_array
 from incasem.io.data_config import DataConfig, DataEntry, check_data_config, entry_voxel_size
 from incasem.io.intensity import sample_histogram
 from incasem.metrics import format_scores
+from incasem.pipeline.extra_nodes import check_extra_nodes, describe_nodes
 from incasem.torch.checkpoint import (
     DEFAULT_NORMALISATION,
     ModelCard,
@@ -94,6 +95,7 @@ def check_training_config(config: TrainingConfig) -> TrainingData:
     if config.training.data is None:
         raise IncasemError("training.data is not set: give a data config JSON")
     _check_sizes(config)
+    check_extra_nodes(config)
     train, train_files = _load_data(config.training.data, "training.data", config)
     _check_outputs_fit(train, config)
     _check_class_voxels(train, config)
@@ -116,13 +118,21 @@ def _check_sizes(config: TrainingConfig) -> None:
             f"training.output_size_voxels is {config.training.output_size_voxels} but the model "
             f"gives {list(expected)} for training.input_size_voxels {input_size}"
         )
-    if config.validation.input_size_voxels not in (None, "auto"):
+    validation = config.validation
+    if validation.input_size_voxels not in (None, "auto"):
         try:
-            output_shape(config.validation.input_size_voxels, factors)
+            validation_output = output_shape(validation.input_size_voxels, factors)
         except ValueError as e:
             raise IncasemError(
-                f"validation.input_size_voxels {config.validation.input_size_voxels}: {e}"
+                f"validation.input_size_voxels {validation.input_size_voxels}: {e}"
             ) from None
+        wanted = validation.output_size_voxels
+        if wanted is not None and list(wanted) != list(validation_output):
+            raise IncasemError(
+                f"validation.output_size_voxels is {wanted} but the model gives "
+                f"{list(validation_output)} for validation.input_size_voxels "
+                f"{validation.input_size_voxels}"
+            )
 
 
 def _check_outputs_fit(data: DataConfig, config: TrainingConfig) -> None:
@@ -609,6 +619,7 @@ def _model_card(config: TrainingConfig, model: ASEMUNet, data: TrainingData) -> 
         class_names=config.class_names,
         data_digest=digest_files(data.train_files),
         raw_histogram=training_raw_histogram(data.train, config.directories.data),
+        training_nodes=describe_nodes(config),
     )
 
 
