@@ -2,8 +2,10 @@
 
 Every training and prediction run is recorded by a `FileStorageObserver` under the runs folder,
 so nothing needs a server (the original crashed without MongoDB). A MongoDB URL adds a
-`MongoObserver` for labs that browse runs in Omniboard. Its ``failure_dir`` is always set: with
-no server reachable, sacred 0.8.7 otherwise fails the run a second time with a ``TypeError``.
+`MongoObserver` for labs that browse runs in Omniboard. An unreachable server fails no run: the
+server is asked once, with a short timeout, before the run starts; if it does not answer, the
+run is recorded in files only and one warning line says so (Sacred's observer would otherwise
+end the run in two tracebacks). Its ``failure_dir`` is set too, for a server lost mid-run.
 
 A continued training run (``--continue_run N``) is recorded as run N again, in its own folder:
 one run, one id, one folder, whatever the number of sessions it took. Sacred appends metrics and
@@ -14,6 +16,7 @@ under ``sessions``. In MongoDB the continuation replaces the run's document (its
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,11 @@ from sacred import Experiment
 from sacred.observers import FileStorageObserver
 
 from incasem.errors import IncasemError
+
+logger = logging.getLogger(__name__)
+
+#: How long to wait for a MongoDB server to answer before recording a run in files only.
+SERVER_TIMEOUT_MS = 2000
 
 
 def _split_mongodb_url(url: str) -> tuple[str, str]:
@@ -78,6 +86,22 @@ class ContinuingFileStorageObserver(FileStorageObserver):
         return [*previous.get("sessions", []), session]
 
 
+def mongodb_unreachable(url: str) -> str | None:
+    """Why the MongoDB server at ``url`` (``mongodb://HOST[:PORT]``) does not answer a ping
+    within `SERVER_TIMEOUT_MS`, or None when it does."""
+    import pymongo
+    import pymongo.errors
+
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as e:
+        return str(e).split(" (configured")[0]
+    finally:
+        client.close()
+    return None
+
+
 def _mongo_observer(url: str, database: str, failure_dir: Path, continue_id: str | None):
     from sacred.observers import MongoObserver
 
@@ -86,7 +110,7 @@ def _mongo_observer(url: str, database: str, failure_dir: Path, continue_id: str
             url=url,
             db_name=database,
             failure_dir=str(failure_dir),
-            serverSelectionTimeoutMS=5000,
+            serverSelectionTimeoutMS=SERVER_TIMEOUT_MS,
             overwrite=overwrite,
         )
 
@@ -109,7 +133,8 @@ def add_observers(
     Args:
         experiment: the Sacred experiment.
         runs_dir: folder holding one sub-folder per run (created if missing).
-        mongodb: ``mongodb://HOST[:PORT][/DATABASE]``, or None.
+        mongodb: ``mongodb://HOST[:PORT][/DATABASE]``, or None. A server that does not answer
+            is left out with one warning: the run is recorded in files only.
         continue_id: the run a continuation records into (start it with Sacred's ``--id``
             option set to this id); None for a new run.
     """
@@ -118,6 +143,13 @@ def add_observers(
     experiment.observers.append(ContinuingFileStorageObserver(str(runs_dir), continue_id))
     if mongodb:
         url, database = _split_mongodb_url(mongodb)
+        reason = mongodb_unreachable(url)
+        if reason is not None:
+            logger.warning(
+                "MongoDB %s not reached (%s): this run is recorded in %s only", mongodb, reason,
+                runs_dir,
+            )  # fmt: skip
+            return
         experiment.observers.append(
             _mongo_observer(url, database, runs_dir / "mongodb_failures", continue_id)
         )
