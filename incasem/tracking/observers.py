@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 SERVER_TIMEOUT_MS = 2000
 
 
-def _split_mongodb_url(url: str) -> tuple[str, str]:
+def split_mongodb_url(url: str) -> tuple[str, str]:
     """``mongodb://host:port/db`` -> (``mongodb://host:port``, ``db``); default db ``incasem``."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("mongodb", "mongodb+srv"):
@@ -142,7 +142,7 @@ def add_observers(
     runs_dir.mkdir(parents=True, exist_ok=True)
     experiment.observers.append(ContinuingFileStorageObserver(str(runs_dir), continue_id))
     if mongodb:
-        url, database = _split_mongodb_url(mongodb)
+        url, database = split_mongodb_url(mongodb)
         reason = mongodb_unreachable(url)
         if reason is not None:
             logger.warning(
@@ -153,3 +153,25 @@ def add_observers(
         experiment.observers.append(
             _mongo_observer(url, database, runs_dir / "mongodb_failures", continue_id)
         )
+
+
+def add_database_artifacts(run: Any, files: dict[str, str | os.PathLike]) -> None:
+    """Upload ``files`` (artifact name -> path; missing files are left out) to the run's
+    MongoDB record as Sacred artifacts, which Omniboard lists, shows and offers for download.
+
+    Only the MongoDB observer gets them: the run folder already holds these files. A server
+    lost since the run started costs one warning line, not the run.
+    """
+    from sacred.observers import MongoObserver
+
+    for observer in run.observers:
+        if not isinstance(observer, MongoObserver):
+            continue
+        for name, path in files.items():
+            if not Path(path).is_file():
+                continue
+            try:
+                observer.artifact_event(name, str(path))
+            except Exception as e:  # pymongo's errors and GridFS's alike
+                logger.warning("artifact %s not stored in MongoDB (%s)", name, e)
+                return

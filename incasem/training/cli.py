@@ -36,7 +36,8 @@ from incasem.tracking.experiment import (
     run_experiment,
     with_clause,
 )
-from incasem.tracking.run_folder import run_name
+from incasem.tracking.observers import add_database_artifacts
+from incasem.tracking.run_folder import read_best, run_name, training_curves_path
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
     HPARAM_CONFIG_KEYS,
@@ -80,6 +81,15 @@ def build_training_experiment(
             start_from=config.training.start_from,
             resume=resume,
             checked=checked if checked and _same_data(checked, config) else None,
+        )
+        best = read_best(run_dir)
+        add_database_artifacts(
+            _run,
+            {
+                "training_curves.png": training_curves_path(run_dir),
+                "best.json": run_dir / "best.json",
+                **({Path(best["checkpoint"]).name: run_dir / best["checkpoint"]} if best else {}),
+            },
         )
         return {
             "run_dir": str(result.run_dir),
