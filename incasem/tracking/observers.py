@@ -155,6 +155,12 @@ def add_observers(
         )
 
 
+def run_folder(run: Any) -> Path:
+    """The folder the file observer records ``run`` in (Sacred orders observers by priority,
+    so the file observer need not be the first)."""
+    return Path(next(o for o in run.observers if isinstance(o, FileStorageObserver)).dir)
+
+
 def add_database_artifacts(run: Any, files: dict[str, str | os.PathLike]) -> None:
     """Upload ``files`` (artifact name -> path; missing files are left out) to the run's
     MongoDB record as Sacred artifacts, which Omniboard lists, shows and offers for download.

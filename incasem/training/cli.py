@@ -36,7 +36,7 @@ from incasem.tracking.experiment import (
     run_experiment,
     with_clause,
 )
-from incasem.tracking.observers import add_database_artifacts
+from incasem.tracking.observers import add_database_artifacts, run_folder
 from incasem.tracking.run_folder import read_best, run_name, training_curves_path
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
@@ -70,7 +70,7 @@ def build_training_experiment(
 
     def _train(_config: dict[str, Any], _run) -> dict[str, Any]:
         config = parse_config(_config)
-        run_dir = Path(_run.observers[0].dir)
+        run_dir = run_folder(_run)
         resume = config.training.continue_id is not None
         if started is not None:
             started["run_dir"] = run_dir

@@ -107,6 +107,12 @@ def test_runs_on_the_server_and_in_omniboard(tmp_path, write_cubes, mongodb_url)
     artifacts = {a["name"] for a in training["artifacts"]}
     assert {"training_curves.png", "best.json", "model_checkpoint_2.pt"} <= artifacts
     best = max(on_disk["validation/best_f1"]["values"])
+    listed = _incasem(tmp_path, "runs", "list", "--mongodb", mongodb_url, "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert rows[str(training["_id"])]["name"] == "cubes_on_server"
+    assert rows[str(training["_id"])]["iterations"] == 2
+    assert rows[f"p{prediction['_id']}"]["kind"] == "prediction"
 
     port = _free_port()
     board = subprocess.Popen(
