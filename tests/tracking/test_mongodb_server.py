@@ -63,6 +63,7 @@ def _train_and_predict(folder: Path, write_cubes, mongodb: str) -> tuple:
 def _omniboard_page(url: str, expected: list[str], screenshot: Path) -> str:
     """The text of Omniboard's run list in headless Chromium once it shows ``expected``."""
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -70,15 +71,20 @@ def _omniboard_page(url: str, expected: list[str], screenshot: Path) -> str:
     os.environ.setdefault("SE_OFFLINE", "true")  # the local chromedriver, no downloads
     options = webdriver.ChromeOptions()
     options.binary_location = find_chromium()
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=2400,500"):
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=3800,400"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
         driver.get(url)
         body = lambda: driver.find_element(By.TAG_NAME, "body").text  # noqa: E731
-        WebDriverWait(driver, 120).until(lambda _: all(text in body() for text in expected))
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(screenshot))
+        try:
+            WebDriverWait(driver, 120).until(lambda _: all(text in body() for text in expected))
+        except TimeoutException:
+            missing = [text for text in expected if text not in body()]
+            raise AssertionError(f"Omniboard shows no {missing}: {body()[-2000:]}") from None
+        finally:
+            driver.save_screenshot(str(screenshot))
         return body()
     finally:
         driver.quit()

@@ -1,5 +1,5 @@
-"""Runs are recorded without a server, and in MongoDB when asked (tested against mongomock:
-no MongoDB server can be installed on these machines)."""
+"""Runs are recorded without a server, and in MongoDB when asked (here against mongomock, for
+speed; test_mongodb_server.py runs the same on a real server and with a stopped one)."""
 
 from __future__ import annotations
 
