@@ -71,7 +71,7 @@ def _omniboard_page(url: str, expected: list[str], screenshot: Path) -> str:
     os.environ.setdefault("SE_OFFLINE", "true")  # the local chromedriver, no downloads
     options = webdriver.ChromeOptions()
     options.binary_location = find_chromium()
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=3800,400"):
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=3000,1000"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
