@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +167,7 @@ def mongodb_server() -> str:
 
 
 @pytest.fixture
-def mongodb_url(mongodb_server: str) -> str:
+def mongodb_url(mongodb_server: str) -> Iterator[str]:
     """A fresh database on the test server (``mongodb://HOST:PORT/DB``), dropped afterwards."""
     import uuid
 
