@@ -171,6 +171,7 @@ def predict(
     """
     from incasem.cli.predict import run_prediction
     from incasem.predict.settings import PredictionSettings, config_key
+    from incasem.tracking.observers import run_folder
 
     keyed = {}
     for field, value in settings.items():
@@ -187,4 +188,4 @@ def predict(
         entry["name"]: [(Path(entry["container"]), dataset) for dataset in entry["datasets"]]
         for entry in run.result["entries"]
     }
-    return PredictionRun(str(run._id), Path(run.observers[0].dir), outputs, run.result)
+    return PredictionRun(str(run._id), run_folder(run), outputs, run.result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +111,79 @@ def write_cubes(tmp_path: Path) -> Callable[..., dict]:
         }
 
     return make
+
+
+# --- Real services (MongoDB-protocol server, Omniboard, SLURM), started by .ci/services/ ------
+# A test that needs one skips, saying how to start it, where it is missing; under CI (CI=true)
+# a missing service fails the test instead, so CI cannot pass by skipping them.
+
+SERVICES = Path(os.environ.get("INCASEM_SERVICES_DIR", Path.home() / ".cache/incasem-services"))
+
+
+def service_missing(message: str) -> None:
+    """Skip the test (fail it under CI=true) because a service it needs is not running."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}: CI starts it with .ci/services/ before the tests")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The name of the node of a running SLURM cluster (``.ci/services/slurm.sh``)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None or shutil.which("srun") is None:
+        service_missing("no SLURM client (srun, sinfo); start one with .ci/services/slurm.sh")
+    state = subprocess.run(["sinfo", "-h", "-o", "%N %T"], capture_output=True, text=True)
+    words = state.stdout.split()
+    if state.returncode != 0 or len(words) < 2 or words[1] not in ("idle", "mixed", "allocated"):
+        service_missing(f"no SLURM node is up ({state.stdout.strip() or state.stderr.strip()}); "
+                        "start one with .ci/services/slurm.sh")  # fmt: skip
+    return words[0]
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> str:
+    """``mongodb://127.0.0.1:PORT`` of a running MongoDB-protocol server: ``INCASEM_TEST_MONGODB``
+    or the one ``.ci/services/mongodb.sh`` started."""
+    import pymongo
+    import pymongo.errors
+
+    url_file = SERVICES / "mongodb.url"
+    url = os.environ.get("INCASEM_TEST_MONGODB") or (
+        url_file.read_text().strip() if url_file.is_file() else None
+    )
+    if not url:
+        service_missing("no MongoDB server (start one with .ci/services/mongodb.sh)")
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as e:
+        service_missing(f"MongoDB server {url} does not answer ({type(e).__name__})")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def mongodb_url(mongodb_server: str) -> Iterator[str]:
+    """A fresh database on the test server (``mongodb://HOST:PORT/DB``), dropped afterwards."""
+    import uuid
+
+    import pymongo
+
+    database = f"incasem_test_{uuid.uuid4().hex[:8]}"
+    yield f"{mongodb_server}/{database}"
+    pymongo.MongoClient(mongodb_server, serverSelectionTimeoutMS=3000).drop_database(database)
+
+
+@pytest.fixture
+def unreachable_mongodb() -> str:
+    """``mongodb://127.0.0.1:PORT/incasem`` where no server listens (a stopped server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"mongodb://127.0.0.1:{port}/incasem"

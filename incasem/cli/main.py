@@ -41,6 +41,7 @@ _COMMANDS = (
     "incasem.cli.measure",
     "incasem.cli.merge",
     "incasem.cli.runs",
+    "incasem.cli.board",
     "incasem.cli.view",
     "incasem.cli.export",
     "incasem.cli.models",

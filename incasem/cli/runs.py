@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(listing)
     listing.add_argument("--kind", choices=("training", "prediction"), help="only this kind")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument(
+        "--mongodb", metavar="URL",
+        help="list the runs recorded in this MongoDB database instead (mongodb://HOST[:PORT][/DB])",
+    )  # fmt: skip
     listing.set_defaults(func=run_list)
 
     show = actions.add_parser("show", help="one run with its metric curves summarised")
@@ -53,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the table of runs (or JSON)."""
-    from incasem.tracking.runs import format_table, list_runs
+    from incasem.tracking.runs import format_table, list_database_runs, list_runs
 
-    records = list_runs(args.runs_dir)
+    records = list_database_runs(args.mongodb) if args.mongodb else list_runs(args.runs_dir)
     if args.kind:
         records = [r for r in records if r.kind == args.kind]
     if args.json:
@@ -69,7 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
     elif records:
         print(format_table(records))
     else:
-        print(f"no runs in {args.runs_dir}")
+        print(f"no runs in {args.mongodb or args.runs_dir}")
     return 0
 
 

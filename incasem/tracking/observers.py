@@ -2,8 +2,10 @@
 
 Every training and prediction run is recorded by a `FileStorageObserver` under the runs folder,
 so nothing needs a server (the original crashed without MongoDB). A MongoDB URL adds a
-`MongoObserver` for labs that browse runs in Omniboard. Its ``failure_dir`` is always set: with
-no server reachable, sacred 0.8.7 otherwise fails the run a second time with a ``TypeError``.
+`MongoObserver` for labs that browse runs in Omniboard. An unreachable server fails no run: the
+server is asked once, with a short timeout, before the run starts; if it does not answer, the
+run is recorded in files only and one warning line says so (Sacred's observer would otherwise
+end the run in two tracebacks). Its ``failure_dir`` is set too, for a server lost mid-run.
 
 A continued training run (``--continue_run N``) is recorded as run N again, in its own folder:
 one run, one id, one folder, whatever the number of sessions it took. Sacred appends metrics and
@@ -14,6 +16,7 @@ under ``sessions``. In MongoDB the continuation replaces the run's document (its
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,13 @@ from sacred.observers import FileStorageObserver
 
 from incasem.errors import IncasemError
 
+logger = logging.getLogger(__name__)
 
-def _split_mongodb_url(url: str) -> tuple[str, str]:
+#: How long to wait for a MongoDB server to answer before recording a run in files only.
+SERVER_TIMEOUT_MS = 2000
+
+
+def split_mongodb_url(url: str) -> tuple[str, str]:
     """``mongodb://host:port/db`` -> (``mongodb://host:port``, ``db``); default db ``incasem``."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("mongodb", "mongodb+srv"):
@@ -78,6 +86,22 @@ class ContinuingFileStorageObserver(FileStorageObserver):
         return [*previous.get("sessions", []), session]
 
 
+def mongodb_unreachable(url: str) -> str | None:
+    """Why the MongoDB server at ``url`` (``mongodb://HOST[:PORT]``) does not answer a ping
+    within `SERVER_TIMEOUT_MS`, or None when it does."""
+    import pymongo
+    import pymongo.errors
+
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as e:
+        return str(e).split(" (configured")[0]
+    finally:
+        client.close()
+    return None
+
+
 def _mongo_observer(url: str, database: str, failure_dir: Path, continue_id: str | None):
     from sacred.observers import MongoObserver
 
@@ -86,7 +110,7 @@ def _mongo_observer(url: str, database: str, failure_dir: Path, continue_id: str
             url=url,
             db_name=database,
             failure_dir=str(failure_dir),
-            serverSelectionTimeoutMS=5000,
+            serverSelectionTimeoutMS=SERVER_TIMEOUT_MS,
             overwrite=overwrite,
         )
 
@@ -109,7 +133,8 @@ def add_observers(
     Args:
         experiment: the Sacred experiment.
         runs_dir: folder holding one sub-folder per run (created if missing).
-        mongodb: ``mongodb://HOST[:PORT][/DATABASE]``, or None.
+        mongodb: ``mongodb://HOST[:PORT][/DATABASE]``, or None. A server that does not answer
+            is left out with one warning: the run is recorded in files only.
         continue_id: the run a continuation records into (start it with Sacred's ``--id``
             option set to this id); None for a new run.
     """
@@ -117,7 +142,42 @@ def add_observers(
     runs_dir.mkdir(parents=True, exist_ok=True)
     experiment.observers.append(ContinuingFileStorageObserver(str(runs_dir), continue_id))
     if mongodb:
-        url, database = _split_mongodb_url(mongodb)
+        url, database = split_mongodb_url(mongodb)
+        reason = mongodb_unreachable(url)
+        if reason is not None:
+            logger.warning(
+                "MongoDB %s not reached (%s): this run is recorded in %s only", mongodb, reason,
+                runs_dir,
+            )  # fmt: skip
+            return
         experiment.observers.append(
             _mongo_observer(url, database, runs_dir / "mongodb_failures", continue_id)
         )
+
+
+def run_folder(run: Any) -> Path:
+    """The folder the file observer records ``run`` in (Sacred orders observers by priority,
+    so the file observer need not be the first)."""
+    return Path(next(o for o in run.observers if isinstance(o, FileStorageObserver)).dir)
+
+
+def add_database_artifacts(run: Any, files: dict[str, str | os.PathLike]) -> None:
+    """Upload ``files`` (artifact name -> path; missing files are left out) to the run's
+    MongoDB record as Sacred artifacts, which Omniboard lists, shows and offers for download.
+
+    Only the MongoDB observer gets them: the run folder already holds these files. A server
+    lost since the run started costs one warning line, not the run.
+    """
+    from sacred.observers import MongoObserver
+
+    for observer in run.observers:
+        if not isinstance(observer, MongoObserver):
+            continue
+        for name, path in files.items():
+            if not Path(path).is_file():
+                continue
+            try:
+                observer.artifact_event(name, str(path))
+            except Exception as e:  # pymongo's errors and GridFS's alike
+                logger.warning("artifact %s not stored in MongoDB (%s)", name, e)
+                return

@@ -194,23 +194,39 @@ def read_run(
     Raises `IncasemError` naming the file if ``run.json``/``config.json`` is missing or broken.
     """
     run_dir = Path(run_dir)
-    now = now or datetime.datetime.now(datetime.UTC)
     info = _read_json(run_dir / "run.json", required=True)
     config = _read_json(run_dir / "config.json", required=True)
     curves = read_curves(run_dir)
+    chosen = _chosen_checkpoint(run_dir, curves) if kind == "training" else (None, None)
+    return _record(run_dir.name, kind, run_dir, info, config, curves, chosen, now)
+
+
+def _record(
+    number: str,
+    kind: str,
+    path: Path,
+    info: dict[str, Any],
+    config: dict[str, Any],
+    curves: dict[str, Curve],
+    chosen: tuple[float | None, int | None],
+    now: datetime.datetime | None,
+) -> RunRecord:
+    """The `RunRecord` of run ``number`` from its Sacred record (run info, config, metrics) and,
+    for training, the (F1, iteration) of the checkpoint it chose."""
+    now = now or datetime.datetime.now(datetime.UTC)
     start = _parse_time(info.get("start_time"))
     result = info.get("result") if isinstance(info.get("result"), dict) else {}
     if kind == "training":
-        run_id = run_dir.name
+        run_id = number
         training = config.get("training", {})
         data = _split(training.get("data")) + _split(config.get("validation", {}).get("data"))
         steps = [s for c in curves.values() if not c.name.startswith("validation") for s in c.steps]
         iterations = result.get("iterations", [None, None])[-1] if result else None
         if iterations is None and steps:
             iterations = max(steps)
-        best_f1, best_iteration = _chosen_checkpoint(run_dir, curves)
+        best_f1, best_iteration = chosen
     else:
-        run_id = f"p{run_dir.name}"
+        run_id = f"p{number}"
         prediction = config.get("prediction", {})
         data = _split(prediction.get("data")) or _split(prediction.get("input"))
         iterations = _model_iteration(prediction, result)
@@ -222,7 +238,7 @@ def read_run(
     return RunRecord(
         id=run_id,
         kind=kind,
-        path=run_dir,
+        path=path,
         name=str(info.get("experiment", {}).get("name", "")),
         status=_status(info, now),
         start=start.strftime("%Y-%m-%d %H:%M:%S") if start else "",
@@ -258,6 +274,51 @@ def list_runs(runs_dir: str | os.PathLike) -> list[RunRecord]:
         for run_dir in _numbered(folder):
             if (run_dir / "run.json").is_file():
                 records.append(read_run(run_dir, kind, now))
+    return sorted(records, key=lambda r: (r.start, r.kind, int(r.id.lstrip("p"))))
+
+
+def _iso(value: Any) -> Any:
+    """A BSON date as the ISO text of Sacred's run.json (UTC); anything else unchanged."""
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=value.tzinfo or datetime.UTC).isoformat()
+    return value
+
+
+def list_database_runs(mongodb: str) -> list[RunRecord]:
+    """Every run recorded in MongoDB database ``mongodb`` (``mongodb://HOST[:PORT][/DATABASE]``)
+    by ``--mongodb``, as `list_runs` orders them. A run with a ``prediction`` config is a
+    prediction (``pN``), else training (``N``), N being its document id; a training run's best
+    F1 is that of its best validated iteration. ``path`` is ``DATABASE/runs/N``.
+
+    Raises `IncasemError` if the server does not answer.
+    """
+    import pymongo
+    import pymongo.errors
+
+    from incasem.tracking.observers import SERVER_TIMEOUT_MS, split_mongodb_url
+
+    url, database = split_mongodb_url(mongodb)
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=True)
+    now = datetime.datetime.now(datetime.UTC)
+    records = []
+    try:
+        db = client[database]
+        for document in db.runs.find({}, {"captured_out": 0}):
+            info = {key: _iso(value) for key, value in document.items()}
+            config = document.get("config") or {}
+            kind = "prediction" if "prediction" in config else "training"
+            curves = {
+                m["name"]: Curve(m["name"], [int(s) for s in m["steps"]], m["values"])
+                for m in db.metrics.find({"run_id": document["_id"]})
+            }
+            chosen = _best_validation(curves) if kind == "training" else (None, None)
+            number = str(document["_id"])
+            path = Path(database) / "runs" / number
+            records.append(_record(number, kind, path, info, config, curves, chosen, now))
+    except pymongo.errors.PyMongoError as e:
+        raise IncasemError(f"--mongodb {mongodb}: {str(e).split(' (configured')[0]}") from None
+    finally:
+        client.close()
     return sorted(records, key=lambda r: (r.start, r.kind, int(r.id.lstrip("p"))))
 
 

@@ -37,7 +37,8 @@ from incasem.tracking.experiment import (
     run_experiment,
     with_clause,
 )
-from incasem.tracking.run_folder import list_checkpoints, read_best, run_name
+from incasem.tracking.observers import add_database_artifacts, run_folder
+from incasem.tracking.run_folder import list_checkpoints, read_best, run_name, training_curves_path
 from incasem.training.arguments import DESCRIPTION, add_arguments
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
@@ -71,7 +72,7 @@ def build_training_experiment(
 
     def _train(_config: dict[str, Any], _run) -> dict[str, Any]:
         config = parse_config(_config)
-        run_dir = Path(_run.observers[0].dir)
+        run_dir = run_folder(_run)
         resume = config.training.continue_id is not None
         if started is not None:
             started["run_dir"] = run_dir
@@ -82,6 +83,15 @@ def build_training_experiment(
             start_from=config.training.start_from,
             resume=resume,
             checked=checked if checked and _same_data(checked, config) else None,
+        )
+        best = read_best(run_dir)
+        add_database_artifacts(
+            _run,
+            {
+                "training_curves.png": training_curves_path(run_dir),
+                "best.json": run_dir / "best.json",
+                **({Path(best["checkpoint"]).name: run_dir / best["checkpoint"]} if best else {}),
+            },
         )
         return {
             "run_dir": str(result.run_dir),

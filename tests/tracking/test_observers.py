@@ -1,5 +1,5 @@
-"""Runs are recorded without a server, and in MongoDB when asked (tested against mongomock:
-no MongoDB server can be installed on these machines)."""
+"""Runs are recorded without a server, and in MongoDB when asked (here against mongomock, for
+speed; test_mongodb_server.py runs the same on a real server and with a stopped one)."""
 
 from __future__ import annotations
 
@@ -98,3 +98,16 @@ def test_continuing_a_missing_run_is_one_line(tmp_path):
     add_observers(experiment, tmp_path / "runs", continue_id="7")
     with pytest.raises(IncasemError, match=r"--continue_run 7: .*runs/7 holds no run"):
         experiment.run(options={"--id": "7"})
+
+
+@pytest.mark.parametrize("command", [["board"], ["runs", "list"]])
+def test_a_stopped_server_is_one_line_for_board_and_runs(command, unreachable_mongodb, capsys):
+    from incasem.cli.main import main
+
+    assert main([*command, "--mongodb", unreachable_mongodb]) == 2
+    address = unreachable_mongodb.split("//")[1].split("/")[0]
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"incasem {command[0]}: error: --mongodb {unreachable_mongodb}: ")
+    assert line.endswith(f"{address}: [Errno 111] Connection refused)") or line.endswith(
+        f"{address}: [Errno 111] Connection refused"
+    )
