@@ -51,7 +51,9 @@ class IncasemCli(Directive):
         result = []
         for words, parser in _walk(build_parser(), ("incasem",)):
             title = " ".join(words)
-            section = nodes.section(ids=[nodes.make_id(f"cli {title}")], names=[nodes.fully_normalize_name(title)])
+            section = nodes.section(
+                ids=[nodes.make_id(f"cli {title}")], names=[nodes.fully_normalize_name(title)]
+            )
             section += nodes.title(text=title)
             section += nodes.literal_block(text=parser.format_help())
             self.state.document.note_implicit_target(section)

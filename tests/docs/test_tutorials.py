@@ -10,6 +10,7 @@ fails. A failure names the page, the block and shows the block's output.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -28,8 +29,6 @@ TUTORIALS = sorted(
 RUNNER = Path(__file__).with_name("run_page.py")
 #: the command that shows a required tool is there
 TOOL_COMMANDS = {"slurm": "sinfo", "lsf": "bsub"}
-
-pytestmark = pytest.mark.slow
 
 
 def front_matter(page: Path) -> dict:
@@ -51,19 +50,8 @@ def _check_requirements(page: Path) -> None:
             pytest.skip(reason)
 
 
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.setdefault("MPLBACKEND", "Agg")
-    return env
-
-
-@pytest.mark.parametrize("page", TUTORIALS, ids=[page.stem for page in TUTORIALS])
-def test_tutorial_code_runs(page: Path, tmp_path: Path) -> None:
-    _check_requirements(page)
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (set INCASEM_SHARED_DATA)")
+def _run_page(page: Path, tmp_path: Path) -> dict:
+    """Run ``page`` with ``run_page.py`` in ``tmp_path/work`` (``data`` linked); its summary."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "data").symlink_to(SHARED_DATA, target_is_directory=True)
@@ -74,7 +62,24 @@ def test_tutorial_code_runs(page: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     if not result.exists():
         pytest.fail(f"{page.name}: the page runner crashed:\n{done.stdout}\n{done.stderr}")
-    summary = json.loads(result.read_text())
+    return json.loads(result.read_text())
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", TUTORIALS, ids=[page.stem for page in TUTORIALS])
+def test_tutorial_code_runs(page: Path, tmp_path: Path) -> None:
+    _check_requirements(page)
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set INCASEM_SHARED_DATA)")
+    summary = _run_page(page, tmp_path)
     if summary["failed"] is not None:
         pytest.fail(
             f"docs/tutorials/{page.name}: block {summary['failed']} ({summary['language']}: "
@@ -84,3 +89,82 @@ def test_tutorial_code_runs(page: Path, tmp_path: Path) -> None:
         )
     assert summary["ran"] > 0, f"{page.name} has no python or bash block to run"
     print(f"{page.name}: {summary['ran']} blocks, seconds per block {summary['seconds']}")
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_page", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PAGE = """---
+requires: [no-such-tool-for-incasem]
+---
+# A page
+
+```python
+x = 6 * 7
+```
+
+```text
+shown, not run
+```
+
+- a list item with an indented block:
+
+  ```bash
+  echo "x is $(cat x.txt)"
+  ```
+
+```{toctree}
+:glob:
+
+*
+```
+"""
+
+
+def test_blocks_are_found_in_page_order_with_their_language() -> None:
+    blocks = _runner().code_blocks(PAGE)
+    assert blocks == [
+        ("python", "x = 6 * 7\n"),
+        ("text", "shown, not run\n"),
+        ("bash", 'echo "x is $(cat x.txt)"\n'),
+        ("{toctree}", ":glob:\n\n*\n"),
+    ]
+
+
+def test_a_failing_block_is_named_with_its_output(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n```python\nanswer = 42\nprint('from python')\n```\n\n"
+        "```text\nnot run\n```\n\n```bash\necho from bash > said.txt\n```\n\n"
+        "```python\nimport subprocess\nassert answer == 42  # one namespace per page\n"
+        "subprocess.run(['echo', 'from a subprocess'])\nraise ValueError('broken')\n```\n"
+    )
+    summary = _run_page(page, tmp_path)
+    assert summary["failed"] == 4 and summary["language"] == "python" and summary["ran"] == 2
+    assert summary["first_line"] == "import subprocess"
+    assert "from a subprocess" in summary["output"]  # a subprocess's output is captured too
+    assert "ValueError: broken" in summary["error"]
+    assert (tmp_path / "work" / "said.txt").read_text() == "from bash\n"
+
+
+def test_a_failing_bash_command_stops_its_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n```bash\necho before\nfalse | cat\necho after\n```\n")
+    summary = _run_page(page, tmp_path)
+    assert summary["failed"] == 1 and summary["error"] == "bash exited with status 1"
+    assert summary["output"] == "before\n"  # -e and pipefail: nothing after the failure ran
+
+
+def test_a_page_needing_a_missing_tool_skips_but_fails_in_ci(tmp_path, monkeypatch) -> None:
+    page = tmp_path / "cluster.md"
+    page.write_text(PAGE)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="requires no-such-tool-for-incasem"):
+        _check_requirements(page)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="may not skip in CI"):
+        _check_requirements(page)
