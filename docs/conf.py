@@ -14,7 +14,29 @@ REPO = DOCS.parent
 sys.path.insert(0, str(REPO))  # document this checkout, not an installed copy
 sys.path.insert(0, str(DOCS / "_ext"))
 
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
+import incasem  # noqa: E402
 from incasem import __version__  # noqa: E402
+
+
+def _expose_lazy_exports() -> None:
+    """Let autodoc see the names packages resolve on first use.
+
+    A package with a module ``__getattr__`` lists its exports in ``__all__`` but not in
+    ``dir()``, which is where autodoc looks for members: resolve each once here. The top-level
+    package comes last, so that its own exports win over sub-package attributes of the same name.
+    """
+    packages = [f"incasem.{m.name}" for m in pkgutil.iter_modules(incasem.__path__) if m.ispkg]
+    for name in [*packages, "incasem.torch.models", "incasem"]:
+        module = importlib.import_module(name)
+        if "__getattr__" in vars(module):
+            for export in getattr(module, "__all__", ()):
+                setattr(module, export, getattr(module, export))
+
+
+_expose_lazy_exports()
 
 project = "incasem"
 author = "the incasem developers"
