@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check incasem scripts tests benchmarks docs
-	$(VENV)/bin/ruff format --check incasem scripts tests benchmarks docs
+	$(VENV)/bin/ruff check incasem scripts tests benchmarks docs/conf.py docs/_ext
+	$(VENV)/bin/ruff format --check incasem scripts tests benchmarks docs/conf.py docs/_ext
 
 # The napari painter tests need a display: a virtual one (Xvfb) when there is none.
 XVFB := $(if $(DISPLAY),,$(shell command -v xvfb-run >/dev/null 2>&1 && echo xvfb-run -a))

@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO))  # document this checkout, not an installed copy
 sys.path.insert(0, str(DOCS / "_ext"))
 
 import importlib  # noqa: E402
+import inspect  # noqa: E402
 import pkgutil  # noqa: E402
 
 import incasem  # noqa: E402
@@ -37,6 +38,36 @@ def _expose_lazy_exports() -> None:
 
 
 _expose_lazy_exports()
+
+
+def _foreign(obj) -> bool:
+    """Whether ``obj`` (a class, a function, or a property's getter) comes from another package
+    than incasem: re-exports such as funlib's ``Roi``."""
+    for unwrap in ("fget", "__func__", "func"):
+        obj = getattr(obj, unwrap, obj)
+    if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+        return False
+    module = getattr(obj, "__module__", None) or ""
+    return module.split(".")[0] != "incasem"
+
+
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Members of classes incasem re-exports from other packages are theirs to document."""
+    return True if what in ("class", "exception") and _foreign(obj) else None
+
+
+def _point_to_foreign_docs(app, what, name, obj, options, lines):
+    """A re-exported class or function: where it comes from instead of its own docstring, which
+    follows its package's conventions, not ours."""
+    if what in ("class", "exception", "function") and _foreign(obj):
+        lines[:] = [f"Re-exported from ``{obj.__module__}.{obj.__qualname__}``."]
+
+
+def setup(app):
+    """Connect the autodoc handlers above."""
+    app.connect("autodoc-skip-member", _skip_foreign_members)
+    app.connect("autodoc-process-docstring", _point_to_foreign_docs)
+
 
 project = "incasem"
 author = "the incasem developers"
@@ -63,6 +94,9 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_mock_imports: list[str] = []
+# The public names of `incasem` are documented both where they are defined and in the package's
+# public face; a short type name in a docstring then finds both, and either is right.
+suppress_warnings = ["ref.python"]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
