@@ -6,7 +6,7 @@ float64 sums keep their precision), bounding-box extremes (voxels), probability 
 of the surface area. The driver adds them per id; every column then follows from the sums, so a
 table computed block by block equals one computed on the whole volume.
 
-Conventions (stated in the table's column names and the README):
+Conventions (stated in the table's column names and docs/howto/postprocessing.md):
 
 * **Volume** = voxel count × voxel volume (nm³). **Centroid** = mean voxel centre (nm, world).
 * **Principal axes** come from the covariance of the voxel centres plus ``s² / 12`` per axis (the

@@ -47,7 +47,8 @@ def _check_not_asem_weights(path: Path) -> None:
     if path.is_file() and describe_model(path).kind == "asem-weights":
         raise IncasemError(
             f"{path}: original ASEM weights without a model card; wrap them first with "
-            f"'incasem export --asem {path} --model-id N -o model.pt' (see README)"
+            f"'incasem export --asem {path} --model-id N -o model.pt' "
+            "(see docs/howto/runs-models-viewing.md)"
         )
 
 

@@ -72,7 +72,7 @@ class PredictionSettings(BaseModel):
         workers_per_gpu: if given, ``num_workers`` becomes this many per GPU in ``gpus`` (one
             GPU if ``gpus`` is not given): several workers keep one GPU busier.
         precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the network under
-            torch autocast (faster on GPUs; see the README for the measured change).
+            torch autocast (faster on GPUs; see docs/howto/prediction.md for the measured change).
         worker_command: launch each worker through this template, e.g.
             ``"srun --gpus=1 {command}"``; ``{command}`` becomes the shell-quoted worker command.
         scheduler_host: address the scheduler listens on and workers connect to.
