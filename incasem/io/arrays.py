@@ -26,7 +26,13 @@ from funlib.persistence import Array
 from numcodecs import Blosc
 
 from incasem.errors import IncasemError
-from incasem.io.metadata import read_spatial_metadata, spatial_attributes
+from incasem.io.metadata import (
+    PhysicalVoxelSize,
+    exact_voxel_size_attrs,
+    read_physical_voxel_size,
+    read_spatial_metadata,
+    spatial_attributes,
+)
 
 #: Default chunk edge in voxels: 64³ uint8 chunks are 256 KiB, small enough for random access
 #: during training and large enough that a whole cell is not millions of files.
@@ -106,6 +112,25 @@ def open_array(container: str | os.PathLike, dataset: str, mode: str = "r") -> A
         types=["channel"] * channel_dims + ["space"] * spatial_dims,
         chunks=data.chunks,
     )
+
+
+def physical_voxel_size(container: str | os.PathLike, dataset: str) -> PhysicalVoxelSize:
+    """The voxel size (nm, z, y, x) for lengths, areas and volumes of a dataset: its exact one
+    (``voxel_size_exact_nm``) where recorded, else its grid's (`read_physical_voxel_size`)."""
+    container = Path(container)
+    data = _open_zarr_array(container, dataset, "r")
+    where = f"{container}/{dataset}"
+    n5 = _is_n5(container)
+    grid = read_spatial_metadata(data.attrs.asdict(), _spatial_dims(data), where, n5).voxel_size
+    return read_physical_voxel_size(data.attrs.asdict(), grid, where, n5)
+
+
+def carried_voxel_size_attrs(
+    container: str | os.PathLike, dataset: str, factor: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """What a dataset derived from ``container/dataset`` carries over of its voxel size: its
+    ``voxel_size_exact_nm`` (times ``factor`` when downsampled), or nothing."""
+    return exact_voxel_size_attrs(physical_voxel_size(container, dataset), factor)
 
 
 def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:

@@ -34,7 +34,7 @@ from funlib.geometry import Coordinate
 
 from incasem.blockwise import aligned_block_shape, read_clipped, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array, physical_voxel_size
 from incasem.io.staging import staged_dataset
 
 #: The original's gray-value bounds for the cell mask (exclusive).
@@ -170,7 +170,7 @@ def _run_filter(
         dtype=np.uint8,
         chunks=source.chunk_shape,
         overwrite=overwrite,
-        attrs=attrs,
+        attrs=attrs | carried_voxel_size_attrs(container, dataset),
     ) as staged:
         run_blockwise(
             _FilterBlock(str(container), dataset, staged.staging_name, kind, parameters),
@@ -261,7 +261,8 @@ def create_metric_mask(
         overwrite: replace an existing mask (only after the new one is complete).
         progress: show a progress bar.
         units: ``voxels`` (whole steps along every axis) or ``nm`` (distance in the cell:
-            on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z).
+            on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z;
+            measured with the exact voxel size, ``voxel_size_exact_nm``, where recorded).
 
     See `EXCLUSION_DEFAULTS` for the widths used per organelle (nm).
     """
@@ -271,8 +272,11 @@ def create_metric_mask(
         )
     if units not in ("voxels", "nm"):
         raise IncasemError(f"exclusion width units {units!r}: expected voxels or nm")
-    voxel_size = [float(v) for v in open_array(container, labels).voxel_size]
+    physical = physical_voxel_size(container, labels)  # nm widths: the exact voxel size
+    voxel_size = list(physical.nm)
     recorded = {f"exclude_inwards_{units}": inwards, f"exclude_outwards_{units}": outwards}
+    if units == "nm":
+        recorded |= physical.describe()
     if units == "voxels" or len(set(voxel_size)) == 1:
         # whole 6-connected steps (nm on isotropic voxels are whole steps of the voxel size)
         step = 1.0 if units == "voxels" else voxel_size[0]
