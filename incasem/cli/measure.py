@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-object table: volume, centroid, bbox, surface, principal axes",
         description="Write one row per object of an instance dataset (e.g. from 'incasem "
         "instances'): id, voxels, volume_nm3, centroid_{z,y,x}_nm, bbox_begin/end_{z,y,x}_nm "
-        "(end exclusive), surface_area_nm2 (marching cubes of the mask smoothed by 0.7 voxels), "
+        "(end exclusive), surface_area_nm2 (marching cubes of the mask smoothed by 0.7 of the "
+        "finest voxel edge), "
         "axis_{major,middle,minor}_nm (full lengths of the ellipsoid with the same second "
         "moments: 2*sqrt(5*eigenvalue)), eccentricity (sqrt(1 - minor/major eigenvalue)), "
         "elongation (major/minor), sphericity and, with --probabilities, mean_probability. "
