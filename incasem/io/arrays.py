@@ -218,6 +218,50 @@ def create_array(
 ALLOW_MISSING_CHUNKS = "INCASEM_ALLOW_MISSING_CHUNKS"
 
 
+#: Environment variable: set to 1 to read the outputs of an unfinished prediction anyway.
+ALLOW_INCOMPLETE = "INCASEM_ALLOW_INCOMPLETE"
+#: The ``status`` a prediction's entry group records once every block was written.
+COMPLETE = "complete"
+
+
+def check_complete(container: str | os.PathLike, dataset: str) -> None:
+    """Raise `IncasemError` (one line) when ``dataset`` lies in a group whose ``status``
+    attribute says its writer did not finish: a prediction with failed blocks
+    (``incomplete``) or one that was stopped or is still being written (``running``).
+
+    Blocks never written read as zeros, which scores as "nothing found", so no reader of such
+    an output may take it for complete. The line names the dataset, its status and failed
+    blocks, and how to finish it (the same ``predict`` command with ``--resume ID``); setting
+    ``INCASEM_ALLOW_INCOMPLETE=1`` reads it anyway.
+    """
+    if os.environ.get(ALLOW_INCOMPLETE, "") not in ("", "0"):
+        return
+    parts = dataset.strip("/").split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        group = "/".join(parts[:depth])
+        try:
+            attrs = zarr.open_group(str(container), mode="r", path=group).attrs.asdict()
+        except (zarr.errors.GroupNotFoundError, KeyError, ValueError, OSError):
+            continue
+        status = attrs.get("status")
+        if status is None or status == COMPLETE:
+            continue
+        blocks = attrs.get("blocks") or {}
+        failed = (
+            f", {blocks['failed']} of {blocks['total']} blocks failed"
+            if isinstance(blocks, dict) and blocks.get("failed")
+            else ""
+        )
+        prediction = next((p for p in parts[:depth] if p.startswith("predict_")), None)
+        number = prediction.removeprefix("predict_").lstrip("0") if prediction else ""
+        resume = f"--resume {number}" if number.isdigit() else "--resume"
+        raise IncasemError(
+            f"{container}/{dataset}: unfinished output (status '{status}'{failed}); its "
+            f"unwritten blocks read as zeros. Finish it with the same predict command plus "
+            f"{resume}, or set {ALLOW_INCOMPLETE}=1 to use it as it is"
+        )
+
+
 def _chunk_keys(source: zarr.Array, array: Array, roi: Roi) -> Iterator[tuple[str, tuple]]:
     """(store key, chunk index) of every chunk of ``source`` that ``roi`` (nm) touches."""
     clipped = roi.intersect(array.roi)

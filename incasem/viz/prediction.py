@@ -17,6 +17,7 @@ from funlib.geometry import Roi
 
 from incasem.errors import IncasemError
 from incasem.io import open_array
+from incasem.io.arrays import check_complete
 from incasem.predict.resume import load_metrics, metrics_path
 from incasem.viz.curves import plot_prediction_report
 
@@ -47,7 +48,7 @@ def write_prediction_report(
 
     Rows are z sections (index in voxels from the ROI start); panels: raw | p(class) |
     segmentation | labels (class ids, as scored). Raises `IncasemError` naming the group if it
-    is not a prediction entry.
+    is not a prediction entry or not finished (`incasem.io.arrays.check_complete`).
     """
     container = Path(container)
     try:
@@ -58,6 +59,7 @@ def write_prediction_report(
     record = provenance.get("entry")
     if not record or "provenance_hash" not in attrs:
         raise IncasemError(f"{container}/{group}: not a prediction entry (no provenance)")
+    check_complete(container, f"{group}/segmentation")
     segmentation = open_array(container, f"{group}/segmentation")
     class_names = segmentation.attrs.get("class_names") or []
     probability = open_array(container, f"{group}/prob_maps/class_{class_id}")
