@@ -44,6 +44,7 @@ from incasem.torch.checkpoint import (
 from incasem.torch.loss import MaskedBalancedCrossEntropy
 from incasem.torch.models import ASEMUNet, initialise_weights, output_shape, place_model
 from incasem.tracking.run_folder import (
+    MULTI_CLASS_RULE,
     checkpoint_path,
     list_checkpoints,
     read_best,
@@ -327,7 +328,9 @@ class _Validator:
     Counts and probability histograms are summed over the entries, so the threshold sweep is
     one sweep over all validation voxels. The best checkpoint is the one with the highest F1 at
     its own best threshold (``best_f1``): a fixed 0.5 would rank models by how well their
-    probabilities happen to be centred, not by how well they separate the classes.
+    probabilities happen to be centred, not by how well they separate the classes. With several
+    foreground classes ``best_f1`` is the mean of each class's (`incasem.metrics.foreground_mean`),
+    so a checkpoint is never chosen on one class alone.
     """
 
     def __init__(self, config: TrainingConfig, data: DataConfig, run_dir: Path):
@@ -335,7 +338,12 @@ class _Validator:
         self.data = data
         self.run_dir = run_dir
         best = read_best(run_dir)
-        self.best_value = best["value"] if best and best.get("metric") == BEST_METRIC else -1.0
+        comparable = (
+            best is not None
+            and best.get("metric") == BEST_METRIC
+            and (best.get("rule") == MULTI_CLASS_RULE or config.data.num_classes == 2)
+        )  # a best.json from before the rule ranked class 1 alone
+        self.best_value = best["value"] if comparable else -1.0
         self.best_iteration = best["iteration"] if best else None
 
     def __call__(self, model: torch.nn.Module, iteration: int) -> dict[str, float]:
@@ -389,8 +397,15 @@ class _Validator:
         value = metrics[BEST_METRIC]
         if value > self.best_value:
             self.best_value, self.best_iteration = value, iteration
+            keys = {name: f"{name}/{BEST_METRIC}" for name in self.config.class_names[1:]}
+            classes = {name: metrics[key] for name, key in keys.items() if key in metrics}
             write_best(
-                self.run_dir, iteration, BEST_METRIC, value, _threshold(self.config, metrics)
+                self.run_dir,
+                iteration,
+                BEST_METRIC,
+                value,
+                _threshold(self.config, metrics),
+                classes,
             )
             return True
         return False
