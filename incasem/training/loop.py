@@ -25,7 +25,7 @@ from typing import Any
 import gunpowder as gp
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from incasem.digest import digest_files
@@ -255,12 +255,37 @@ def build_weight_average(config: TrainingConfig, model: torch.nn.Module) -> Aver
     ``training.weight_averaging.decay`` per iteration, a memory of about ``1 / (1 - decay)``
     iterations) is the better model at every point of a run, not just after the learning rate
     has decayed. Validation, checkpoints and prediction use the average; the optimizer keeps
-    stepping the raw weights.
+    stepping the raw weights. The average is bias-corrected (`bias_corrected_ema`), so a run
+    shorter than its memory averages the weights it has seen rather than keeping most of the
+    first ones.
     """
     averaging = config.training.weight_averaging
     if not averaging.enabled:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(averaging.decay))
+    return AveragedModel(model, multi_avg_fn=bias_corrected_ema(averaging.decay))
+
+
+def bias_corrected_ema(decay: float) -> Callable[[list, list, torch.Tensor], None]:
+    """The ``multi_avg_fn`` of an exponential moving average normalised over the steps seen.
+
+    After the weights ``w_0 .. w_n`` the average is ``sum d^(n-t) w_t / sum d^(n-t)``: update n
+    (n averaged so far) keeps ``d (1 - d^n) / (1 - d^(n+1))`` of the average and takes the rest
+    from ``w_n``. It equals the plain EMA (``d``) once ``d^n`` is small; before that the plain
+    EMA still holds ``d^n`` of the first weights (54 % after 63 iterations at 0.99), the
+    random initialisation a short run validates and saves as its model.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list, current: list, num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        keep = decay * (1 - decay**n) / (1 - decay ** (n + 1))
+        for average, weights in zip(averaged, current, strict=True):
+            if torch.is_floating_point(average):
+                average.lerp_(weights, 1 - keep)
+            else:
+                average.copy_(weights)
+
+    return update
 
 
 def configure_device(device: str) -> None:
