@@ -685,6 +685,7 @@ class _Session:
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         self.clock = _TrainingClock(config.training.max_minutes)
         self.bar: Any = None
+        self.loss_window: list[float] = []  # losses since Sacred's last loss point
 
     def log(self, name: str, value: float, iteration: int) -> None:
         """A scalar to TensorBoard, to the curves (loss, validation) and to Sacred."""
@@ -694,16 +695,22 @@ class _Session:
             steps.append(iteration)
             values.append(float(value))
         # Sacred keeps every scalar in one JSON file: thin per-iteration curves, keep validation
-        # and the training time logged with it.
+        # and the training time logged with it. Its loss is the mean since its previous point:
+        # one iteration's loss every sacred.log_every is a sample whose spikes look like
+        # divergence in `incasem runs plot`.
         thinned = iteration % self.config.sacred.log_every != 0 and not name.startswith(
             ("validation", "time/")
         )
         if self.log_scalar is not None and not thinned:
+            if name == "loss" and self.loss_window:
+                value = sum(self.loss_window) / len(self.loss_window)
+                self.loss_window.clear()
             self.log_scalar(name, float(value), iteration)
 
     def record_loss(self, iteration: int, loss_value: float, rate: float) -> None:
         """One step's loss (and its learning rate), read one step late (`_LossReader`)."""
         self.result.losses.append(loss_value)
+        self.loss_window.append(loss_value)
         self.bar.set_postfix(loss=f"{loss_value:.4f}")
         if iteration % self.config.training.log_every == 0:
             self.log("loss", loss_value, iteration)
