@@ -37,8 +37,10 @@ from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array, physical_voxel_size
 from incasem.io.staging import staged_dataset
 
-#: The original's gray-value bounds for the cell mask (exclusive).
-DEFAULT_MIN_VALUE = 2
+#: The cell mask's gray-value bounds (exclusive): no lower bound unless one is given (the
+#: original's 2 also cut out the darkest membrane pixels, from loss and metrics alike), and the
+#: original's 180 above (bright resin).
+DEFAULT_MIN_VALUE: float | None = None
 DEFAULT_MAX_VALUE = 180
 DEFAULT_OPENING_RADIUS = 3
 DEFAULT_CLOSING_RADIUS = 2
@@ -59,18 +61,21 @@ _BLOCK_EDGE = 128
 
 def foreground_from_values(
     data: np.ndarray,
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_value: float | None = DEFAULT_MIN_VALUE,
     max_value: float = DEFAULT_MAX_VALUE,
     opening_radius: int = DEFAULT_OPENING_RADIUS,
     closing_radius: int = DEFAULT_CLOSING_RADIUS,
 ) -> np.ndarray:
-    """Boolean foreground of a (z, y, x) array: ``min_value < v < max_value``, opened with a ball
-    of ``opening_radius`` voxels, then closed with a ball of ``closing_radius`` voxels; outside the
-    array counts as neither foreground nor background."""
+    """Boolean foreground of a (z, y, x) array: ``min_value < v < max_value`` (no lower bound
+    with ``min_value`` None), opened with a ball of ``opening_radius`` voxels, then closed with a
+    ball of ``closing_radius`` voxels; outside the array counts as neither foreground nor
+    background."""
     from scipy import ndimage
     from skimage.morphology import ball
 
-    mask = (data > min_value) & (data < max_value)
+    mask = data < max_value
+    if min_value is not None:
+        mask &= data > min_value
     # Erosion treats the outside as foreground and dilation as background: the array's faces
     # neither eat into nor grow the mask.
     if opening_radius > 0:
@@ -190,7 +195,7 @@ def create_foreground_mask(
     container: str | os.PathLike,
     dataset: str,
     out_dataset: str = "volumes/mask",
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_value: float | None = DEFAULT_MIN_VALUE,
     max_value: float = DEFAULT_MAX_VALUE,
     opening_radius: int = DEFAULT_OPENING_RADIUS,
     closing_radius: int = DEFAULT_CLOSING_RADIUS,
@@ -204,7 +209,8 @@ def create_foreground_mask(
         container: the ``.zarr`` container; the mask is written into it.
         dataset: the raw dataset (gray values as stored, e.g. uint8).
         out_dataset: the mask dataset; default ``volumes/mask``.
-        min_value: voxels must be brighter than this (exclusive); default 2.
+        min_value: voxels must be brighter than this (exclusive); default None: no lower
+            bound, every dark voxel is kept (the original used 2 against black margins).
         max_value: voxels must be darker than this (exclusive); default 180.
         opening_radius: ball radius in voxels of the opening that removes specks; default 3.
         closing_radius: ball radius in voxels of the closing that fills pinholes; default 2.
@@ -212,7 +218,7 @@ def create_foreground_mask(
         overwrite: replace an existing mask (only after the new one is complete).
         progress: show a progress bar.
     """
-    if not min_value < max_value:
+    if min_value is not None and not min_value < max_value:
         raise IncasemError(f"--min {min_value} must be smaller than --max {max_value}")
     if opening_radius < 0 or closing_radius < 0:
         raise IncasemError("opening and closing radii must not be negative")
