@@ -9,6 +9,15 @@ the real worker's command substituted and waits for it (`run_through_template`).
 connects back to daisy's scheduler through the ``DAISY_CONTEXT`` environment variable, which the
 template's child inherits like ``PYTHONPATH`` (so it imports this incasem).
 
+Paths are data, never code, whatever the template (`template_words`): the template is split into
+words by POSIX shell rules once, when it is checked, and run without a shell; ``{command}`` must
+be a word of its own and becomes the words ``python -m MODULE`` only. The worker's arguments (the
+paths of its files, which contain the user's container path) travel in the environment as JSON
+(``INCASEM_WORKER_ARGS``, read by `worker_arguments`), so no program in the template ever sees
+them on its command line. A template that hands ``{command}`` to a shell as its script
+(``bash -c '{command}'``) is refused; ``bash -c '...; exec "$@"' bash {command}`` runs a shell
+prologue with the worker as arguments.
+
 A worker that outlives a block is a module run as ``python -m MODULE ARGS`` (`ModuleWorker`): in
 daisy's own worker process, or through the template. Prediction's workers load a model once and
 are ``python -m incasem.predict.worker SPEC.json``; every other blockwise command
@@ -31,6 +40,7 @@ import contextvars
 import hashlib
 import hmac
 import importlib
+import json
 import logging
 import os
 import secrets
@@ -50,6 +60,12 @@ logger = logging.getLogger(__name__)
 PLACEHOLDER = "{command}"
 #: Environment variable that carries a job's signing key to its workers.
 KEY_VARIABLE = "INCASEM_WORKER_KEY"
+#: Environment variable that carries a worker's arguments (a JSON list) through a template.
+ARGS_VARIABLE = "INCASEM_WORKER_ARGS"
+#: Programs that run their ``-c`` argument as shell code.
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
+#: A safe template that runs a shell prologue before the worker.
+SAFE_SHELL_EXAMPLE = "bash -c 'module load cuda; exec \"$@\"' bash {command}"
 
 _TEMPLATE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "incasem_worker_command", default=None
@@ -57,12 +73,45 @@ _TEMPLATE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def check_template(template: str | None, option: str = "--worker-command") -> None:
-    """Raise `IncasemError` when ``template`` is given without the ``{command}`` placeholder."""
-    if template is not None and PLACEHOLDER not in template:
+    """Raise `IncasemError` when ``template`` is given but is not a safe template
+    (`template_words`)."""
+    if template is not None:
+        template_words(template, option)
+
+
+def template_words(template: str, option: str = "--worker-command") -> list[str]:
+    """The words of ``template`` (POSIX shell rules), run later without a shell.
+
+    Raises `IncasemError` (one line, naming ``option`` and the template) when the template
+    cannot be split, lacks ``{command}`` as a word of its own, holds it more than once or inside
+    another word (``'echo; {command}'``, which only a shell would run), or hands it to a shell as
+    its script (``bash -c {command}``).
+    """
+    try:
+        words = shlex.split(template)
+    except ValueError as error:
+        raise IncasemError(f"{option} {template!r} cannot be split into words: {error}") from None
+    if PLACEHOLDER not in template:
         raise IncasemError(
             f"{option} {template!r} must contain '{PLACEHOLDER}', e.g. "
             f"'srun --mem=8G {PLACEHOLDER}'"
         )
+    if words.count(PLACEHOLDER) != 1 or sum(PLACEHOLDER in w for w in words) != 1:
+        raise IncasemError(
+            f"{option} {template!r} must contain '{PLACEHOLDER}' once, as a word of its own (it "
+            f"becomes the worker's command words, never shell code), e.g. "
+            f"{SAFE_SHELL_EXAMPLE!r}"
+        )
+    index = words.index(PLACEHOLDER)
+    before = words[index - 1] if index else ""
+    runs_shell = any(Path(word).name in _SHELLS for word in words[: index - 1])
+    if runs_shell and before.startswith("-") and not before.startswith("--") and "c" in before:
+        raise IncasemError(
+            f"{option} {template!r} hands the worker to a shell as its script "
+            f"({before} {PLACEHOLDER}); pass it as arguments instead, e.g. "
+            f"{SAFE_SHELL_EXAMPLE!r}"
+        )
+    return words
 
 
 @contextlib.contextmanager
@@ -81,24 +130,42 @@ def current_template() -> str | None:
     return _TEMPLATE.get()
 
 
-def run_through_template(command: Sequence[str], template: str) -> None:
-    """Run ``command`` through ``template`` (``{command}`` replaced by it, shell-quoted) and wait.
+def run_through_template(module: str, args: Sequence[str], template: str) -> None:
+    """Run ``python -m module`` through ``template`` and wait; ``args`` travel in the environment.
 
-    Runs in a daisy worker process, whose standard output is the worker's log file: the command
-    line is logged there. The child gets this process's environment plus this incasem on
-    ``PYTHONPATH``. A non-zero exit becomes ``SystemExit`` with that code: daisy then counts the
-    worker as failed and restarts it.
+    The template's words (`template_words`) are run without a shell, ``{command}`` replaced by
+    the words ``python -m module``; ``args`` go to the worker as JSON in ``INCASEM_WORKER_ARGS``
+    (`worker_arguments`), so no path reaches a command line. Runs in a daisy worker process,
+    whose standard output is the worker's log file: the command line is logged there. The child
+    gets this process's environment plus this incasem on ``PYTHONPATH``. A non-zero exit becomes
+    ``SystemExit`` with that code: daisy then counts the worker as failed and restarts it.
     """
     if not logging.getLogger().handlers:  # a fresh worker process: log to its .out file
         logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    line = template.replace(PLACEHOLDER, shlex.join(command))
-    logger.info("launching worker: %s", line)
-    returncode = subprocess.run(line, shell=True, env=env).returncode
+    env[ARGS_VARIABLE] = json.dumps(list(args))
+    words = template_words(template)
+    index = words.index(PLACEHOLDER)
+    argv = [*words[:index], sys.executable, "-m", module, *words[index + 1 :]]
+    logger.info("launching worker: %s (arguments in %s)", shlex.join(argv), ARGS_VARIABLE)
+    try:
+        returncode = subprocess.run(argv, env=env).returncode
+    except OSError as error:
+        logger.error("cannot start worker %r: %s", argv[0], error)
+        returncode = 127
     if returncode != 0:
         raise SystemExit(returncode)
+
+
+def worker_arguments(argv: Sequence[str] | None) -> list[str]:
+    """A worker module's arguments: ``argv`` (default ``sys.argv[1:]``), or when that is empty
+    the JSON list `run_through_template` put in ``INCASEM_WORKER_ARGS``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv or ARGS_VARIABLE not in os.environ:
+        return argv
+    return [str(arg) for arg in json.loads(os.environ[ARGS_VARIABLE])]
 
 
 def _signature(payload: bytes, key: str) -> str:
@@ -175,7 +242,7 @@ class ModuleWorker:
     def __call__(self) -> None:
         os.environ.update(dict(self.environment))
         if self.template is not None:
-            run_through_template([sys.executable, "-m", self.module, *self.args], self.template)
+            run_through_template(self.module, self.args, self.template)
             return
         code = importlib.import_module(self.module).main(list(self.args))
         if code:
@@ -190,7 +257,7 @@ def block_function_worker(function_file: Path, key: str, template: str) -> Modul
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m incasem.launch FILE``: a blockwise worker started through a template."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = worker_arguments(argv)
     if len(argv) != 1:
         print("usage: python -m incasem.launch BLOCK_FUNCTION_FILE", file=sys.stderr)
         return 2

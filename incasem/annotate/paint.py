@@ -34,7 +34,7 @@ from funlib.geometry import Coordinate, Roi
 from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut, resolve_roi
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE
 from incasem.errors import IncasemError
-from incasem.io import list_datasets, open_array
+from incasem.io import carried_voxel_size_attrs, list_datasets, open_array
 from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_voxels
 from incasem.io.staging import staged_dataset
@@ -333,14 +333,15 @@ class Corrector:
         raw_array = open_array(self.container, self.raw)
         voxel_size = raw_array.voxel_size
         replace = self.overwrite or self.saved > 0
+        carried = carried_voxel_size_attrs(self.container, self.raw)
         with (
             staged_dataset(
                 self.container, self.output, self.roi.shape / voxel_size, voxel_size,
-                self.roi.offset, np.uint8, overwrite=replace,
+                self.roi.offset, np.uint8, overwrite=replace, attrs=carried,
             ) as out,
             staged_dataset(
                 self.container, self.mask, raw_array.roi.shape / voxel_size, voxel_size,
-                raw_array.roi.offset, np.uint8, overwrite=replace,
+                raw_array.roi.offset, np.uint8, overwrite=replace, attrs=carried,
             ) as mask,
         ):  # fmt: skip
             out.array[self.roi] = labels

@@ -50,7 +50,7 @@ from incasem.annotate.unary import (
 )
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.roi import format_roi_voxels, roi_from_voxels
 from incasem.io.staging import check_new_dataset, staged_dataset
 
@@ -395,6 +395,7 @@ def annotate_graphcut(
     )
     energy = _fit_energy(raw_array, roi, loaded, settings)
     attrs = _provenance(raw, source, start, shape, settings)
+    attrs |= carried_voxel_size_attrs(container, raw)
     raw_shape = raw_array.roi.shape / voxel_size
     with (
         staged_dataset(

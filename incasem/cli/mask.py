@@ -12,10 +12,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mask",
         help="cell (foreground) mask from gray-value bounds",
         description="Write a 0/255 uint8 mask of the voxels whose gray value lies strictly "
-        "between --min and --max (the original's 2 and 180: excludes black margins and bright "
-        "resin), cleaned by a binary opening (ball, --opening-radius voxels) and closing (ball, "
-        "--closing-radius voxels). Blockwise with enough context that the result equals a "
-        "single-block run. Radii are in voxels, axis order z y x. Prints the share of the volume "
+        "between --min (default: none, so the darkest voxels, e.g. membranes, are kept; the "
+        "original's 2 excludes black margins) and --max (default 180, the original's: excludes "
+        "bright resin; 256 keeps everything of uint8 data), cleaned by a binary opening (ball, "
+        "--opening-radius voxels) and closing (ball, --closing-radius voxels). Blockwise with "
+        "enough context that the result equals a single-block run. Radii are in voxels, axis "
+        "order z y x. Prints the share of the volume "
         f"kept and warns when more than {100 * WARN_EXCLUDED:.0f} %% is excluded.",
     )
     parser.add_argument("container", help="the .zarr container (output is written into it)")
@@ -24,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out-dataset", default="volumes/mask", help="output dataset (default: volumes/mask)"
     )
     parser.add_argument(
-        "--min", type=float, default=2, help="gray value must exceed this (default: 2)"
+        "--min",
+        type=float,
+        default=None,
+        help="gray value must exceed this (default: no lower bound; the original used 2)",
     )
     parser.add_argument(
         "--max", type=float, default=180, help="gray value must be below this (default: 180)"
@@ -74,15 +79,16 @@ def _report_fraction(args: argparse.Namespace) -> None:
 
     counts = sample_histogram(open_array(args.container, args.out_dataset), cubes_per_axis=4)
     excluded = float(counts[0]) / max(int(counts.sum()), 1)
+    bounds = f"({'-inf' if args.min is None else f'{args.min:g}'}, {args.max:g})"
     print(
         f"{args.out_dataset} keeps {100 * (1 - excluded):.1f} % of the voxels (sampled); it "
-        f"excludes gray values outside ({args.min:g}, {args.max:g}) after opening and closing"
+        f"excludes gray values outside {bounds} after opening and closing"
     )
     if excluded > WARN_EXCLUDED:
         print(
             f"warning: {args.container}/{args.out_dataset} excludes {100 * excluded:.0f} % of the "
-            f"volume: the bounds ({args.min:g}, {args.max:g}) may not suit this data (defaults "
-            "assume black margins and bright resin); look at it with 'incasem plot-slice "
+            f"volume: the bounds {bounds} may not suit this data (the default --max assumes "
+            "bright resin); look at it with 'incasem plot-slice "
             f"--labels {args.out_dataset}' and set --min/--max from the raw's histogram",
             file=sys.stderr,
         )

@@ -13,10 +13,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-object table: volume, centroid, bbox, surface, principal axes",
         description="Write one row per object of an instance dataset (e.g. from 'incasem "
         "instances'): id, voxels, volume_nm3, centroid_{z,y,x}_nm, bbox_begin/end_{z,y,x}_nm "
-        "(end exclusive), surface_area_nm2 (marching cubes of the mask smoothed by 0.7 voxels), "
+        "(end exclusive), surface_area_nm2 (marching cubes of the mask smoothed by 0.7 of the "
+        "finest voxel edge), "
         "axis_{major,middle,minor}_nm (full lengths of the ellipsoid with the same second "
         "moments: 2*sqrt(5*eigenvalue)), eccentricity (sqrt(1 - minor/major eigenvalue)), "
         "elongation (major/minor), sphericity and, with --probabilities, mean_probability. "
+        "Lengths, areas and volumes use the exact voxel size (voxel_size_exact_nm) where the "
+        "dataset records one, else the grid's; the output says which. "
         "Blockwise and exact for objects crossing blocks. Written as CSV (and Parquet beside it "
         "when pandas and pyarrow are installed). --filter 'COLUMN OP NUMBER' (OP: < <= > >= == "
         "!=; repeat to combine) keeps matching rows. " + DATASET_HELP + ".",
@@ -39,14 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from incasem.atomic import check_new_file
-    from incasem.postprocess.measure import measure, parse_filter, write_table
+    from incasem.postprocess.measure import (
+        measure,
+        measure_voxel_size,
+        parse_filter,
+        write_table,
+    )
     from incasem.postprocess.sources import parse_dataset
 
     for text in args.filter:
         parse_filter(text)
     check_new_file(args.output, args.overwrite)
+    instances = parse_dataset(args.dataset, args.container)
     table = measure(
-        parse_dataset(args.dataset, args.container),
+        instances,
         probabilities=parse_dataset(args.probabilities, args.container)
         if args.probabilities
         else None,
@@ -56,5 +65,9 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     written = write_table(table, args.output, overwrite=args.overwrite, parquet=args.parquet)
+    physical = measure_voxel_size(instances)
+    origin = "exact, voxel_size_exact_nm" if physical.origin == "exact" else "grid"
+    size = " x ".join(f"{v:g}" for v in physical.nm)
     print(f"{len(table['id'])} objects -> {', '.join(written)}")
+    print(f"lengths, areas and volumes use the voxel size {size} nm ({origin})")
     return 0

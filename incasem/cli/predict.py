@@ -221,7 +221,7 @@ def _add_reports(run: Any, result: Any) -> None:
 
     from incasem.viz.prediction import write_prediction_report
 
-    scored = [entry for entry in result.entries if entry.scores]
+    scored = [entry for entry in result.entries if entry.scores and entry.ok]
     if not scored:
         return
     with tempfile.TemporaryDirectory() as folder:

@@ -66,7 +66,7 @@ def run_list(args: argparse.Namespace) -> int:
         fields = ("id", "name", "kind", "status", "start", "iterations", "best_f1")
         rows = [
             {**{f: getattr(r, f) for f in fields}, "best_iteration": r.best_iteration,
-             "data": r.data, "path": str(r.path)}
+             "class_f1": r.class_f1, "data": r.data, "path": str(r.path)}
             for r in records
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))

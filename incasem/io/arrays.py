@@ -26,7 +26,13 @@ from funlib.persistence import Array
 from numcodecs import Blosc
 
 from incasem.errors import IncasemError
-from incasem.io.metadata import read_spatial_metadata, spatial_attributes
+from incasem.io.metadata import (
+    PhysicalVoxelSize,
+    exact_voxel_size_attrs,
+    read_physical_voxel_size,
+    read_spatial_metadata,
+    spatial_attributes,
+)
 
 #: Default chunk edge in voxels: 64³ uint8 chunks are 256 KiB, small enough for random access
 #: during training and large enough that a whole cell is not millions of files.
@@ -106,6 +112,25 @@ def open_array(container: str | os.PathLike, dataset: str, mode: str = "r") -> A
         types=["channel"] * channel_dims + ["space"] * spatial_dims,
         chunks=data.chunks,
     )
+
+
+def physical_voxel_size(container: str | os.PathLike, dataset: str) -> PhysicalVoxelSize:
+    """The voxel size (nm, z, y, x) for lengths, areas and volumes of a dataset: its exact one
+    (``voxel_size_exact_nm``) where recorded, else its grid's (`read_physical_voxel_size`)."""
+    container = Path(container)
+    data = _open_zarr_array(container, dataset, "r")
+    where = f"{container}/{dataset}"
+    n5 = _is_n5(container)
+    grid = read_spatial_metadata(data.attrs.asdict(), _spatial_dims(data), where, n5).voxel_size
+    return read_physical_voxel_size(data.attrs.asdict(), grid, where, n5)
+
+
+def carried_voxel_size_attrs(
+    container: str | os.PathLike, dataset: str, factor: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """What a dataset derived from ``container/dataset`` carries over of its voxel size: its
+    ``voxel_size_exact_nm`` (times ``factor`` when downsampled), or nothing."""
+    return exact_voxel_size_attrs(physical_voxel_size(container, dataset), factor)
 
 
 def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
@@ -191,6 +216,50 @@ def create_array(
 #: Environment variable: set to 1 to read missing chunks as zeros (data written by tools that
 #: omit empty chunks); it reaches worker processes, local or on a cluster.
 ALLOW_MISSING_CHUNKS = "INCASEM_ALLOW_MISSING_CHUNKS"
+
+
+#: Environment variable: set to 1 to read the outputs of an unfinished prediction anyway.
+ALLOW_INCOMPLETE = "INCASEM_ALLOW_INCOMPLETE"
+#: The ``status`` a prediction's entry group records once every block was written.
+COMPLETE = "complete"
+
+
+def check_complete(container: str | os.PathLike, dataset: str) -> None:
+    """Raise `IncasemError` (one line) when ``dataset`` lies in a group whose ``status``
+    attribute says its writer did not finish: a prediction with failed blocks
+    (``incomplete``) or one that was stopped or is still being written (``running``).
+
+    Blocks never written read as zeros, which scores as "nothing found", so no reader of such
+    an output may take it for complete. The line names the dataset, its status and failed
+    blocks, and how to finish it (the same ``predict`` command with ``--resume ID``); setting
+    ``INCASEM_ALLOW_INCOMPLETE=1`` reads it anyway.
+    """
+    if os.environ.get(ALLOW_INCOMPLETE, "") not in ("", "0"):
+        return
+    parts = dataset.strip("/").split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        group = "/".join(parts[:depth])
+        try:
+            attrs = zarr.open_group(str(container), mode="r", path=group).attrs.asdict()
+        except (zarr.errors.GroupNotFoundError, KeyError, ValueError, OSError):
+            continue
+        status = attrs.get("status")
+        if status is None or status == COMPLETE:
+            continue
+        blocks = attrs.get("blocks") or {}
+        failed = (
+            f", {blocks['failed']} of {blocks['total']} blocks failed"
+            if isinstance(blocks, dict) and blocks.get("failed")
+            else ""
+        )
+        prediction = next((p for p in parts[:depth] if p.startswith("predict_")), None)
+        number = prediction.removeprefix("predict_").lstrip("0") if prediction else ""
+        resume = f"--resume {number}" if number.isdigit() else "--resume"
+        raise IncasemError(
+            f"{container}/{dataset}: unfinished output (status '{status}'{failed}); its "
+            f"unwritten blocks read as zeros. Finish it with the same predict command plus "
+            f"{resume}, or set {ALLOW_INCOMPLETE}=1 to use it as it is"
+        )
 
 
 def _chunk_keys(source: zarr.Array, array: Array, roi: Roi) -> Iterator[tuple[str, tuple]]:

@@ -26,6 +26,10 @@ from incasem.errors import IncasemError
 
 #: Attribute names we write for the voxel size; readers pick whichever they know.
 VOXEL_SIZE_ATTRS = ("voxel_size", "resolution")
+#: Attribute holding the voxel size as measured (nm, z, y, x) when the grid's voxel size (the
+#: ``voxel_size``/``resolution`` attributes, whole nm) is its rounding. Physical quantities
+#: (lengths, areas, volumes) use it; positions and ROIs stay on the grid.
+EXACT_VOXEL_SIZE_ATTR = "voxel_size_exact_nm"
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,62 @@ def spatial_attributes(
         "_ARRAY_DIMENSIONS": [c.rstrip("^") for c in channels] + spatial,
         "dimension_units": [""] * num_channel_dims + [f"{v} nm" for v in voxel_size],
     }
+
+
+@dataclass(frozen=True)
+class PhysicalVoxelSize:
+    """The voxel size that physical quantities (lengths, areas, volumes) use.
+
+    Attributes:
+        nm: nm per voxel, (z, y, x): the exact size when the dataset records one, else the grid's.
+        origin: ``"exact"`` (from ``voxel_size_exact_nm``) or ``"grid"``.
+    """
+
+    nm: tuple[float, ...]
+    origin: str
+
+    def describe(self) -> dict[str, Any]:
+        """``{"voxel_size_nm": [...], "voxel_size_origin": "exact" | "grid"}`` for reports."""
+        return {"voxel_size_nm": list(self.nm), "voxel_size_origin": self.origin}
+
+
+def read_physical_voxel_size(
+    attrs: Mapping[str, Any], grid: Sequence[int], where: str, n5: bool = False
+) -> PhysicalVoxelSize:
+    """The exact voxel size (nm, z, y, x) recorded in ``attrs``, else the grid's ``grid``.
+
+    Raises `IncasemError` naming ``where`` when ``voxel_size_exact_nm`` is not one positive number
+    per axis, or differs from the grid's by more than half of it (it does not describe this grid).
+    """
+    grid = tuple(int(v) for v in grid)
+    value = attrs.get(EXACT_VOXEL_SIZE_ATTR)
+    if value is None:
+        return PhysicalVoxelSize(tuple(float(v) for v in grid), "grid")
+    if n5 and isinstance(value, Sequence) and not isinstance(value, str):
+        value = list(value)[::-1]
+    valid = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == len(grid)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and all(
+            0 < v < float("inf") and abs(v - g) <= g / 2 for v, g in zip(value, grid, strict=True)
+        )
+    )
+    if not valid:
+        raise IncasemError(
+            f"{where}: attribute '{EXACT_VOXEL_SIZE_ATTR}' is {value!r}, expected one positive "
+            f"number (nm) per axis close to the grid's voxel size {list(grid)}"
+        )
+    return PhysicalVoxelSize(tuple(float(v) for v in value), "exact")
+
+
+def exact_voxel_size_attrs(
+    physical: PhysicalVoxelSize, factor: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The attribute a derived dataset carries over from its source: ``voxel_size_exact_nm``
+    (times ``factor`` per axis for a downsampled one), or nothing when the source has none."""
+    if physical.origin != "exact":
+        return {}
+    factor = factor if factor is not None else (1,) * len(physical.nm)
+    return {EXACT_VOXEL_SIZE_ATTR: [v * f for v, f in zip(physical.nm, factor, strict=True)]}

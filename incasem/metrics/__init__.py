@@ -9,6 +9,7 @@ from incasem.metrics.confusion import (
     ConfusionCounts,
     class_names_for,
     flat_scores,
+    foreground_mean,
     format_scores,
     scores,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ThresholdHistograms",
     "best_threshold_scores",
     "class_names_for",
+    "foreground_mean",
     "flat_scores",
     "format_scores",
     "level_for_threshold",

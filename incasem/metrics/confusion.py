@@ -124,22 +124,27 @@ def class_names_for(num_classes: int, class_names: Sequence[str] | None = None) 
     return names
 
 
+def foreground_mean(per_class: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The multi-class rule: each score averaged over the foreground classes (an unweighted,
+    "macro" mean), so that every class counts, whatever its voxel share; with one foreground
+    class, its own scores."""
+    keys = next(iter(per_class.values())).keys() if per_class else ()
+    return {key: float(np.mean([s[key] for s in per_class.values()])) for key in keys}
+
+
 def flat_scores(
     counts: ConfusionCounts, class_names: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Scores as one flat dict, for logs and experiment trackers.
 
-    Keys ``f1``, ``precision``, ``recall``, ``iou`` hold the first foreground class (class 1);
-    ``<class name>/f1`` etc. hold every foreground class. Background is not reported.
+    ``<class name>/f1``, ``/precision``, ``/recall``, ``/iou`` hold every foreground class; the
+    keys ``f1``, ``precision``, ``recall``, ``iou`` their mean over the foreground classes
+    (`foreground_mean`; with two classes, class 1's). Background is not reported.
     """
     names = class_names_for(counts.num_classes, class_names)
-    result: dict[str, float] = {}
-    for class_id in range(1, counts.num_classes):
-        for key, value in counts.class_scores(class_id).items():
-            result[f"{names[class_id]}/{key}"] = value
-            if class_id == 1:
-                result[key] = value
-    return result
+    per_class = {names[c]: counts.class_scores(c) for c in range(1, counts.num_classes)}
+    result = {f"{name}/{key}": v for name, s in per_class.items() for key, v in s.items()}
+    return {**foreground_mean(per_class), **result}
 
 
 def format_scores(scores_by_key: Mapping[str, float]) -> str:

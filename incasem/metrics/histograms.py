@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from incasem.metrics.confusion import class_names_for, scores
+from incasem.metrics.confusion import class_names_for, foreground_mean, scores
 
 LEVELS = 256
 
@@ -123,19 +123,26 @@ def best_threshold_scores(
 ) -> dict[str, float]:
     """The best threshold and the scores there, as one flat dict for logs.
 
-    Keys: ``best_threshold`` with ``best_f1``, ``best_precision``, ``best_recall``, ``best_iou``
-    of class 1: the threshold on p(class 1) (a uint8 level / 255) with the highest F1
-    (`CALIBRATION_METRIC`) and the scores there; every foreground class c also gets
-    ``<name>/best_<key>``. Meaningful as a decision rule for two classes (p >= threshold is
-    foreground); with more classes prediction takes the argmax.
+    Every foreground class c gets ``<name>/best_threshold`` (the threshold on p(c), a uint8
+    level / 255, with the highest F1, `CALIBRATION_METRIC`) and ``<name>/best_f1``,
+    ``/best_precision``, ``/best_recall``, ``/best_iou`` there. ``best_f1``, ``best_precision``,
+    ``best_recall``, ``best_iou`` are their mean over the foreground classes
+    (`incasem.metrics.confusion.foreground_mean`), so a model is ranked on every class.
+    ``best_threshold`` is class 1's with two classes only: it is a decision rule there (p >=
+    threshold is foreground); with more classes prediction takes the argmax.
     """
     num_classes = histograms.positive.shape[0]
     names = class_names_for(num_classes, class_names)
-    result: dict[str, float] = {}
-    for class_id in range(1, num_classes):
-        best = histograms.best_threshold(class_id, CALIBRATION_METRIC)
-        for key, value in best.items():
-            result[f"{names[class_id]}/best_{key}"] = float(value)
-            if class_id == 1:
-                result[f"best_{key}"] = float(value)
-    return result
+    per_class = {
+        names[c]: histograms.best_threshold(c, CALIBRATION_METRIC) for c in range(1, num_classes)
+    }
+    result = {
+        f"{name}/best_{key}": float(v)
+        for name, best in per_class.items()
+        for key, v in best.items()
+    }
+    mean = foreground_mean(per_class)
+    threshold = mean.pop("threshold", None)
+    if num_classes == 2 and threshold is not None:
+        mean["threshold"] = threshold
+    return {**{f"best_{key}": v for key, v in mean.items()}, **result}

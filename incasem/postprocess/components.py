@@ -45,7 +45,8 @@ from funlib.geometry import Coordinate, Roi
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import create_array, default_chunks, open_array
+from incasem.io import create_array, default_chunks, open_array, physical_voxel_size
+from incasem.io.metadata import exact_voxel_size_attrs
 from incasem.io.staging import check_new_dataset, staged_dataset
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import BinarySource
@@ -204,16 +205,18 @@ def _split_touching(
     array: Any,
     boxes: np.ndarray,
     depth_nm: float,
+    sampling: Sequence[float],
     max_box_voxels: int,
     progress: bool,
 ) -> tuple[dict[int, int], int, int]:
     """Split objects 1..N of ``array`` (in place) with a seeded watershed; new ids follow N.
 
     Seeds are the h-maxima of depth ``depth_nm`` of the object's distance transform (nm, with
-    the voxel size as sampling): two parts become separate objects only if the neck between
-    them is at least ``depth_nm`` thinner than both parts. Objects whose bounding box exceeds
-    ``max_box_voxels`` are left whole. Returns the new sizes (voxels) of the split objects' parts
-    by id, the number of objects afterwards, and how many objects were too large to try.
+    ``sampling``, the physical voxel size in nm, z, y, x): two parts become separate objects only if
+    the neck between them is at least ``depth_nm`` thinner than both parts. Objects whose bounding
+    box exceeds ``max_box_voxels`` are left whole. Returns the new sizes (voxels) of the split
+    objects' parts by id, the number of objects afterwards, and how many objects were too large to
+    try.
     """
     from scipy import ndimage
     from skimage.morphology import h_maxima
@@ -233,7 +236,7 @@ def _split_touching(
         roi = Roi(origin + begin * voxel_size, (end - begin) * voxel_size)
         region = array[roi]
         mask = np.pad(region == object_id, 1)
-        distance = ndimage.distance_transform_edt(mask, sampling=tuple(voxel_size))
+        distance = ndimage.distance_transform_edt(mask, sampling=tuple(sampling))
         markers, count = ndimage.label(h_maxima(distance, depth_nm))
         if count < 2:
             continue
@@ -280,6 +283,7 @@ def _split_staged(
     sizes: np.ndarray,
     attrs: dict[str, Any],
     split_depth_nm: float,
+    sampling: Sequence[float],
     split_max_voxels: int,
     progress: bool,
 ) -> tuple[int, np.ndarray, int]:
@@ -287,7 +291,7 @@ def _split_staged(
     count, the sizes (index = id, voxels) with the new objects, and how many were too large."""
     kept = len(sizes) - 1
     changed, num_objects, too_large = _split_touching(
-        staged.array, boxes, split_depth_nm, split_max_voxels, progress
+        staged.array, boxes, split_depth_nm, sampling, split_max_voxels, progress
     )
     sizes = np.concatenate([sizes, np.zeros(num_objects + 1 - len(sizes), np.int64)])
     for object_id, size in changed.items():
@@ -368,7 +372,8 @@ def connected_components(
             order (z, y, x) of their first voxel; same ROI and voxel size as ``source``.
         min_size: drop objects smaller than this (in ``size_unit``); None keeps all.
         max_size: drop objects larger than this (in ``size_unit``); None keeps all.
-        size_unit: ``"voxels"`` or ``"nm3"`` (volume in cubic nm).
+        size_unit: ``"voxels"`` or ``"nm3"`` (volume in cubic nm, with the exact voxel size
+            where the source records one).
         split_depth_nm: if given, split touching objects by a seeded watershed of each object's
             distance transform (nm); seeds are its h-maxima of this depth, so parts joined by a
             neck at least this much thinner (in radius) than both become separate objects, with
@@ -383,7 +388,8 @@ def connected_components(
     roi, voxel_size = source.check()
     _check_options(size_unit, split_depth_nm, min_size, max_size)
     check_new_dataset(out_container, out_dataset, overwrite)
-    per_voxel = math.prod(voxel_size) if size_unit == "nm3" else 1
+    physical = physical_voxel_size(source.data.container, source.data.dataset)
+    per_voxel = math.prod(physical.nm) if size_unit == "nm3" else 1
     shape = roi.shape / voxel_size
     chunks = default_chunks(shape)
     block_shape = aligned_block_shape(chunks, block_edge)
@@ -408,7 +414,7 @@ def connected_components(
                 "split_depth_nm": split_depth_nm,
                 "num_objects": len(kept),
             }
-        }
+        } | exact_voxel_size_attrs(physical)
         with staged_dataset(
             out_container,
             out_dataset,
@@ -439,7 +445,7 @@ def connected_components(
             if split_depth_nm is not None:
                 num_objects, final_sizes, too_large = _split_staged(
                     staged, out_container, boxes[kept], final_sizes, attrs,
-                    split_depth_nm, split_max_voxels, progress,
+                    split_depth_nm, physical.nm, split_max_voxels, progress,
                 )  # fmt: skip
     return ComponentsResult(
         dataset=f"{Path(out_container)}/{out_dataset}",

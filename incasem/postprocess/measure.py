@@ -8,6 +8,11 @@ table computed block by block equals one computed on the whole volume.
 
 Conventions (stated in the table's column names and docs/howto/postprocessing.md):
 
+* **Voxel size.** Lengths, areas and volumes use the dataset's exact voxel size
+  (``voxel_size_exact_nm``, written by ``convert`` when it rounds a measured size to whole nm, and
+  carried over by every command that derives a dataset) where one is recorded, else the grid's;
+  `measure_voxel_size` says which. Positions (centroid, bounding box) are world positions on the
+  grid, like every ROI.
 * **Volume** = voxel count × voxel volume (nm³). **Centroid** = mean voxel centre (nm, world).
 * **Principal axes** come from the covariance of the voxel centres plus ``s² / 12`` per axis (the
   variance of a position uniform inside a voxel of edge ``s``), i.e. the second moments of the
@@ -16,15 +21,22 @@ Conventions (stated in the table's column names and docs/howto/postprocessing.md
   each eigenvalue λ (major ≥ middle ≥ minor). **Eccentricity** = ``sqrt(1 − λ_minor / λ_major)``
   (0 for a sphere, → 1 for a needle or a disc); **elongation** = major / minor axis length.
 * **Surface area** (nm²) is the area of the marching-cubes isosurface (level 0.5) of the object's
-  binary mask smoothed with a Gaussian of 0.7 voxels (the outside of the volume counts as
-  background). Counting exposed voxel faces overestimates smooth surfaces by about 50 % at any
-  resolution (a staircase has the area of its steps), and marching cubes on the raw binary mask
-  still by about 9 % (its 45° facets); the slight smoothing brings spheres of 5 to 20 voxels
-  radius within about 1 % of 4πr². Smoothing and marching cubes are local (radius 2 voxels, then
-  independent 2×2×2 cubes), so each block reads 3 voxels of context and triangulates only the
-  cubes whose first corner it owns (its voxels, plus the layer before the volume's first voxel):
-  the per-block areas add up to the whole-volume area exactly.
-* **Sphericity** = ``π^(1/3) (6 V)^(2/3) / A`` (1 for a sphere).
+  binary mask smoothed with a Gaussian of 0.7 of the finest voxel edge, the same width in nm along
+  every axis (0.7 voxels on an isotropic grid; the outside of the volume counts as background).
+  Counting exposed voxel faces overestimates smooth surfaces by about 50 % at any resolution (a
+  staircase has the area of its steps), and marching cubes on the raw binary mask still by about 9 %
+  (its 45° facets); the slight smoothing brings spheres of 5 to 20 voxels radius within about 1 % of
+  4πr² on isotropic grids (about 3 % above it at 2:1 anisotropy, the sections' own staircase).
+  Smoothing 0.7 *sections* instead would melt an object one or two sections deep into a sheet
+  without walls (its area 40 % low at 50 × 4.6 × 4.6 nm). Smoothing and marching cubes are local
+  (radius 2 voxels, then independent 2×2×2 cubes), so each block reads 3 voxels of context and
+  triangulates only the cubes whose first corner it owns (its voxels, plus the layer before the
+  volume's first voxel): the per-block areas add up to the whole-volume area exactly.
+* **Sphericity** = ``π^(1/3) (6 V_A)^(2/3) / A`` with ``V_A`` the volume the same isosurface
+  encloses (the sum over its triangles of their signed tetrahedra, additive across blocks like
+  the area), so that volume and area describe one solid and the isoperimetric inequality keeps it
+  ≤ 1 (1 for a sphere). Taking the voxel count's volume instead gave values above 1 for objects
+  one or two sections deep, whose smoothed surface encloses less than their voxels.
 * **Mean probability** = mean of p (uint8 levels / 255, or floats) over the object's voxels, when
   a probability dataset is given.
 """
@@ -42,7 +54,7 @@ from funlib.geometry import Coordinate
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import default_chunks
+from incasem.io import PhysicalVoxelSize, default_chunks, physical_voxel_size
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
     DatasetRef,
@@ -71,13 +83,15 @@ _OPERATORS = {
 
 
 def _surface_areas(
-    padded: np.ndarray, first: Sequence[bool], voxel_size: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Isosurface area (nm²) per id over the marching cubes a block owns.
+    padded: np.ndarray, first: Sequence[bool], spacing: Sequence[float], start: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Isosurface area (nm²) and enclosed signed volume (nm³) per id over the cubes a block owns.
 
     ``padded`` is the block's labels with `_CONTEXT` voxels of context on every side (zeros
     outside the volume); ``first`` per axis says whether the block starts at the volume's first
-    voxel (it then also owns the cubes reaching into the zeros before the volume).
+    voxel (it then also owns the cubes reaching into the zeros before the volume); ``spacing``
+    is the physical voxel size (nm, z, y, x) and ``start`` the block's first voxel relative to
+    the volume's, so that every block's triangles share one frame and their signed volumes add up.
     """
     from scipy import ndimage
     from skimage.measure import marching_cubes, mesh_surface_area
@@ -87,19 +101,21 @@ def _surface_areas(
     coords = np.nonzero(padded)
     ids, inverse = np.unique(padded[coords], return_inverse=True)
     areas = np.zeros(len(ids))
+    volumes = np.zeros(len(ids))
     lows = np.full((len(ids), 3), np.iinfo(np.int64).max)
     highs = np.full((len(ids), 3), -1)
     for axis in range(3):
         np.minimum.at(lows[:, axis], inverse, coords[axis])
         np.maximum.at(highs[:, axis], inverse, coords[axis])
-    spacing = tuple(float(v) for v in voxel_size)
+    spacing = tuple(float(v) for v in spacing)
+    sigma = tuple(_SMOOTHING * min(spacing) / v for v in spacing)
     for i, object_id in enumerate(ids):
         box = [
             (max(int(lo) - _CONTEXT, 0), min(int(hi) + _CONTEXT + 1, n))
             for lo, hi, n in zip(lows[i], highs[i], padded.shape, strict=True)
         ]
         mask = (padded[tuple(slice(b, e) for b, e in box)] == object_id).astype(np.float32)
-        smooth = ndimage.gaussian_filter(mask, _SMOOTHING, truncate=_TRUNCATE)
+        smooth = ndimage.gaussian_filter(mask, sigma, truncate=_TRUNCATE)
         cut = tuple(
             slice(max(lo, b) - b, min(hi, e) - b)
             for (b, e), lo, hi in zip(box, own_low, own_high, strict=True)
@@ -109,7 +125,11 @@ def _surface_areas(
             continue  # no isosurface passes through the cubes this block owns
         vertices, faces, _, _ = marching_cubes(smooth, level=0.5, spacing=spacing)
         areas[i] = mesh_surface_area(vertices, faces)
-    return ids, areas
+        corner = [s - _CONTEXT + b + c.start for s, (b, _), c in zip(start, box, cut, strict=True)]
+        triangles = (vertices + np.multiply(corner, spacing))[faces]
+        cross = np.cross(triangles[:, 1], triangles[:, 2])
+        volumes[i] = np.einsum("ij,ij->", triangles[:, 0], cross) / 6.0
+    return ids, areas, volumes
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,7 @@ class _MomentsBlock:
     probabilities: DatasetRef | None
     volume_offset: tuple[int, ...]
     voxel_size: tuple[int, ...]
+    physical_voxel_size: tuple[float, ...]
     parts: str
 
     def __call__(self, block: Any) -> None:
@@ -143,7 +164,9 @@ class _MomentsBlock:
             p = as_probability(read_filled(self.probabilities, roi))[coords]
             probability_sum = np.bincount(inverse, weights=p, minlength=n)
         first = [b <= o for b, o in zip(roi.offset, self.volume_offset, strict=True)]
-        area_ids, areas = _surface_areas(padded, first, self.voxel_size)
+        area_ids, areas, enclosed = _surface_areas(
+            padded, first, self.physical_voxel_size, tuple(int(s) for s in start)
+        )
         save_part(
             self.parts,
             roi,
@@ -164,6 +187,7 @@ class _MomentsBlock:
             probability_sum=probability_sum,
             area_ids=area_ids,
             areas=areas,
+            enclosed=enclosed,
         )
 
 
@@ -185,10 +209,13 @@ def _combine(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     total["bbox_low"] = np.full((len(unique), 3), np.iinfo(np.int64).max)
     total["bbox_high"] = np.full((len(unique), 3), -1, np.int64)
     total["area"] = np.zeros(len(unique))
+    total["enclosed"] = np.zeros(len(unique))
     for part, at in zip(parts, where, strict=True):
         np.minimum.at(total["bbox_low"], at, part["bbox_low"])
         np.maximum.at(total["bbox_high"], at, part["bbox_high"])
-        np.add.at(total["area"], np.searchsorted(unique, part["area_ids"]), part["areas"])
+        area_at = np.searchsorted(unique, part["area_ids"])
+        np.add.at(total["area"], area_at, part["areas"])
+        np.add.at(total["enclosed"], area_at, part["enclosed"])
     return total
 
 
@@ -196,20 +223,23 @@ def _table(
     total: dict[str, np.ndarray],
     offset: Coordinate,
     voxel_size: Coordinate,
+    physical: Sequence[float],
     with_probability: bool,
 ) -> dict[str, np.ndarray]:
+    # Moments are summed in grid nm; lengths rescale each axis to the physical voxel size.
+    scale = np.asarray(physical) / np.asarray(voxel_size, dtype=np.float64)
     count = total["count"].astype(np.float64)
     mean = total["first"] / count[:, None]
     second = total["second"] / count[:, None]
     covariance = np.zeros((len(count), 3, 3))
     for k, (a, b) in enumerate(_SECOND):
         value = second[:, k] - mean[:, a] * mean[:, b]
-        covariance[:, a, b] = covariance[:, b, a] = value
+        covariance[:, a, b] = covariance[:, b, a] = value * scale[a] * scale[b]
     for axis in range(3):
-        covariance[:, axis, axis] += voxel_size[axis] ** 2 / 12.0
+        covariance[:, axis, axis] += physical[axis] ** 2 / 12.0
     eigen = np.clip(np.linalg.eigvalsh(covariance)[:, ::-1], 0.0, None)
     axes = 2.0 * np.sqrt(5.0 * eigen)
-    volume = count * math.prod(voxel_size)
+    volume = count * math.prod(physical)
     area = total["area"]
     table: dict[str, np.ndarray] = {
         "id": total["ids"].astype(np.uint64),
@@ -231,7 +261,8 @@ def _table(
     with np.errstate(divide="ignore", invalid="ignore"):
         table["eccentricity"] = np.sqrt(np.clip(1.0 - eigen[:, 2] / eigen[:, 0], 0.0, 1.0))
         table["elongation"] = axes[:, 0] / axes[:, 2]
-        table["sphericity"] = np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
+        enclosed = np.abs(total["enclosed"])
+        table["sphericity"] = np.pi ** (1 / 3) * (6 * enclosed) ** (2 / 3) / area
     if with_probability:
         table["mean_probability"] = total["probability_sum"] / count
     return table
@@ -270,6 +301,12 @@ def apply_filters(table: dict[str, np.ndarray], filters: Sequence[str]) -> dict[
     return {name: values[keep] for name, values in table.items()}
 
 
+def measure_voxel_size(instances: DatasetRef) -> PhysicalVoxelSize:
+    """The voxel size (nm, z, y, x) `measure` computes lengths, areas and volumes with: the
+    dataset's ``voxel_size_exact_nm`` where recorded, else its grid's."""
+    return physical_voxel_size(instances.container, instances.dataset)
+
+
 def measure(
     instances: DatasetRef,
     *,
@@ -294,12 +331,14 @@ def measure(
     ``centroid_{z,y,x}_nm``, ``bbox_begin_{z,y,x}_nm``, ``bbox_end_{z,y,x}_nm`` (end
     exclusive), ``surface_area_nm2``, ``axis_{major,middle,minor}_nm``, ``eccentricity``,
     ``elongation``, ``sphericity`` and, with probabilities, ``mean_probability``. Positions are
-    world nm (z, y, x); see the module docstring for the conventions.
+    world nm (z, y, x); lengths, areas and volumes use `measure_voxel_size`; see the module
+    docstring for the conventions.
     """
     array = spatial_array(instances)
     if np.dtype(array.dtype).kind not in "iu":
         raise IncasemError(f"{instances}: instance ids must be integers, not {array.dtype}")
     roi, voxel_size = array.roi, array.voxel_size
+    physical = measure_voxel_size(instances)
     for text in filters:
         parse_filter(text)
     if probabilities is not None:
@@ -314,6 +353,7 @@ def measure(
                 probabilities,
                 tuple(roi.offset),
                 tuple(voxel_size),
+                physical.nm,
                 str(scratch),
             ),
             roi,
@@ -324,7 +364,7 @@ def measure(
             progress=progress,
         )
         parts = load_parts(scratch)
-    table = _table(_combine(parts), roi.offset, voxel_size, probabilities is not None)
+    table = _table(_combine(parts), roi.offset, voxel_size, physical.nm, probabilities is not None)
     return apply_filters(table, filters)
 
 

@@ -30,7 +30,7 @@ from funlib.geometry import Coordinate, Roi
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import default_chunks, format_roi_nm, open_array
+from incasem.io import carried_voxel_size_attrs, default_chunks, format_roi_nm, open_array
 from incasem.io.staging import staged_dataset
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
@@ -201,6 +201,8 @@ def merge(
         "value": "class id (0 = no class above its threshold)",
         "incasem_merge": description,
     }
+    finest = next(i.data for i in inputs if spatial_array(i.data).voxel_size == voxel_size)
+    attrs |= carried_voxel_size_attrs(finest.container, finest.dataset)
     with (
         scratch_folder(prefix="incasem-merge-") as scratch,
         staged_dataset(

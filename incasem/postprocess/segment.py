@@ -17,7 +17,7 @@ import numpy as np
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import default_chunks, open_array
+from incasem.io import carried_voxel_size_attrs, default_chunks, open_array
 from incasem.io.staging import staged_dataset
 from incasem.postprocess.sources import BinarySource
 
@@ -68,6 +68,7 @@ def segment(
     shape = roi.shape / voxel_size
     chunks = default_chunks(shape)
     attrs = {"incasem_segment": {**source.describe(), "value": value}}
+    attrs |= carried_voxel_size_attrs(source.data.container, source.data.dataset)
     with staged_dataset(
         out_container,
         out_dataset,

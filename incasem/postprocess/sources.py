@@ -32,6 +32,7 @@ from funlib.persistence import Array
 
 from incasem.errors import IncasemError
 from incasem.io import format_roi_nm, open_array
+from incasem.io.arrays import check_complete
 from incasem.metrics import level_for_threshold
 
 _CONTAINER = re.compile(r"^(.*?\.(?:zarr|n5))(?:/+(.*))?$")
@@ -83,8 +84,10 @@ def parse_dataset(text: str, container: str | os.PathLike | None = None) -> Data
 
 
 def spatial_array(ref: DatasetRef) -> Array:
-    """Open ``ref`` and check that it is a 3D volume, or a channel of a channel-first one."""
+    """Open ``ref`` and check that it is a 3D volume, or a channel of a channel-first one, and
+    a finished output (`incasem.io.arrays.check_complete`)."""
     array = ref.open()
+    check_complete(ref.container, ref.dataset)
     stored = ref.zarr().shape
     ndim = len(stored)
     if array.voxel_size.dims != 3 or ndim not in (3, 4):

@@ -172,9 +172,12 @@ class EntryOutputs:
         probability_dtype: str,
         class_names: Sequence[str],
         attrs: dict[str, Any],
+        carried: dict[str, Any] | None = None,
     ) -> None:
         """Create the entry group and its (empty) datasets over ``roi`` (nm).
 
+        ``carried`` (the raw's ``voxel_size_exact_nm``, `incasem.io.carried_voxel_size_attrs`)
+        is stored on every dataset.
         Chunks equal the block write size, so no two blocks ever write the same chunk. With
         ``attrs["threshold"]`` (two classes), the class-1 probabilities record it as their
         ``threshold`` attribute, the default of ``segment`` and ``instances``.
@@ -200,6 +203,7 @@ class EntryOutputs:
                     "value": meaning,
                     "provenance_hash": attrs["provenance_hash"],
                     **_decision(attrs.get("threshold"), class_id),
+                    **(carried or {}),
                 },
             )
         create_array(
@@ -214,6 +218,7 @@ class EntryOutputs:
                 "class_names": list(class_names),
                 "value": "class id (0 = background; 0 outside the entry's mask)",
                 "provenance_hash": attrs["provenance_hash"],
+                **(carried or {}),
             },
         )
 

@@ -33,7 +33,7 @@ from incasem import __version__
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
-from incasem.io import format_roi_voxels, open_array
+from incasem.io import carried_voxel_size_attrs, format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
 from incasem.io.intensity import WARN_DISTANCE, histogram_distance, percentiles, sample_histogram
 from incasem.metrics import class_names_for, format_scores
@@ -648,6 +648,7 @@ def _create_outputs(plan: _Plan) -> None:
                 "status": "running",
                 "created": _now(),
             },
+            carried_voxel_size_attrs(p.entry.path(p.data_root), p.entry.raw),
         )
 
 

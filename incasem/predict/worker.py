@@ -37,6 +37,7 @@ from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry
+from incasem.launch import worker_arguments
 from incasem.metrics import quantise
 from incasem.predict.block import classify, forward_block, read_block_input
 from incasem.predict.evaluate import block_scores
@@ -309,7 +310,7 @@ def _start(spec: WorkerSpec, worker_id: int) -> BlockProcessor:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m incasem.predict.worker SPEC.json``: a worker started by a cluster template."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = worker_arguments(argv)
     if len(argv) != 1:
         print("usage: python -m incasem.predict.worker SPEC.json", file=sys.stderr)
         return 2

@@ -19,7 +19,13 @@ from typing import Any
 
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import default_chunks, open_array, roi_from_voxels, roi_to_voxels
+from incasem.io import (
+    carried_voxel_size_attrs,
+    default_chunks,
+    open_array,
+    roi_from_voxels,
+    roi_to_voxels,
+)
 from incasem.io.arrays import read_padded
 from incasem.io.roi import format_roi_nm
 from incasem.io.staging import check_new_dataset, staged_dataset
@@ -109,7 +115,8 @@ def crop(
             chunks=chunks,
             num_channels=channels[0] if channels else None,
             overwrite=overwrite,
-            attrs={"incasem_crop": {"source": f"{container}/{dataset}"}},
+            attrs={"incasem_crop": {"source": f"{container}/{dataset}"}}
+            | carried_voxel_size_attrs(container, dataset),
         ) as staged:
             run_blockwise(
                 _CopyPadded(str(container), dataset, str(out_container), staged.staging_name),

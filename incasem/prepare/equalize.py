@@ -43,7 +43,7 @@ from funlib.geometry import Coordinate, Roi
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import staged_dataset
 
 #: The original incasem's CLAHE parameters; the published models expect data prepared with them.
@@ -313,7 +313,8 @@ def equalize(
                 "clip_limit": clip_limit,
                 "nbins": nbins,
             }
-        },
+        }
+        | carried_voxel_size_attrs(container, dataset),
     ) as staged:
         scratch = Path(tempfile.mkdtemp(prefix=".incasem-clahe-", dir=staged.container.parent))
         try:

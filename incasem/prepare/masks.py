@@ -33,11 +33,13 @@ import numpy as np
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, read_clipped, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array, physical_voxel_size
 from incasem.io.staging import staged_dataset
 
-#: The original's gray-value bounds for the cell mask (exclusive).
-DEFAULT_MIN_VALUE = 2
+#: The cell mask's gray-value bounds (exclusive): no lower bound unless one is given (the
+#: original's 2 also cut out the darkest membrane pixels, from loss and metrics alike), and the
+#: original's 180 above (bright resin).
+DEFAULT_MIN_VALUE: float | None = None
 DEFAULT_MAX_VALUE = 180
 DEFAULT_OPENING_RADIUS = 3
 DEFAULT_CLOSING_RADIUS = 2
@@ -56,18 +58,21 @@ EXCLUSION_DEFAULTS: dict[str, tuple[int, int]] = {
 
 def foreground_from_values(
     data: np.ndarray,
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_value: float | None = DEFAULT_MIN_VALUE,
     max_value: float = DEFAULT_MAX_VALUE,
     opening_radius: int = DEFAULT_OPENING_RADIUS,
     closing_radius: int = DEFAULT_CLOSING_RADIUS,
 ) -> np.ndarray:
-    """Boolean foreground of a (z, y, x) array: ``min_value < v < max_value``, opened with a ball
-    of ``opening_radius`` voxels, then closed with a ball of ``closing_radius`` voxels; outside the
-    array counts as neither foreground nor background."""
+    """Boolean foreground of a (z, y, x) array: ``min_value < v < max_value`` (no lower bound
+    with ``min_value`` None), opened with a ball of ``opening_radius`` voxels, then closed with a
+    ball of ``closing_radius`` voxels; outside the array counts as neither foreground nor
+    background."""
     from scipy import ndimage
     from skimage.morphology import ball
 
-    mask = (data > min_value) & (data < max_value)
+    mask = data < max_value
+    if min_value is not None:
+        mask &= data > min_value
     # Erosion treats the outside as foreground and dilation as background: the array's faces
     # neither eat into nor grow the mask.
     if opening_radius > 0:
@@ -168,7 +173,7 @@ def _run_filter(
         dtype=np.uint8,
         chunks=source.chunk_shape,
         overwrite=overwrite,
-        attrs=attrs,
+        attrs=attrs | carried_voxel_size_attrs(container, dataset),
     ) as staged:
         run_blockwise(
             _FilterBlock(str(container), dataset, staged.staging_name, kind, parameters),
@@ -188,7 +193,7 @@ def create_foreground_mask(
     container: str | os.PathLike,
     dataset: str,
     out_dataset: str = "volumes/mask",
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_value: float | None = DEFAULT_MIN_VALUE,
     max_value: float = DEFAULT_MAX_VALUE,
     opening_radius: int = DEFAULT_OPENING_RADIUS,
     closing_radius: int = DEFAULT_CLOSING_RADIUS,
@@ -203,7 +208,8 @@ def create_foreground_mask(
         container: the ``.zarr`` container; the mask is written into it.
         dataset: the raw dataset (gray values as stored, e.g. uint8).
         out_dataset: the mask dataset; default ``volumes/mask``.
-        min_value: voxels must be brighter than this (exclusive); default 2.
+        min_value: voxels must be brighter than this (exclusive); default None: no lower
+            bound, every dark voxel is kept (the original used 2 against black margins).
         max_value: voxels must be darker than this (exclusive); default 180.
         opening_radius: ball radius in voxels of the opening that removes specks; default 3.
         closing_radius: ball radius in voxels of the closing that fills pinholes; default 2.
@@ -213,7 +219,7 @@ def create_foreground_mask(
         block_edge: write block edge in voxels (rounded up to a multiple of the chunks);
             default `incasem.blockwise.BLOCK_EDGE`.
     """
-    if not min_value < max_value:
+    if min_value is not None and not min_value < max_value:
         raise IncasemError(f"--min {min_value} must be smaller than --max {max_value}")
     if opening_radius < 0 or closing_radius < 0:
         raise IncasemError("opening and closing radii must not be negative")
@@ -264,7 +270,8 @@ def create_metric_mask(
         overwrite: replace an existing mask (only after the new one is complete).
         progress: show a progress bar.
         units: ``voxels`` (whole steps along every axis) or ``nm`` (distance in the cell:
-            on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z).
+            on 40 x 6 x 6 nm voxels a 20 nm band is 3 voxels along y and x and none along z;
+            measured with the exact voxel size, ``voxel_size_exact_nm``, where recorded).
         block_edge: write block edge in voxels (rounded up to a multiple of the chunks);
             default `incasem.blockwise.BLOCK_EDGE`.
 
@@ -276,8 +283,11 @@ def create_metric_mask(
         )
     if units not in ("voxels", "nm"):
         raise IncasemError(f"exclusion width units {units!r}: expected voxels or nm")
-    voxel_size = [float(v) for v in open_array(container, labels).voxel_size]
+    physical = physical_voxel_size(container, labels)  # nm widths: the exact voxel size
+    voxel_size = list(physical.nm)
     recorded = {f"exclude_inwards_{units}": inwards, f"exclude_outwards_{units}": outwards}
+    if units == "nm":
+        recorded |= physical.describe()
     if units == "voxels" or len(set(voxel_size)) == 1:
         # whole 6-connected steps (nm on isotropic voxels are whole steps of the voxel size)
         step = 1.0 if units == "voxels" else voxel_size[0]

@@ -26,7 +26,7 @@ from funlib.geometry import Coordinate
 
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import check_new_dataset, staged_dataset
 
 METHODS = ("auto", "mean", "mode", "max")
@@ -141,7 +141,8 @@ def scale_pyramid(
     # A block reads about BLOCK_EDGE voxels of the level below along its most reduced axis.
     block_edge = max(1, BLOCK_EDGE // max(factors))
     previous, previous_container = dataset, str(container)
-    for output, roi, voxel_size in plan:
+    for level, (output, roi, voxel_size) in enumerate(plan, start=1):
+        scale = [f**level for f in factors]
         shape = roi.shape / voxel_size
         chunks = Coordinate(min(c, s) for c, s in zip(source.chunk_shape, shape, strict=True))
         with staged_dataset(
@@ -161,7 +162,8 @@ def scale_pyramid(
                     "factors": list(factors),
                     "method": method,
                 }
-            },
+            }
+            | carried_voxel_size_attrs(container, dataset, scale),
         ) as staged:
             run_blockwise(
                 _DownsampleBlock(

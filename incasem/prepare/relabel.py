@@ -20,7 +20,7 @@ import numpy as np
 
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import open_array
+from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import staged_dataset
 from incasem.prepare.convert import convert_dtype
 
@@ -135,7 +135,8 @@ def relabel(
                 "binarize": binarize,
                 "others": others,
             }
-        },
+        }
+        | carried_voxel_size_attrs(container, dataset),
     ) as staged:
         run_blockwise(
             _RelabelBlock(

@@ -50,15 +50,23 @@ def list_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+#: How a score of several foreground classes becomes one number (`incasem.metrics.foreground_mean`).
+MULTI_CLASS_RULE = "mean over foreground classes"
+
+
 def write_best(
     run_dir: str | os.PathLike,
     iteration: int,
     metric: str,
     value: float,
     threshold: float | None = None,
+    classes: dict[str, float] | None = None,
 ) -> None:
     """Record ``iteration`` as the run's best checkpoint by validation ``metric``, with the
-    decision threshold (on p(class 1)) at which it reached ``value``."""
+    decision threshold (on p(class 1), two classes only) at which it reached ``value``.
+
+    ``classes``: ``metric`` per foreground class; ``value`` is their mean (``rule``
+    `MULTI_CLASS_RULE`)."""
     write_json(
         Path(run_dir) / "best.json",
         {
@@ -66,6 +74,8 @@ def write_best(
             "checkpoint": str(checkpoint_path(".", iteration)),
             "metric": metric,
             "value": value,
+            "rule": MULTI_CLASS_RULE,
+            "classes": dict(classes or {}),
             "threshold": threshold,
         },
     )

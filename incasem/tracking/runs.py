@@ -67,9 +67,12 @@ class RunRecord:
         start: start time (UTC, ISO format, seconds), or "".
         iterations: training: last iteration reached; prediction: iteration of the model used.
         best_f1: training: best validation F1 (at its best threshold) of a checkpointed
-            iteration (> 0); prediction:
-            mean F1 over the scored entries. None if not scored.
+            iteration (> 0); prediction: mean F1 over the scored entries. With several
+            foreground classes, the mean over them (`incasem.metrics.foreground_mean`). None if
+            not scored.
         best_iteration: the iteration of ``best_f1`` (prediction: of the model).
+        class_f1: the F1 behind ``best_f1`` per foreground class (empty for runs that logged
+            none).
         data: the data configs (prediction: or the input container) the run used.
         config: the run's full Sacred configuration.
         info: the run's ``run.json``.
@@ -89,6 +92,33 @@ class RunRecord:
     config: dict[str, Any] = field(repr=False)
     info: dict[str, Any] = field(repr=False)
     curves: dict[str, Curve] = field(repr=False)
+    class_f1: dict[str, float] = field(default_factory=dict)
+
+
+def _class_f1(run_dir: Path, curves: dict[str, Curve], iteration: int | None) -> dict[str, float]:
+    """A training run's F1 per foreground class at ``iteration``: from ``best.json`` (when it
+    records the chosen checkpoint) or the ``validation/<class>/best_f1`` curves."""
+    best = _read_json(run_dir / "best.json", required=False)
+    if best.get("iteration") == iteration and isinstance(best.get("classes"), dict):
+        return {str(k): float(v) for k, v in best["classes"].items()}
+    found = {}
+    for name, curve in curves.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "validation" and parts[2] == "best_f1":
+            values = dict(zip(curve.steps, curve.values, strict=True))
+            if iteration in values:
+                found[parts[1]] = float(values[iteration])
+    return found
+
+
+def _entry_class_f1(curves: dict[str, Curve], entries: set[str]) -> dict[str, float]:
+    """A prediction's F1 per foreground class, the mean over its scored entries."""
+    per_class: dict[str, list[float]] = {}
+    for name, curve in curves.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] in entries and parts[2] == "f1":
+            per_class.setdefault(parts[1], []).append(curve.values[-1])
+    return {name: sum(v) / len(v) for name, v in per_class.items()}
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any]:
@@ -225,16 +255,18 @@ def _record(
         if iterations is None and steps:
             iterations = max(steps)
         best_f1, best_iteration = chosen
+        class_f1 = _class_f1(path, curves, best_iteration)
     else:
         run_id = f"p{number}"
         prediction = config.get("prediction", {})
         data = _split(prediction.get("data")) or _split(prediction.get("input"))
         iterations = _model_iteration(prediction, result)
         entries = {n.split("/")[0] for n in curves if n.endswith("/f1")}
-        # Entry scores are <entry>/f1 (class 1) and <entry>/<class>/f1: keep class 1 only.
+        # Entry scores are <entry>/f1 (the mean over foreground classes) and <entry>/<class>/f1.
         scores = [curves[f"{e}/f1"].values[-1] for e in entries if f"{e}/f1" in curves]
         best_f1 = sum(scores) / len(scores) if scores else None
         best_iteration = iterations
+        class_f1 = _entry_class_f1(curves, entries)
     return RunRecord(
         id=run_id,
         kind=kind,
@@ -249,6 +281,7 @@ def _record(
         config=config,
         info=info,
         curves=curves,
+        class_f1=class_f1,
     )
 
 
@@ -412,16 +445,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _per_class(class_f1: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in class_f1.items())
+
+
 def format_table(records: list[RunRecord]) -> str:
     """A plain-text table: id, name, kind, status, start, iterations, best F1 (iteration), data.
 
     For a prediction, ``iterations`` and the F1's iteration are the model's iteration and F1 is
-    the mean over its scored entries.
+    the mean over its scored entries. With several foreground classes, the F1 is their mean and
+    each class's follows in parentheses.
     """
     header = ["id", "name", "kind", "status", "start (UTC)", "iterations", "best F1", "data"]
     rows = [header]
     for r in records:
         best = "-" if r.best_f1 is None else f"{r.best_f1:.4f} @ {_cell(r.best_iteration)}"
+        if len(r.class_f1) > 1:
+            best += f" ({_per_class(r.class_f1)})"
         data = ", ".join(Path(d).name if "/" in d else d for d in r.data) or "-"
         rows.append([r.id, r.name, r.kind, r.status, r.start, _cell(r.iterations), best, data])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -453,6 +493,8 @@ def format_run(record: RunRecord) -> str:
         lines.append(
             f"  best F1:    {_cell(record.best_f1)} at iteration {_cell(record.best_iteration)}"
         )
+        if len(record.class_f1) > 1:
+            lines.append(f"  per class:  {_per_class(record.class_f1)} (best F1 is their mean)")
     else:
         result = info.get("result") if isinstance(info.get("result"), dict) else {}
         checkpoint = result.get("checkpoint") or record.config.get("prediction", {}).get(
@@ -464,6 +506,8 @@ def format_run(record: RunRecord) -> str:
             again = f" (resume with --resume {resume})" if resume is not None else ""
             lines.append(f"  outputs:    {result['group']}{again}")
         lines.append(f"  F1:         {_cell(record.best_f1)} (mean over scored entries)")
+        if len(record.class_f1) > 1:
+            lines.append(f"  per class:  {_per_class(record.class_f1)} (F1 is their mean)")
     lines.append(f"  data:       {', '.join(record.data) or '-'}")
     if record.kind == "training":
         best = _read_json(record.path / "best.json", required=False)

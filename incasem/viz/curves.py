@@ -50,11 +50,14 @@ def training_curves_figure(curves: Mapping[str, Series], title: str = "") -> plt
     """Training loss (left) and validation scores (right) over iterations.
 
     Args:
-        curves: metric name -> (iterations, values); ``loss`` and ``validation/<score>`` (f1,
-            iou, precision, recall) are drawn, other names are ignored.
+        curves: metric name -> (iterations, values); ``loss``, ``validation/<score>`` (f1,
+            iou, precision, recall) and, with several foreground classes,
+            ``validation/<class>/f1`` are drawn, other names are ignored.
         title: figure title, e.g. the run id and name.
 
-    Panels without data say so instead of staying blank.
+    With several foreground classes the scores are their mean (`incasem.metrics.foreground_mean`)
+    and every class's F1 is drawn as a dashed line of its own. Panels without data say so
+    instead of staying blank.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     loss = curves.get("loss")
@@ -72,11 +75,17 @@ def training_curves_figure(curves: Mapping[str, Series], title: str = "") -> plt
     left.set_title("training loss")
     left.grid(alpha=0.3)
     drawn = False
+    per_class = class_series(curves, "validation/", "f1")
+    several = len(per_class) > 1
     for score in SCORES:
         series = curves.get(f"validation/{score}")
         if series is not None and len(series[0]):
-            right.plot(series[0], series[1], marker="o", markersize=3, label=score)
+            label = f"{score} (mean)" if several else score
+            right.plot(series[0], series[1], marker="o", markersize=3, label=label)
             drawn = True
+    if several:
+        for name, series in per_class.items():
+            right.plot(series[0], series[1], linestyle="--", marker=".", label=f"{name} f1")
     if drawn:
         right.legend(loc="best")
         right.set_ylim(-0.02, 1.02)
@@ -86,41 +95,55 @@ def training_curves_figure(curves: Mapping[str, Series], title: str = "") -> plt
         )
     right.set_xlabel("iteration")
     right.set_ylabel("validation score")
-    right.set_title("validation (class 1)")
+    right.set_title(
+        f"validation (mean over {len(per_class)} foreground classes)" if several else "validation"
+    )
     right.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
     return figure
 
 
-def plot_prediction_report(
+def class_series(curves: Mapping[str, Series], prefix: str, score: str) -> dict[str, Series]:
+    """``<prefix><class>/<score>`` curves by class name (one name between prefix and score)."""
+    found = {}
+    for name, series in curves.items():
+        if name.startswith(prefix) and name.endswith(f"/{score}"):
+            middle = name[len(prefix) : -len(score) - 1]
+            if middle and "/" not in middle and len(series[0]):
+                found[middle] = series
+    return found
+
+
+def prediction_report_figure(
     sections: Sequence[Mapping[str, np.ndarray]],
     section_names: Sequence[str],
-    sweep: Sequence[Mapping[str, float]],
-    out: str | os.PathLike,
+    sweeps: Mapping[str, Sequence[Mapping[str, float]]],
     title: str = "",
-) -> Path:
-    """Write a PNG: one row per section (raw | probability | segmentation | labels) and the
-    threshold sweep (F1, IoU, precision, recall over the foreground threshold) on the right.
+) -> plt.Figure:
+    """The report: one row per section (raw | p(class) per foreground class | segmentation |
+    labels) and the threshold sweep of every foreground class on the right.
 
     Args:
-        sections: per row, 2D (y, x) arrays under ``raw``, ``probability`` (0-1),
-            ``segmentation`` and ``labels`` (class ids); a missing key leaves its panel empty.
-        section_names: a label per row, e.g. ``z = 12``.
-        sweep: items ``{"threshold", "f1", "iou", "precision", "recall"}`` (see
-            `incasem.metrics.ThresholdHistograms.sweep`); may be empty.
-        out: PNG path; replaced if it exists.
+        sections: per row, 2D (y, x) arrays under ``raw``, ``p(<class>)`` (0-1) for each
+            foreground class, ``segmentation`` and ``labels`` (class ids); a missing key leaves
+            its panel empty.
+        section_names: a label per row, e.g. ``z 37 = 370 nm`` (world position).
+        sweeps: per foreground class, items ``{"threshold", "f1", "iou", "precision",
+            "recall"}`` (see `incasem.metrics.ThresholdHistograms.sweep`); may be empty. One
+            class: all four scores; several: each class's F1 and IoU.
         title: figure title.
     """
     rows = max(len(sections), 1)
-    figure = plt.figure(figsize=(15, 3.2 * rows), constrained_layout=True)
-    grid = figure.add_gridspec(rows, 6)
+    classes = [key for key in (sections[0] if sections else {}) if key.startswith("p(")]
     panels = (
         ("raw", "raw", "gray", (None, None)),
-        ("probability", "probability", "magma", (0, 1)),
+        *((key, key, "magma", (0, 1)) for key in classes or ["probability"]),
         ("segmentation", "segmentation", "tab10", (0, 9)),
         ("labels", "labels", "tab10", (0, 9)),
     )
+    figure = plt.figure(figsize=(2.5 * (len(panels) + 2), 3.2 * rows), constrained_layout=True)
+    grid = figure.add_gridspec(rows, len(panels) + 2)
     for row, (section, name) in enumerate(zip(sections, section_names, strict=True)):
         for column, (key, heading, cmap, (vmin, vmax)) in enumerate(panels):
             axis = figure.add_subplot(grid[row, column])
@@ -132,14 +155,20 @@ def plot_prediction_report(
             axis.set_xlabel("x (voxels)", fontsize=8)
             axis.set_ylabel("y (voxels)", fontsize=8)
             axis.tick_params(labelsize=7)
-    axis = figure.add_subplot(grid[:, 4:])
-    if sweep:
-        thresholds = [item["threshold"] for item in sweep]
-        for score in SCORES:
-            axis.plot(thresholds, [item[score] for item in sweep], marker=".", label=score)
-        best = max(sweep, key=lambda item: item["f1"])
-        axis.axvline(best["threshold"], color="gray", linestyle="--", linewidth=1)
-        axis.set_title(f"threshold sweep (best F1 {best['f1']:.3f} at {best['threshold']:.2f})")
+    axis = figure.add_subplot(grid[:, len(panels) :])
+    drawn = {name: sweep for name, sweep in sweeps.items() if sweep}
+    if drawn:
+        scores = SCORES if len(drawn) == 1 else ("f1", "iou")
+        best_text = []
+        for name, sweep in drawn.items():
+            thresholds = [item["threshold"] for item in sweep]
+            for score in scores:
+                label = score if len(drawn) == 1 else f"{name} {score}"
+                axis.plot(thresholds, [item[score] for item in sweep], marker=".", label=label)
+            best = max(sweep, key=lambda item: item["f1"])
+            axis.axvline(best["threshold"], color="gray", linestyle="--", linewidth=1)
+            best_text.append(f"{name} {best['f1']:.3f} at {best['threshold']:.2f}")
+        axis.set_title("threshold sweep, best F1: " + "; ".join(best_text), fontsize=9)
         axis.legend(loc="best")
         axis.set_ylim(-0.02, 1.02)
     else:
@@ -150,4 +179,4 @@ def plot_prediction_report(
     axis.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
-    return save_figure(figure, out)
+    return figure

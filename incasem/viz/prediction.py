@@ -17,8 +17,9 @@ from funlib.geometry import Roi
 
 from incasem.errors import IncasemError
 from incasem.io import open_array
+from incasem.io.arrays import check_complete
 from incasem.predict.resume import load_metrics, metrics_path
-from incasem.viz.curves import plot_prediction_report
+from incasem.viz.curves import plt, prediction_report_figure, save_figure
 
 
 def _section_roi(roi: Roi, voxel_size, z: int) -> Roi:
@@ -34,20 +35,27 @@ def write_prediction_report(
     group: str,
     out: str | os.PathLike,
     num_sections: int = 3,
-    class_id: int = 1,
 ) -> Path:
-    """Write the PNG report of one predicted entry.
+    """Write `prediction_report` of one predicted entry as a PNG to ``out`` (replaced if it
+    exists)."""
+    return save_figure(prediction_report(container, group, num_sections), out)
+
+
+def prediction_report(
+    container: str | os.PathLike, group: str, num_sections: int = 3
+) -> plt.Figure:
+    """The report figure of one predicted entry.
 
     Args:
         container: the output container of the prediction.
         group: the entry's group, ``volumes/predictions/<model>/predict_<id>/<entry>``.
-        out: PNG path (replaced if it exists).
         num_sections: z sections to show, spread evenly over the entry's ROI.
-        class_id: the class whose probability and threshold sweep are shown.
 
-    Rows are z sections (index in voxels from the ROI start); panels: raw | p(class) |
-    segmentation | labels (class ids, as scored). Raises `IncasemError` naming the group if it
-    is not a prediction entry.
+    Rows are z sections, named by their world position (voxel index as in data-config ROIs, and
+    nm); panels: raw | p(class) of every foreground class | segmentation | labels (class ids, as
+    scored); the threshold sweep shows every foreground class. Raises `IncasemError` naming
+    the group if it is not a prediction entry or not finished
+    (`incasem.io.arrays.check_complete`).
     """
     container = Path(container)
     try:
@@ -58,9 +66,15 @@ def write_prediction_report(
     record = provenance.get("entry")
     if not record or "provenance_hash" not in attrs:
         raise IncasemError(f"{container}/{group}: not a prediction entry (no provenance)")
+    check_complete(container, f"{group}/segmentation")
     segmentation = open_array(container, f"{group}/segmentation")
     class_names = segmentation.attrs.get("class_names") or []
-    probability = open_array(container, f"{group}/prob_maps/class_{class_id}")
+    num_classes = max(len(class_names), 2)
+    names = [class_names[c] if c < len(class_names) else f"class {c}" for c in range(num_classes)]
+    probabilities = {
+        names[c]: open_array(container, f"{group}/prob_maps/class_{c}")
+        for c in range(1, num_classes)
+    }
     source = Path(record["container"])
     raw = open_array(source, record["raw"])
     labels = [(open_array(source, ds), int(c)) for ds, c in record.get("labels", {}).items()]
@@ -68,26 +82,24 @@ def write_prediction_report(
     depth = roi.shape[0] // voxel_size[0]
     count = max(1, min(num_sections, depth))
     indices = sorted({int(round(i)) for i in np.linspace(0, depth - 1, count + 2)[1:-1]})
-    scale = 255.0 if probability.dtype == np.uint8 else 1.0
-    sections, names = [], []
+    sections, rows = [], []
     for z in indices:
         section_roi = _section_roi(roi, voxel_size, z)
-        panels = {
-            "raw": raw[section_roi][0],
-            "probability": probability[section_roi][0] / scale,
-            "segmentation": segmentation[section_roi][0],
-        }
+        panels = {"raw": raw[section_roi][0]}
+        for name, probability in probabilities.items():
+            scale = 255.0 if probability.dtype == np.uint8 else 1.0
+            panels[f"p({name})"] = probability[section_roi][0] / scale
+        panels["segmentation"] = segmentation[section_roi][0]
         if labels:
             truth = np.zeros(panels["segmentation"].shape, np.uint8)
             for array, label_class in labels:
                 truth[array[section_roi][0] > 0] = label_class
             panels["labels"] = truth
         sections.append(panels)
-        names.append(f"z = {z}")
-    num_classes = max(len(class_names), class_id + 1)
+        world = section_roi.offset[0]
+        rows.append(f"z {world // voxel_size[0]} = {world} nm")
     metrics_dir = metrics_path(container / group / ".daisy", attrs["provenance_hash"])
     _, histograms, blocks = load_metrics(metrics_dir, num_classes)
-    sweep = histograms.sweep(class_id) if blocks else []
-    name = class_names[class_id] if class_id < len(class_names) else f"class {class_id}"
-    title = f"{container.name}/{group}: {name}"
-    return plot_prediction_report(sections, names, sweep, out, title)
+    sweeps = {names[c]: histograms.sweep(c) for c in range(1, num_classes)} if blocks else {}
+    title = f"{container.name}/{group}: {', '.join(names[1:])}"
+    return prediction_report_figure(sections, rows, sweeps, title)

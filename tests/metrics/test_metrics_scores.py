@@ -65,8 +65,15 @@ def test_flat_scores_keys():
         "mito/f1", "mito/precision", "mito/recall", "mito/iou",
         "er/f1", "er/precision", "er/recall", "er/iou",
     }  # fmt: skip
-    assert result["f1"] == result["mito/f1"] == counts.class_scores(1)["f1"]
+    assert result["mito/f1"] == counts.class_scores(1)["f1"]
+    assert result["er/f1"] == counts.class_scores(2)["f1"]
+    # more than two classes: the unprefixed scores are the mean over the foreground classes
+    for key in ("f1", "precision", "recall", "iou"):
+        assert result[key] == pytest.approx((result[f"mito/{key}"] + result[f"er/{key}"]) / 2)
+    assert result["mito/f1"] != result["er/f1"]
     assert "class_2/iou" in flat_scores(counts)
+    two = ConfusionCounts.from_arrays(np.minimum(prediction, 1), np.minimum(truth, 1), region, 2)
+    assert flat_scores(two)["f1"] == two.class_scores(1)["f1"]  # one foreground class: its own
 
 
 def test_counts_reject_bad_ids():

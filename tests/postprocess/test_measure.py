@@ -65,7 +65,7 @@ def test_ellipsoids_match_analytic_values(ellipsoids):
     assert table["eccentricity"][0] == pytest.approx(math.sqrt(1 - (50 / 120) ** 2), rel=0.02)
     assert table["eccentricity"][1] < 0.2
     assert table["elongation"][0] == pytest.approx(120 / 50, rel=0.03)
-    assert table["sphericity"][1] == pytest.approx(1.0, abs=0.03)
+    assert 0.96 <= table["sphericity"][1] <= 1.0  # z's 2:1 staircase is not smoothed away
     assert table["mean_probability"].tolist() == pytest.approx([0.8, 0.4])
 
 
@@ -75,7 +75,9 @@ def test_blockwise_with_workers_equals_one_block(ellipsoids):
     whole = measure(ref, block_edge=128, num_workers=0, progress=False)
     assert list(blockwise) == list(whole)
     for column in whole:
-        np.testing.assert_allclose(blockwise[column], whole[column], rtol=1e-9, err_msg=column)
+        # areas and enclosed volumes are float sums over triangles in block order
+        rtol = 1e-7 if column in ("surface_area_nm2", "sphericity") else 1e-9
+        np.testing.assert_allclose(blockwise[column], whole[column], rtol=rtol, err_msg=column)
 
 
 def test_filters_and_table_files(ellipsoids, tmp_path):

@@ -116,8 +116,9 @@ def test_kill_scheduler_and_worker_then_resume(tmp_path):
     done = done_markers(tracking)
     assert 0 < done < 48
 
+    template = "bash -c 'exec \"$@\"' bash {command}"
     resumed = subprocess.Popen(
-        [*command, "--resume", "1", "--worker-command", "bash -c '{command}'", "--json"],
+        [*command, "--resume", "1", "--worker-command", template, "--json"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -99,8 +99,31 @@ def test_foreground_mask_blockwise_equals_one_block(tmp_path: Path, rng):
     expected = masks.foreground_from_values(raw)
     np.testing.assert_array_equal(got, np.where(expected, 255, 0))
     assert 0.2 < expected.mean() < 0.8
-    plain = masks.foreground_from_values(raw, opening_radius=0, closing_radius=0)
+    plain = masks.foreground_from_values(raw, 2, opening_radius=0, closing_radius=0)
     np.testing.assert_array_equal(plain[0, 0, :4], [False, True, True, False])
+
+
+def test_mask_keeps_the_darkest_voxels_unless_told(tmp_path: Path, cli):
+    """``incasem mask --max 256`` keeps every voxel of uint8 data: no lower bound unless --min
+    sets one (6a96a73 kept its default of 2 and cut the darkest membrane pixels, 0 to 2, out of
+    loss and metrics)."""
+    raw = np.full(SHAPE, 120, np.uint8)
+    raw[10:30, 20, :] = 0  # a membrane, one voxel thick, at the darkest gray value
+    raw[10:30, 30, :] = 1
+    raw[10:30, 40, :] = 255
+    container = tmp_path / "tem.zarr"
+    array = create_array(container, "volumes/raw", SHAPE, (50, 5, 5), chunks=(16, 16, 16))
+    array[array.roi] = raw
+    code, out, _ = cli("mask", container, "--max", 256, "--workers", 0)
+    assert code == 0 and "keeps 100.0 % of the voxels" in out
+    assert "outside (-inf, 256)" in out
+    mask = open_array(container, "volumes/mask")
+    assert (mask[mask.roi] == 255).all()
+    code, _, _ = cli("mask", container, "--min", 2, "--max", 256, "--workers", 0,
+                     "--out-dataset", "margin_mask", "--closing-radius", 0)  # fmt: skip
+    assert code == 0
+    told = open_array(container, "margin_mask")
+    assert (told[told.roi][10:30, 20, :] == 0).all()  # the user asked for > 2
 
 
 def test_metric_mask_cli_defaults_per_organelle(tmp_path: Path, cli, error_line):
@@ -137,7 +160,8 @@ def test_help_lists_the_library_defaults():
 
 
 def test_mask_says_what_it_keeps_and_warns_when_bounds_do_not_fit(tmp_path: Path, cli):
-    """Tissue without resin: the default bounds (2, 180) cut out its bright half; mask says so."""
+    """Tissue without resin: the default bounds (-inf, 180) cut out its bright half; mask says
+    so."""
     container = tmp_path / "cell.zarr"
     raw = np.zeros(SHAPE, np.uint8)
     raw[:, :, :24] = 100  # tissue
@@ -147,9 +171,9 @@ def test_mask_says_what_it_keeps_and_warns_when_bounds_do_not_fit(tmp_path: Path
     code, out, err = cli("mask", container, "--workers", 0)
     assert code == 0
     assert "volumes/mask keeps 50.0 % of the voxels (sampled); it excludes gray values outside " \
-        "(2, 180) after opening and closing" in out  # fmt: skip
+        "(-inf, 180) after opening and closing" in out  # fmt: skip
     assert err.strip().startswith(
-        f"warning: {container}/volumes/mask excludes 50 % of the volume: the bounds (2, 180) "
+        f"warning: {container}/volumes/mask excludes 50 % of the volume: the bounds (-inf, 180) "
         "may not suit this data"
     )
     code, out, err = cli("mask", container, "--workers", 0, "--max", 256, "--overwrite")

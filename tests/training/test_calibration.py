@@ -48,6 +48,8 @@ def test_best_checkpoint_follows_the_best_threshold_score(tmp_path: Path):
         "checkpoint": "checkpoints/model_checkpoint_20.pt",
         "metric": "best_f1",
         "value": 0.8,
+        "rule": "mean over foreground classes",
+        "classes": {},
         "threshold": 0.71,
     }
     # A continued run keeps comparing against what the run already has.

@@ -11,7 +11,8 @@ from incasem.io import open_array
 from incasem.io.intensity import sample_histogram
 from incasem.torch.checkpoint import load_checkpoint, read_model_file
 from incasem.tracking.run_folder import list_checkpoints
-from incasem.training.loop import train
+from incasem.training.config import parse_config
+from incasem.training.loop import build_weight_average, train
 
 
 def _config(phantom_training, iterations: int, decay: float = 0.5):
@@ -56,13 +57,45 @@ def test_checkpoints_hold_the_average_and_the_training_weights(tmp_path: Path, p
     assert sum(loaded.card.raw_histogram) == 64**3
 
     # Continuing goes on with both: the optimizer steps the training weights, and the average
-    # takes them in with the configured decay (0.5) instead of restarting from either.
+    # takes them in as its third (bias-corrected: it keeps d (1 - d^2) / (1 - d^3) = 3/7 of
+    # the average of two at decay 0.5) instead of restarting from either.
     config.training.iterations = 3
     train(config, run, resume=True, progress=False)
     third = read_model_file(list_checkpoints(run)[3])
     assert _max_difference(third["training_state_dict"], trained) > 1e-4
+    keep = 3 / 7
     expected = {
-        key: 0.5 * average[key].float() + 0.5 * third["training_state_dict"][key].float()
+        key: keep * average[key].float() + (1 - keep) * third["training_state_dict"][key].float()
         for key in average
     }
     assert _max_difference(third["model_state_dict"], expected) < 1e-6
+
+
+def test_a_short_run_does_not_validate_its_initial_weights():
+    """63 iterations at decay 0.99 (a memory of 100): the plain EMA of 6a96a73 still held 0.99^62
+    = 54 % of the first weights when the run validated and saved; the bias-corrected average
+    weights every iteration seen by d^(n-t) / sum d^(n-t)."""
+    config = parse_config({"training": {"weight_averaging": {"enabled": True, "decay": 0.99}}})
+    model = torch.nn.Linear(4, 2)
+    averaged = build_weight_average(config, model)
+    assert averaged is not None
+    trajectory = []
+    for step in range(63):  # the first step's weights are 0, every later step's are 1
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(0.0 if step == 0 else 1.0)
+        trajectory.append(0.0 if step == 0 else 1.0)
+        averaged.update_parameters(model)
+    weights = 0.99 ** torch.arange(62, -1, -1, dtype=torch.float64)
+    expected = float(
+        (weights * torch.tensor(trajectory, dtype=torch.float64)).sum() / weights.sum()
+    )
+    assert expected > 0.98
+    for parameter in averaged.module.parameters():
+        assert torch.allclose(parameter, torch.full_like(parameter, expected), atol=1e-5)
+    # long runs are the plain EMA: the correction fades as 0.99^n
+    for _ in range(2000):
+        averaged.update_parameters(model)
+    assert all(
+        torch.allclose(p, torch.ones_like(p), atol=1e-6) for p in averaged.module.parameters()
+    )
