@@ -7,10 +7,10 @@ two-core CPU fights the model's own threads for both cores. Giving every worker 
 cores (as torch's DataLoader does with one thread per worker) keeps batch preparation from
 slowing itself and the model down.
 
-Batches are reproducible: a request with a random seed (`incasem.pipeline.training_request`)
-gives every worker process a seed stream of its own (the request's seed and the worker's start
-order), advanced once per batch, where gunpowder's PreCache would give each batch of a worker the
-same seed. With one worker, the batches come in the same order in every run.
+With a ``seed``, batches are reproducible: gunpowder seeds every node from the request's random
+seed, and from the clock for a request without one, so each worker process gets a stream of
+seeds of its own (from ``seed`` and the worker's start order), advanced once per batch. With one
+worker, the same batches come in the same order in every run (`training.seed`).
 
 The node also finishes a hand-over in flight before it stops its workers. gunpowder tears a
 pipeline down from the sources towards the end, so PreCache stops before a downstream
@@ -46,13 +46,20 @@ class ThreadLimitedPreCache(gp.PreCache):
         num_workers (``int``): How many processes fill the cache (default 20, as gunpowder).
         num_threads (``int``, optional): Threads per worker process; default
             :func:`threads_per_worker` of ``num_workers``.
+        seed (``int``, optional): Seed of the batches' random choices; default None: from the
+            clock, as gunpowder.
     """
 
     def __init__(
-        self, cache_size: int = 50, num_workers: int = 20, num_threads: int | None = None
+        self,
+        cache_size: int = 50,
+        num_workers: int = 20,
+        num_threads: int | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(cache_size=cache_size, num_workers=num_workers)
         self.num_threads = num_threads or threads_per_worker(num_workers)
+        self.seed = seed
         self._limited_in: int | None = None
         self._started = multiprocessing.Value("i", 0)  # worker processes started, shared
         self._stream: gp.BatchRequest | None = None
@@ -84,11 +91,11 @@ class ThreadLimitedPreCache(gp.PreCache):
         return self.get_upstream_provider().request_batch(request)
 
     def _first_request(self) -> gp.BatchRequest:
-        """The worker's first request: the current one, with a seed of its own if it has one."""
+        """The worker's first request: the current one, with a seed of its own given ``seed``."""
         with self._started.get_lock():
             worker = self._started.value
             self._started.value += 1
         request = self.current_request.copy()
-        if request.is_deterministic():
-            request._random_seed = hash((self.current_request.random_seed, worker)) % 2**32
+        if self.seed is not None:  # gunpowder sets a request's seed only when it is made
+            request._random_seed = hash((self.seed, worker)) % 2**32
         return request

@@ -54,17 +54,11 @@ class TrainingKeys(SourceKeys):
 
 def training_request(config: TrainingConfig, keys: TrainingKeys) -> gp.BatchRequest:
     """The request of one training batch: raw at the input size, the rest at the output size
-    (voxels from the config, converted to nm with ``data.voxel_size``).
-
-    It carries ``training.seed`` as gunpowder's random seed, so the batches (locations,
-    augmentations) are the same in every run: gunpowder seeds each node from the request, and
-    from the clock for a request without a seed. `ThreadLimitedPreCache`'s workers derive each
-    batch's seed from it.
-    """
+    (voxels from the config, converted to nm with ``data.voxel_size``)."""
     voxel_size = gp.Coordinate(config.data.voxel_size)
     input_size = gp.Coordinate(config.training.input_size_voxels) * voxel_size
     output_size = gp.Coordinate(config.training.output_size_voxels) * voxel_size
-    request = gp.BatchRequest(random_seed=config.training.seed % 2**32)
+    request = gp.BatchRequest()
     request.add(keys.raw, input_size)
     for key in (keys.labels, keys.valid, keys.scales):
         request.add(key, output_size)
@@ -267,6 +261,7 @@ def training_pipeline(
             cache_size=config.training.precache.cache_size,
             num_workers=config.training.precache.num_workers,
             num_threads=config.training.precache.num_threads,
+            seed=config.training.seed,
         )
         if config.training.precache.prefetch:
             prefetch = Prefetch()
