@@ -94,7 +94,8 @@ class Resampling:
         }
 
     def output_roi(self, roi: Roi) -> Roi:
-        """The outputs' ROI (nm) for an entry ROI ``roi``: itself, or `roi` at the model's."""
+        """The outputs' ROI (nm) for the entry's ROI ``roi``: itself at the data's voxel size,
+        else ``self.roi``."""
         return roi if self.upsamples else self.roi
 
     def output_layout(self, layout: BlockLayout) -> BlockLayout:
@@ -173,8 +174,8 @@ def downsample_input(
         outputs: the entry's outputs; the raw goes to `model_raw` of them (replaced if there).
         num_workers, worker_command, progress: as for `incasem.blockwise.run_blockwise`.
 
-    Returns the entry to predict at the model's voxel size: the averaged raw over `model_roi`,
-    without labels and masks.
+    Returns the entry to predict at the model's voxel size: the averaged raw over
+    ``resampling.roi``, without labels and masks.
     """
     voxel_size, roi = resampling.model_voxel_size, resampling.roi
     raw = open_array(entry.path(data_root), entry.raw)
