@@ -2,8 +2,9 @@
 
 gunpowder seeds a request without a seed from the clock, so the batches (locations,
 augmentations) differed from run to run and an iteration budget (``make demo``) still gave
-different models. Now each PreCache worker derives its batches' seeds from ``training.seed``. Real pipeline, real PreCache worker process, real phantom
-data, three iterations of a tiny network.
+different models. Now each PreCache worker derives its batches' seeds from ``training.seed``.
+Real pipeline, real PreCache worker process, real phantom data, three iterations of a tiny
+network.
 """
 
 from __future__ import annotations
