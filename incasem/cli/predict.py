@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from incasem.errors import IncasemError
-from incasem.predict.settings import PRECISIONS, PROBABILITY_DTYPES
+from incasem.predict.settings import OUTPUT_VOXEL_SIZES, PRECISIONS, PROBABILITY_DTYPES
 
 logger = logging.getLogger("incasem.predict")
 
@@ -83,6 +83,12 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--output_group", "--output-group", dest="output_group", default=s,
         help="group for the outputs (default: volumes/predictions/<model>/predict_<new id>)",
+    )  # fmt: skip
+    out.add_argument(
+        "--output_voxel_size", "--output-voxel-size", dest="output_voxel_size",
+        choices=OUTPUT_VOXEL_SIZES, default=s,
+        help="data finer than the model: write outputs at the data's voxel size (upsampled, "
+        "the default) or the model's",
     )  # fmt: skip
     out.add_argument(
         "--resume", nargs="?", const=True, type=_resume_value, default=s, metavar="ID",

@@ -7,6 +7,11 @@ two-core CPU fights the model's own threads for both cores. Giving every worker 
 cores (as torch's DataLoader does with one thread per worker) keeps batch preparation from
 slowing itself and the model down.
 
+With a ``seed``, batches are reproducible: gunpowder seeds every node from the request's random
+seed, and from the clock for a request without one, so each worker process gets a stream of
+seeds of its own (from ``seed`` and the worker's start order), advanced once per batch. With one
+worker, the same batches come in the same order in every run (`training.seed`).
+
 The node also finishes a hand-over in flight before it stops its workers. gunpowder tears a
 pipeline down from the sources towards the end, so PreCache stops before a downstream
 `Prefetch` can collect the batch it asked for; gunpowder's PreCache would leave that request
@@ -15,6 +20,7 @@ waiting forever on a queue no worker fills any more.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 
@@ -40,14 +46,23 @@ class ThreadLimitedPreCache(gp.PreCache):
         num_workers (``int``): How many processes fill the cache (default 20, as gunpowder).
         num_threads (``int``, optional): Threads per worker process; default
             :func:`threads_per_worker` of ``num_workers``.
+        seed (``int``, optional): Seed of the batches' random choices; default None: from the
+            clock, as gunpowder.
     """
 
     def __init__(
-        self, cache_size: int = 50, num_workers: int = 20, num_threads: int | None = None
+        self,
+        cache_size: int = 50,
+        num_workers: int = 20,
+        num_threads: int | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(cache_size=cache_size, num_workers=num_workers)
         self.num_threads = num_threads or threads_per_worker(num_workers)
+        self.seed = seed
         self._limited_in: int | None = None
+        self._started = multiprocessing.Value("i", 0)  # worker processes started, shared
+        self._stream: gp.BatchRequest | None = None
         self._idle = threading.Event()
         self._idle.set()
 
@@ -69,4 +84,18 @@ class ThreadLimitedPreCache(gp.PreCache):
             torch.set_num_threads(self.num_threads)
             threadpool_limits(limits=self.num_threads)
             self._limited_in = os.getpid()
-        return super()._run_worker()
+            self._stream = self._first_request()
+        assert self._stream is not None
+        request = self._stream
+        self._stream = request.copy()  # gunpowder's next seed of this worker's stream
+        return self.get_upstream_provider().request_batch(request)
+
+    def _first_request(self) -> gp.BatchRequest:
+        """The worker's first request: the current one, with a seed of its own given ``seed``."""
+        with self._started.get_lock():
+            worker = self._started.value
+            self._started.value += 1
+        request = self.current_request.copy()
+        if self.seed is not None:  # gunpowder sets a request's seed only when it is made
+            request._random_seed = hash((self.seed, worker)) % 2**32
+        return request

@@ -295,6 +295,7 @@ def training_pipeline(
             cache_size=config.training.precache.cache_size,
             num_workers=config.training.precache.num_workers,
             num_threads=config.training.precache.num_threads,
+            seed=config.training.seed,
         )
         if config.training.precache.prefetch:
             prefetch = Prefetch()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from funlib.geometry import Coordinate, Roi
+from funlib.geometry import Roi
 
 from incasem import __version__
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
@@ -55,6 +55,15 @@ from incasem.predict.output import (
     set_group_attrs,
 )
 from incasem.predict.progress import PredictionProgress
+from incasem.predict.resample import (
+    Resampling,
+    UpsampleBlock,
+    delete_input,
+    downsample_input,
+    model_outputs,
+    resampling_for,
+    upsample_outputs,
+)
 from incasem.predict.resume import (
     load_metrics,
     metrics_path,
@@ -188,6 +197,7 @@ class _EntryPlan:
     digest: str
     provenance: dict[str, Any]
     action: str = "create"  # "create", "resume" or "recreate"
+    resampling: Resampling | None = None  # data at a whole fraction of the model's voxel size
 
 
 @dataclass
@@ -386,17 +396,31 @@ def _block_layout(
 
 
 def _check_entries(
-    entries: list[DataEntry], data_root: Path | None, card: ModelCard, checkpoint: Path
-) -> None:
-    """Refuse data at another voxel size than the model's; warn about unfamiliar intensities."""
+    settings: PredictionSettings,
+    entries: list[DataEntry],
+    data_root: Path | None,
+    card: ModelCard,
+    checkpoint: Path,
+) -> dict[str, Resampling | None]:
+    """How each entry's voxel size relates to the model's (`resampling_for`: one line for a
+    ratio that is not whole); warns about unfamiliar intensities."""
+    resampling = {}
     for entry in entries:
-        if Coordinate(entry.voxel_size) != Coordinate(card.voxel_size):
-            raise IncasemError(
-                f"{entry.name}: the data has voxel size {entry.voxel_size} nm, but the model "
-                f"{checkpoint} was trained at {card.voxel_size} nm"
+        resampling[entry.name] = found = resampling_for(
+            entry, data_root, card.voxel_size, checkpoint, settings.output_voxel_size
+        )
+        if found is not None:
+            logger.info(
+                "%s: data at %s nm, model at %s nm: the raw is averaged to the model's voxel "
+                "size, outputs are written at %s nm",
+                entry.name,
+                list(found.data_voxel_size),
+                list(found.model_voxel_size),
+                found.describe()["output_nm"],
             )
     for entry in entries:
         _warn_unfamiliar_intensities(entry, data_root, card.raw_histogram, checkpoint)
+    return resampling
 
 
 def _output_containers(
@@ -464,6 +488,7 @@ def _entry_plan(
     checkpoint_sha256: str,
     threshold: float,
     num_classes: int,
+    resampling: Resampling | None = None,
 ) -> _EntryPlan:
     """One entry's provenance (everything that shapes its output, hashed) and what to do with
     its outputs: create them, resume them (same provenance) or recreate them (``overwrite``)."""
@@ -479,6 +504,8 @@ def _entry_plan(
         "precision": settings.precision,
         "incasem_version": __version__,
     }
+    if resampling is not None:
+        provenance["voxel_sizes"] = resampling.describe()
     digest = provenance_hash(provenance)
     outputs = EntryOutputs.for_entry(container, group, entry.name, num_classes) if group else None
     action = "create"
@@ -486,7 +513,7 @@ def _entry_plan(
         if group_exists(container, outputs.group):
             previous = outputs.attrs().get("provenance_hash")
             if previous == digest:
-                outputs.check_existing(entry.roi, layout)
+                outputs.check_existing(*_output_geometry(entry, layout, resampling))
                 action = "resume"
             elif settings.overwrite:
                 action = "recreate"
@@ -497,7 +524,16 @@ def _entry_plan(
                     "block can be reused; pass --overwrite to recompute it, or drop "
                     "--resume for a new prediction"
                 )
-    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, action)
+    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, action, resampling)
+
+
+def _output_geometry(
+    entry: DataEntry, layout: BlockLayout, resampling: Resampling | None
+) -> tuple[Roi, BlockLayout]:
+    """The ROI (nm) and layout (voxel size, chunks) of an entry's outputs."""
+    if resampling is None:
+        return entry.roi, layout
+    return resampling.output_roi(entry.roi), resampling.output_layout(layout)
 
 
 def plan_prediction(settings: PredictionSettings) -> _Plan:
@@ -526,7 +562,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             "time, measured); bfloat16 is faster than float32 on CPUs with bfloat16 support"
         )
     layout = _block_layout(settings, network, card, entries, device, gpus)
-    _check_entries(entries, data_root, card, resolved.path)
+    resampling = _check_entries(settings, entries, data_root, card, resolved.path)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // settings.num_workers)
 
@@ -537,7 +573,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     checkpoint_sha256 = file_sha256(resolved.path)
     plans = [
         _entry_plan(settings, entry, data_root, containers[entry.name], group, layout, card,
-                    checkpoint_sha256, threshold, num_classes)
+                    checkpoint_sha256, threshold, num_classes, resampling[entry.name])
         for entry in entries
     ]  # fmt: skip
     return _Plan(
@@ -635,21 +671,23 @@ def _create_outputs(plan: _Plan) -> None:
             continue
         if p.action == "recreate":
             p.outputs.delete()
-        p.outputs.create(
-            p.entry.roi,
-            plan.layout,
-            settings.probabilities,
-            plan.class_names,
-            {
-                "threshold": plan.threshold if plan.num_classes == 2 else None,
-                "entry": p.entry.model_dump(),
-                "provenance": p.provenance,
-                "provenance_hash": p.digest,
-                "status": "running",
-                "created": _now(),
-            },
-            carried_voxel_size_attrs(p.entry.path(p.data_root), p.entry.raw),
-        )
+        attrs = {
+            "threshold": plan.threshold if plan.num_classes == 2 else None,
+            "entry": p.entry.model_dump(),
+            "provenance": p.provenance,
+            "provenance_hash": p.digest,
+            "status": "running",
+            "created": _now(),
+        }
+        if p.resampling is not None:
+            attrs["voxel_sizes"] = p.resampling.describe()
+        roi, layout = _output_geometry(p.entry, plan.layout, p.resampling)
+        carried = carried_voxel_size_attrs(p.entry.path(p.data_root), p.entry.raw)
+        p.outputs.create(roi, layout, settings.probabilities, plan.class_names, attrs, carried)
+        if p.resampling is not None and p.resampling.upsamples:
+            model_outputs(p.outputs, p.resampling, plan.num_classes).create(
+                p.resampling.roi, plan.layout, settings.probabilities, plan.class_names, attrs
+            )
 
 
 def _worker_spec(
@@ -708,10 +746,10 @@ def _count_blocks(
         result.failures.append(f"block {block_id} at {where}")
 
 
-def _score(result: EntryResult, plan: _Plan, metrics_dir: Path) -> None:
-    """The entry's scores from the blocks' stored counts, once every block has them."""
+def _score(result: EntryResult, plan: _Plan, metrics_dir: Path, blocks: int) -> None:
+    """The entry's scores from the blocks' stored counts, once all ``blocks`` have them."""
     counts, histograms, scored = load_metrics(metrics_dir, plan.num_classes)
-    if scored != result.blocks:
+    if scored != blocks:
         return
     result.scores = entry_scores(counts, histograms, plan.threshold, plan.class_names)
     for class_id in range(1, plan.num_classes):
@@ -719,6 +757,8 @@ def _score(result: EntryResult, plan: _Plan, metrics_dir: Path) -> None:
 
 
 def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
+    if p.resampling is not None:
+        return _run_resampled_entry(plan, p)
     settings, layout, outputs = plan.settings, plan.layout, p.outputs
     assert outputs is not None
     entry = p.entry
@@ -773,15 +813,21 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     _count_blocks(result, outcome, layout, roi, failures)
     result.voxels_per_second = result.computed * roi_voxels / blocks / max(result.seconds, 1e-9)
     if log_metrics:
-        _score(result, plan, metrics_dir)
+        _score(result, plan, metrics_dir, result.blocks)
     elif settings.log_metrics:
         logger.info("%s: no labels, so no metrics", entry.name)
+    _record_outcome(outputs, result)
+    return result
+
+
+def _record_outcome(outputs: EntryOutputs, result: EntryResult) -> None:
+    """Status, block counts and scores in the entry group's attributes."""
     outputs.update_attrs(
         {
             "status": "complete" if result.ok else "incomplete",
             "finished": _now(),
             "blocks": {
-                "total": blocks,
+                "total": result.blocks,
                 "computed_last_run": result.computed,
                 "skipped_last_run": result.skipped,
                 "failed": result.failed,
@@ -790,7 +836,64 @@ def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
             "best_thresholds": result.best_thresholds,
         }
     )
+
+
+def _run_resampled_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
+    """An entry at a whole fraction of the model's voxel size (`incasem.predict.resample`):
+    average the raw, predict at the model's voxel size, then (by default) upsample into the
+    entry's outputs and score them there. Block counts are those of the prediction."""
+    settings, resampling, outputs = plan.settings, p.resampling, p.outputs
+    assert resampling is not None and outputs is not None
+    started = time.monotonic()
+    at_model = model_outputs(outputs, resampling, plan.num_classes)
+    entry = downsample_input(
+        p.entry, p.data_root, resampling, plan.layout.context, outputs,
+        settings.num_workers, settings.worker_command, settings.progress,
+    )  # fmt: skip
+    if settings.log_metrics and not resampling.upsamples:
+        logger.info("%s: metrics need the labels' voxel size: no metrics", p.entry.name)
+    result = _run_entry(
+        replace(plan, settings=settings.replace(log_metrics=False)),
+        replace(p, entry=entry, outputs=at_model, resampling=None),
+    )
+    if resampling.upsamples:
+        if result.ok:
+            _upsample(plan, p, at_model, result)
+        _record_outcome(outputs, result)
+        result.group, result.datasets = outputs.group, outputs.datasets()
+        result.roi_voxels = p.entry.roi_voxels
+    if result.ok:
+        delete_input(outputs)
+    result.seconds = time.monotonic() - started
+    voxels = int(np.prod(p.entry.shape))
+    result.voxels_per_second = voxels * result.computed / result.blocks / result.seconds
     return result
+
+
+def _upsample(plan: _Plan, p: _EntryPlan, at_model: EntryOutputs, result: EntryResult) -> None:
+    """Pass 3 of a resampled entry: its outputs at the data's voxel size, scored there."""
+    settings, outputs, resampling = plan.settings, p.outputs, p.resampling
+    assert outputs is not None and resampling is not None
+    metrics_dir = None
+    if settings.log_metrics and p.entry.labels:
+        metrics_dir = metrics_path(outputs.work_dir, p.digest)
+    block = UpsampleBlock(
+        entry=p.entry.model_dump(),
+        data_root=str(p.data_root) if p.data_root else None,
+        container=str(outputs.container),
+        coarse=at_model.probabilities,
+        probabilities=outputs.probabilities,
+        segmentation=outputs.segmentation,
+        probability_dtype=settings.probabilities,
+        threshold=plan.threshold,
+        metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
+    )
+    chunks = resampling.output_layout(plan.layout).write_shape
+    blocks = upsample_outputs(
+        block, chunks, settings.num_workers, settings.worker_command, settings.progress
+    )
+    if metrics_dir is not None:
+        _score(result, plan, metrics_dir, blocks)
 
 
 def predict(settings: PredictionSettings | None = None, **overrides: Any) -> PredictionResult:

@@ -28,6 +28,8 @@ from incasem.launch import check_template
 PROBABILITY_DTYPES = ("uint8", "float32")
 #: Inference precisions; `incasem.predict.block.forward_block` applies them.
 PRECISIONS = ("float32", "bfloat16", "float16")
+#: Voxel sizes outputs can be written at (`incasem.predict.resample`).
+OUTPUT_VOXEL_SIZES = ("data", "model")
 
 
 def _key(key: str, default: Any) -> Any:
@@ -83,6 +85,10 @@ class PredictionSettings(BaseModel):
         output: container to write into; default each entry's own container.
         output_group: group for the outputs; default
             ``volumes/predictions/<model>/predict_<new id>``.
+        output_voxel_size: for data at a whole fraction of the model's voxel size (e.g. 5 nm
+            data, 10 nm model; the input is averaged to the model's): ``"data"`` writes the
+            outputs at the data's voxel size (linear upsampling, `incasem.predict.resample`),
+            ``"model"`` at the model's.
         resume: continue an interrupted prediction: its id, or True with ``output_group``.
         overwrite: replace existing outputs (an explicit ``output_group``, or a resumed
             prediction whose inputs changed).
@@ -118,6 +124,7 @@ class PredictionSettings(BaseModel):
     probabilities: str = _key("prediction.probabilities", "uint8")
     output: str | None = _key("prediction.output.container", None)
     output_group: str | None = _key("prediction.output.group", None)
+    output_voxel_size: str = _key("prediction.output.voxel_size", "data")
     resume: int | bool | None = _key("prediction.resume", None)
     overwrite: bool = _key("prediction.overwrite", False)
     deterministic: bool = _key("prediction.deterministic", False)
@@ -184,10 +191,14 @@ class PredictionSettings(BaseModel):
     def _gpus(cls, value: Any) -> list[int] | None:
         return None if value is None else parse_gpus(value)
 
-    @field_validator("precision", "probabilities", mode="before")
+    @field_validator("precision", "probabilities", "output_voxel_size", mode="before")
     @classmethod
     def _choice(cls, value: Any, info: Any) -> str:
-        choices = PRECISIONS if info.field_name == "precision" else PROBABILITY_DTYPES
+        choices = {
+            "precision": PRECISIONS,
+            "probabilities": PROBABILITY_DTYPES,
+            "output_voxel_size": OUTPUT_VOXEL_SIZES,
+        }[info.field_name]
         if value not in choices:
             raise IncasemError(f"{info.field_name} must be one of {choices}, got {value!r}")
         return value

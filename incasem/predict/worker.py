@@ -38,13 +38,10 @@ from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.data_config import DataEntry
 from incasem.launch import worker_arguments
-from incasem.metrics import quantise
-from incasem.predict.block import classify, forward_block, read_block_input
-from incasem.predict.evaluate import block_scores
+from incasem.predict.block import forward_block, read_block_input
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.overlap import BlockStages, run_blocks
-from incasem.predict.resume import save_block_metrics
-from incasem.predict.truth import EntryTruth
+from incasem.predict.store import BlockStore
 
 logger = logging.getLogger("incasem.predict.worker")
 
@@ -134,12 +131,16 @@ class BlockProcessor:
         self.roi: Roi = self.entry.roi
         self.layout = BlockLayout.from_description(spec.layout)
         self.raw = open_array(self.entry.path(spec.data_root), self.entry.raw)
-        self.truth = EntryTruth(self.entry, spec.data_root)
-        self.probabilities = [
-            open_array(spec.output_container, d, "r+") for d in spec.probabilities
-        ]
-        self.segmentation = open_array(spec.output_container, spec.segmentation, "r+")
-        self.metrics_dir = Path(spec.metrics_dir) if spec.metrics_dir else None
+        self.store = BlockStore(
+            self.entry,
+            spec.data_root,
+            spec.output_container,
+            spec.probabilities,
+            spec.segmentation,
+            spec.probability_dtype,
+            spec.threshold,
+            spec.metrics_dir,
+        )
         self.pin = device.startswith("cuda")
 
     def read(self, block: daisy.Block) -> Any:
@@ -158,20 +159,7 @@ class BlockProcessor:
 
     def write(self, block: daisy.Block, probabilities: np.ndarray) -> None:
         """Classify, store probabilities and classes, and the block's metric counts."""
-        roi = block.write_roi.intersect(self.roi)
-        prediction = classify(probabilities, self.spec.threshold)
-        if self.truth.mask is not None:
-            prediction[~self.truth.read_mask(roi)] = 0
-        stored = (
-            quantise(probabilities) if self.spec.probability_dtype == "uint8" else probabilities
-        )
-        for array, values in zip(self.probabilities, stored, strict=True):
-            array[roi] = values
-        self.segmentation[roi] = prediction
-        if self.metrics_dir is not None:
-            class_ids, region = self.truth.read(roi)
-            counts, histograms = block_scores(probabilities, prediction, class_ids, region)
-            save_block_metrics(self.metrics_dir, block.block_id[1], counts, histograms)
+        self.store.write(block.write_roi.intersect(self.roi), probabilities, block.block_id[1])
 
     def describe(self, write_roi: Roi) -> str:
         """``[z0:z1, y0:y1, x0:x1]`` (voxels) of a block's write ROI clipped to the entry."""

@@ -69,7 +69,18 @@ def downsample(data: np.ndarray, factors: Sequence[int], method: str) -> np.ndar
 
 
 @dataclass(frozen=True)
-class _DownsampleBlock:
+class DownsampleBlock:
+    """Writes `downsample` of a block of ``source`` into ``target`` (a blockwise block function).
+
+    Args:
+        source_container (str): container of the finer dataset.
+        source (str): the finer dataset.
+        container (str): container of the coarser dataset.
+        target (str): the coarser dataset; its voxel size is ``source``'s times ``factors``.
+        factors (tuple of int): downsampling factor per axis (z, y, x).
+        method (str): ``mean``, ``mode`` or ``max`` (see `downsample`).
+    """
+
     source_container: str
     source: str
     container: str
@@ -166,7 +177,7 @@ def scale_pyramid(
             | carried_voxel_size_attrs(container, dataset, scale),
         ) as staged:
             run_blockwise(
-                _DownsampleBlock(
+                DownsampleBlock(
                     previous_container,
                     previous,
                     out_container,

@@ -139,3 +139,24 @@ def test_prefetch_counts_the_time_spent_waiting_for_upstream():
     assert prefetch.batches == 3
     assert 0.5 <= after_two < 1.5
     assert prefetch.waited_s - after_two < 0.1
+
+
+def _random_draw() -> int:
+    # the node's first draw after gunpowder seeded numpy from the request
+    return int(np.random.randint(2**31))
+
+
+def _draws(seed: int, batches: int = 4) -> list[int]:
+    pipeline = _Counter(record=_random_draw) + ThreadLimitedPreCache(
+        cache_size=2, num_workers=1, num_threads=1, seed=seed
+    )
+    with gp.build(pipeline):
+        return [int(pipeline.request_batch(_request())[KEY].data[0, 0, 0]) for _ in range(batches)]
+
+
+def test_thread_limited_precache_with_a_seed_repeats_its_batches():
+    """Every batch of a worker gets a seed of its own, and the same ones in every run."""
+    first = _draws(seed=3)
+    assert len(set(first)) == len(first)
+    assert _draws(seed=3) == first
+    assert _draws(seed=4) != first

@@ -67,7 +67,7 @@ def test_incompatible_voxel_size(setup):
     other = write_checkpoint(tmp_path / "coarse.pt", "unet2", voxel_size=(4, 4, 4))
     before = file_tree(tmp_path)
     with pytest.raises(
-        IncasemError, match=r"voxel size \[8, 4, 4\] nm, but the model .* \[4, 4, 4\]"
+        IncasemError, match=r"voxel size \[8, 4, 4\] nm is not the model's \[4, 4, 4\] nm"
     ):
         _predict(
             setup, checkpoint=str(other), input=None, data=str(config), data_root=str(tmp_path)
