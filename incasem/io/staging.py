@@ -29,6 +29,7 @@ from funlib.persistence import Array
 
 from incasem.errors import IncasemError
 from incasem.io import create_array
+from incasem.io.arrays import write_refusal
 
 
 @dataclass(frozen=True)
@@ -142,19 +143,15 @@ def staged_dataset(
             attrs=attrs,
         )
     except (OSError, KeyError) as e:
-        # zarr's directory store reports a failed write (no permission, a full disk) as a
-        # KeyError caused by the OSError.
-        cause = e if isinstance(e, OSError) else e.__cause__
-        if not isinstance(cause, OSError):
+        refusal = write_refusal(f"{container}/{dataset}", e)
+        if refusal is None:
             raise
         shutil.rmtree(container / staging_name, ignore_errors=True)
         with contextlib.suppress(IncasemError, OSError):
             _remove_empty(container, _root(container), created)
-        raise IncasemError(
-            f"{container}/{dataset}: cannot write there ({cause.strerror or cause}"
-            + (f": {cause.filename}" if cause.filename else "")
-            + ")"
-        ) from None
+        raise refusal from None
+    except IncasemError as e:  # name the dataset the user asked for, not its hidden name
+        raise IncasemError(str(e).replace(staging_name, dataset)) from None
     root = _root(container)
     try:
         yield StagedDataset(container, dataset, staging_name, array)

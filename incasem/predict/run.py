@@ -34,6 +34,7 @@ from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
+from incasem.io.budget import check_disk
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
 from incasem.io.intensity import WARN_DISTANCE, histogram_distance, percentiles, sample_histogram
 from incasem.metrics import class_names_for, format_scores
@@ -540,6 +541,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
                     checkpoint_sha256, threshold, num_classes)
         for entry in entries
     ]  # fmt: skip
+    _check_disk(plans, layout, num_classes, settings.probabilities)
     return _Plan(
         settings=settings,
         resolved=resolved,
@@ -560,6 +562,23 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
         threshold=threshold,
         threshold_origin=threshold_origin,
     )
+
+
+def _check_disk(
+    plans: list[_EntryPlan], layout: BlockLayout, num_classes: int, probabilities: str
+) -> None:
+    """Refuse a prediction whose new datasets (probabilities and segmentation, uncompressed)
+    do not fit on the disk of their container (`incasem.io.budget.check_disk`)."""
+    per_voxel = num_classes * np.dtype(probabilities).itemsize + (1 if num_classes <= 256 else 2)
+    need: dict[Path, int] = {}
+    names: dict[Path, list[str]] = {}
+    for p in plans:
+        if p.action != "resume":
+            voxels = math.prod(p.entry.roi.shape / layout.voxel_size)
+            need[p.container] = need.get(p.container, 0) + voxels * per_voxel
+            names.setdefault(p.container, []).append(f"{p.entry.path(p.data_root)}/{p.entry.raw}")
+    for container, size in need.items():
+        check_disk(f"predict {', '.join(names[container])}", container, size)
 
 
 def _decision_threshold(
