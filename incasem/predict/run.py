@@ -34,6 +34,7 @@ from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io import format_roi_voxels, open_array
+from incasem.io.arrays import write_refusal
 from incasem.io.budget import check_disk
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
 from incasem.io.intensity import WARN_DISTANCE, histogram_distance, percentiles, sample_histogram
@@ -846,7 +847,14 @@ def execute_plan(plan: _Plan, settings: PredictionSettings | None = None) -> Pre
         plan = replace(plan, settings=settings)
     settings = plan.settings
     logger.info("foreground threshold %g (%s)", plan.threshold, plan.threshold_origin)
-    _create_outputs(plan)
+    try:
+        _create_outputs(plan)
+    except (OSError, KeyError) as e:
+        containers = ", ".join(sorted({str(p.container) for p in plan.entries}))
+        refusal = write_refusal(containers, e)
+        if refusal is None:
+            raise
+        raise refusal from None
     assert plan.group is not None
     logger.info(
         "prediction %s with %s%s",
