@@ -32,7 +32,7 @@ from funlib.geometry import Coordinate, Roi
 from incasem import __version__
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
-from incasem.errors import IncasemError
+from incasem.errors import IncasemError, Interrupted
 from incasem.io import format_roi_voxels, open_array
 from incasem.io.arrays import write_refusal
 from incasem.io.budget import check_disk
@@ -864,7 +864,13 @@ def execute_plan(plan: _Plan, settings: PredictionSettings | None = None) -> Pre
         if plan.prediction_id is not None and settings.resume is None
         else "",
     )
-    results = [_run_entry(plan, p) for p in plan.entries]
+    try:
+        results = [_run_entry(plan, p) for p in plan.entries]
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the blocks done are kept in {plan.group}: run again with --resume "
+            f"{plan.prediction_id} to compute the rest"
+        ) from None
     result = PredictionResult(
         prediction_id=plan.prediction_id,
         group=plan.group,
