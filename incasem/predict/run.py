@@ -189,6 +189,7 @@ class _EntryPlan:
     container: Path
     digest: str
     provenance: dict[str, Any]
+    layout: BlockLayout
     action: str = "create"  # "create", "resume" or "recreate"
 
 
@@ -499,7 +500,7 @@ def _entry_plan(
                     "block can be reused; pass --overwrite to recompute it, or drop "
                     "--resume for a new prediction"
                 )
-    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, action)
+    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, layout, action)
 
 
 def plan_prediction(settings: PredictionSettings) -> _Plan:
@@ -527,7 +528,12 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             "precision float16 on a CPU is slow (no half-precision 3D convolutions: 19x float32's "
             "time, measured); bfloat16 is faster than float32 on CPUs with bfloat16 support"
         )
-    layout = _block_layout(settings, network, card, entries, device, gpus)
+    if settings.input_size_voxels == "auto":  # each entry's blocks sized by its own ROI
+        layouts = [_block_layout(settings, network, card, [e], device, gpus) for e in entries]
+        layout = max(layouts, key=lambda each: math.prod(each.input_shape))
+    else:
+        layout = _block_layout(settings, network, card, entries, device, gpus)
+        layouts = [layout] * len(entries)
     _check_entries(entries, data_root, card, resolved.path)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // settings.num_workers)
@@ -538,11 +544,11 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     threshold, threshold_origin = _decision_threshold(settings, card, num_classes)
     checkpoint_sha256 = file_sha256(resolved.path)
     plans = [
-        _entry_plan(settings, entry, data_root, containers[entry.name], group, layout, card,
-                    checkpoint_sha256, threshold, num_classes)
-        for entry in entries
+        _entry_plan(settings, entry, data_root, containers[entry.name], group, entry_layout,
+                    card, checkpoint_sha256, threshold, num_classes)
+        for entry, entry_layout in zip(entries, layouts, strict=True)
     ]  # fmt: skip
-    _check_disk(plans, layout, num_classes, settings.probabilities)
+    _check_disk(plans, num_classes, settings.probabilities)
     return _Plan(
         settings=settings,
         resolved=resolved,
@@ -565,9 +571,7 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     )
 
 
-def _check_disk(
-    plans: list[_EntryPlan], layout: BlockLayout, num_classes: int, probabilities: str
-) -> None:
+def _check_disk(plans: list[_EntryPlan], num_classes: int, probabilities: str) -> None:
     """Refuse a prediction whose new datasets (probabilities and segmentation, uncompressed)
     do not fit on the disk of their container (`incasem.io.budget.check_disk`)."""
     per_voxel = num_classes * np.dtype(probabilities).itemsize + (1 if num_classes <= 256 else 2)
@@ -575,7 +579,7 @@ def _check_disk(
     names: dict[Path, list[str]] = {}
     for p in plans:
         if p.action != "resume":
-            voxels = math.prod(p.entry.roi.shape / layout.voxel_size)
+            voxels = math.prod(p.entry.roi.shape / p.layout.voxel_size)
             need[p.container] = need.get(p.container, 0) + voxels * per_voxel
             names.setdefault(p.container, []).append(f"{p.entry.path(p.data_root)}/{p.entry.raw}")
     for container, size in need.items():
@@ -640,7 +644,8 @@ def _create_outputs(plan: _Plan) -> None:
             "hparams": plan.card.hparams,
             "normalisation": plan.card.normalisation,
         },
-        "layout": plan.layout.describe(),
+        "layout": plan.layout.describe(),  # with auto sizes: the largest entry's
+        "entry_layouts": {p.entry.name: p.layout.describe() for p in plan.entries},
         "settings": settings.as_dict(),
         "sacred_run_id": settings.sacred_run_id,
         "entries": [p.entry.name for p in plan.entries],
@@ -657,7 +662,7 @@ def _create_outputs(plan: _Plan) -> None:
             p.outputs.delete()
         p.outputs.create(
             p.entry.roi,
-            plan.layout,
+            p.layout,
             settings.probabilities,
             plan.class_names,
             {
@@ -686,7 +691,7 @@ def _worker_spec(
         deterministic=settings.deterministic,
         entry=p.entry.model_dump(),
         data_root=str(p.data_root) if p.data_root else None,
-        layout=plan.layout.describe(),
+        layout=p.layout.describe(),
         normalisation=dict(plan.card.normalisation),
         output_container=str(outputs.container),
         probabilities=list(outputs.probabilities),
@@ -738,7 +743,7 @@ def _score(result: EntryResult, plan: _Plan, metrics_dir: Path) -> None:
 
 
 def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
-    settings, layout, outputs = plan.settings, plan.layout, p.outputs
+    settings, layout, outputs = plan.settings, p.layout, p.outputs
     assert outputs is not None
     entry = p.entry
     roi = entry.roi
