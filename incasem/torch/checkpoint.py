@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -195,16 +196,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
             "ASEMUNet with their hyper-parameters and call load_model_state"
         )
     card = card_from_content(content, path)
+    # The card's hparams size the model: check them against the file's weights on the meta
+    # device (shapes only) before allocating, so a card claiming 10^5 feature maps is refused
+    # instead of asking for a terabyte.
     try:
-        model = ASEMUNet(**card.hparams)
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):
+            skeleton = ASEMUNet(**card.hparams)
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise IncasemError(
-            f"{path}: the model card's hparams do not describe a model ({e})"
+            f"{path}: the model card's hparams do not describe a model ({first})"
         ) from None
     try:
-        load_model_state(model, content)
+        with warnings.catch_warnings():  # loading into meta tensors is the no-op we want
+            warnings.simplefilter("ignore", UserWarning)
+            load_model_state(skeleton, content)
     except ValueError as e:
         raise IncasemError(f"{path}: {e}") from None
+    model = ASEMUNet(**card.hparams)
+    load_model_state(model, content)
     return Checkpoint(
         path,
         model,

@@ -63,3 +63,15 @@ def test_a_file_that_is_no_model_is_named_so(tmp_path, capsys, content, reason):
     path.write_bytes(content if content[:2] != b"PK" else b"x" + content)
     assert main(["export", str(path), "-o", str(tmp_path / "out.pt")]) == 2
     assert _one_line(capsys.readouterr().err).startswith(f"incasem export: error: {path}: {reason}")
+
+
+def test_a_card_claiming_a_huge_network_is_refused_before_allocating(tmp_path, capsys):
+    """Found by the property suite: hparams size the model, so 10^5 feature maps asked torch
+    for a terabyte (RuntimeError); the card is now checked against the weights first."""
+    content = torch.load(write_checkpoint(tmp_path / "good.pt"), weights_only=True)
+    content["card"]["hparams"]["num_fmaps"] = 100_000
+    torch.save(content, tmp_path / "huge.pt")
+    assert main(["export", str(tmp_path / "huge.pt"), "-o", str(tmp_path / "out.pt")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"incasem export: error: {tmp_path / 'huge.pt'}: checkpoint does not ")
+    assert "(model (100000, 1, 3, 3, 3))" in line
