@@ -30,6 +30,7 @@ from funlib.persistence import Array
 from incasem.errors import IncasemError
 from incasem.io import create_array
 from incasem.io.arrays import write_refusal
+from incasem.io.budget import array_bytes, check_disk
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def staged_dataset(
     `IncasemError` unless ``overwrite``; with ``overwrite`` it is replaced only after the body of
     the ``with`` block finished without an exception. On an exception the hidden dataset is
     deleted, and so are the groups and the container it created if they hold nothing else, and
-    the exception propagates.
+    the exception propagates. An output whose uncompressed size exceeds the free disk is refused
+    before anything is created (`incasem.io.budget.check_disk`).
     """
     container = Path(container)
     dataset = dataset.strip("/")
@@ -128,6 +130,8 @@ def staged_dataset(
             f"{container}: incasem writes zarr containers only; choose an output ending in .zarr"
         )
     check_new_dataset(container, dataset, overwrite)
+    channels = [] if num_channels is None else [num_channels]
+    check_disk(f"{container}/{dataset}", container, array_bytes([*channels, *shape], dtype))
     created = _missing_groups(container, dataset)
     staging_name = _sibling(dataset, "incomplete")
     try:
