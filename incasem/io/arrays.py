@@ -26,6 +26,7 @@ from funlib.persistence import Array
 from numcodecs import Blosc
 
 from incasem.errors import IncasemError
+from incasem.io.budget import check_memory
 from incasem.io.metadata import read_spatial_metadata, spatial_attributes
 
 #: Default chunk edge in voxels: 64³ uint8 chunks are 256 KiB, small enough for random access
@@ -264,7 +265,9 @@ def read_padded(array: Array, roi: Roi) -> np.ndarray:
     ``roi.shape / voxel_size`` voxels.
     """
     channels = array.shape[: -array.voxel_size.dims]
-    data = np.zeros(tuple(channels) + tuple(roi.shape / array.voxel_size), dtype=array.dtype)
+    shape = tuple(channels) + tuple(roi.shape / array.voxel_size)
+    check_memory(f"{array_container(array) or 'array'} ROI {roi}", shape, array.dtype)
+    data = np.zeros(shape, dtype=array.dtype)
     inside = roi.intersect(array.roi)
     if not inside.empty:
         begin = (inside.offset - roi.offset) / array.voxel_size

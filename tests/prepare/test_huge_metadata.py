@@ -35,3 +35,23 @@ def test_equalize_names_the_input_not_its_staging_dataset(tmp_path, capsys):
         "length 0 (no voxels)"
     )
     assert sorted(p.name for p in (container / "volumes").iterdir()) == [".zgroup", "raw"]
+
+
+def test_reading_a_roi_larger_than_memory_is_refused_in_one_line(tmp_path):
+    from funlib.geometry import Roi
+
+    from incasem.errors import IncasemError
+    from incasem.io import open_array
+    from incasem.io.arrays import read_padded
+
+    huge = tmp_path / "huge.zarr"
+    create_array(huge, "volumes/raw", (100_000,) * 3, (5, 5, 5), chunks=(64, 64, 64))
+    array = open_array(huge, "volumes/raw")
+    try:
+        read_padded(array, Roi((0, 0, 0), (500_000,) * 3))
+    except IncasemError as error:
+        message = str(error)
+    assert (
+        message.startswith(f"{huge} ROI ") and "[100000, 100000, 100000] voxels of uint8" in message
+    )
+    assert "would need 1 PB of memory, more than the limit of" in message and "\n" not in message
