@@ -2,8 +2,9 @@
 
 Data configs name one label dataset per organelle with its class id. A voxel that is non-zero in
 a dataset gets that dataset's class id (where datasets overlap, the one listed later wins);
-everything else is background (0). A dataset voxel equal to the entry's ``ignore_value`` means
-"not annotated": it is neither organelle nor background, and it counts in no loss and no metric.
+everything else (0, and negative values of signed labels) is background (0). A dataset voxel
+equal to the entry's ``ignore_value`` (e.g. -1 in int64 labels, 255 in uint8 ones) means "not
+annotated": it is neither organelle nor background, and it counts in no loss and no metric.
 The training pipeline (`incasem.gunpowder.MergeLabels`, `incasem.gunpowder.ExcludeValue`) and
 the metrics (`incasem.predict.truth.EntryTruth`) both call these functions, so that a score
 means the same thing everywhere. Arrays are (z, y, x).

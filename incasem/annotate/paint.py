@@ -36,6 +36,7 @@ from incasem.annotate.seeds import BACKGROUND, ORGANELLE
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, list_datasets, open_array
 from incasem.io.arrays import read_padded
+from incasem.io.budget import check_memory
 from incasem.io.roi import format_roi_voxels
 from incasem.io.staging import staged_dataset
 
@@ -218,6 +219,8 @@ def open_painter(
     raw_array = open_array(container, raw)
     voxel_size = raw_array.voxel_size
     roi = resolve_roi(raw_array, f"{container}/{raw}", roi_offset, roi_shape)
+    # the seeds layer holds the whole ROI in memory (uint8)
+    check_memory(f"{container}/{raw} ROI {roi}", roi.shape / voxel_size, np.uint8)
     name = seeds.strip("/").rsplit("/", 1)[-1]
     output = (output or f"volumes/labels/{name}").strip("/")
     datasets = list_datasets(container)

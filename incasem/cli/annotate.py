@@ -279,11 +279,13 @@ def run_strokes(args: argparse.Namespace) -> int:
     from incasem.annotate import simulate_strokes
     from incasem.errors import IncasemError
     from incasem.io import open_array
+    from incasem.io.budget import check_memory
     from incasem.io.staging import staged_dataset
 
     if args.planes < 1 or args.erosion < 0:
         raise IncasemError(f"--planes {args.planes} must be >= 1 and --erosion {args.erosion} >= 0")
     labels = open_array(args.file, args.labels)
+    check_memory(f"{args.file}/{args.labels}", labels.shape, labels.dtype)  # read whole
     seeds = simulate_strokes(np.asarray(labels[labels.roi]), args.planes, args.erosion)
     with staged_dataset(
         args.file,

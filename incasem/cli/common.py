@@ -26,3 +26,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace existing outputs (the old one is kept until the new one is complete)",
     )
+
+
+def add_roi_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--roi Z Y X DZ DY DX``: a box in voxels, offset (world nm / voxel size) and shape,
+    z, y, x; ``default`` says what is used without it."""
+    parser.add_argument(
+        "--roi",
+        type=int,
+        nargs=6,
+        metavar=("Z", "Y", "X", "DZ", "DY", "DX"),
+        help=f"offset and shape in voxels (offset = world nm / voxel size; default: {default})",
+    )

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from incasem.cli.common import add_roi_argument
 from incasem.cli.segment import DATASET_HELP, add_postprocess_arguments
 
 
@@ -13,9 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="F1/precision/recall/IoU/Dice, threshold sweep, object scores",
-        description="Score a prediction against labels over the prediction's ROI, counting only "
-        "voxels where every --mask is nonzero (cell mask and metric mask): F1 (= Dice), "
-        "precision, recall and IoU (= Jaccard) per class; with --threshold the prediction is a "
+        description="Score a prediction against labels over the prediction's ROI (or --roi), "
+        "counting only voxels where every --mask is nonzero (cell mask and metric mask): "
+        "F1 (= Dice), precision, recall and IoU (= Jaccard) per class; with --threshold the "
+        "prediction is a "
         "probability map (p >= threshold is positive), else class ids are compared. --sweep "
         "START STOP STEP scores every threshold and reports the best F1; --objects adds object "
         "precision/recall/F1 (6-connected objects matched one to one at IoU >= 0.5). Blockwise "
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every id for labels)",
     )
     parser.add_argument("--objects", action="store_true", help="also compute object scores")
+    add_roi_argument(parser, "the prediction's whole ROI")
     parser.add_argument(
         "--json",
         metavar="PATH",
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         sweep=sweep_thresholds(*args.sweep) if args.sweep else None,
         truth_class=args.truth_class,
         objects=args.objects,
+        roi_voxels=args.roi,
         block_edge=args.block_size,
         num_workers=args.workers,
         progress=args.progress,

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from incasem import __version__
-from incasem.errors import IncasemError
+from incasem.errors import INTERRUPTED_EXIT_CODE, IncasemError, interruption_line
 from incasem.launch import worker_command_scope
 
 _COMMANDS = (
@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IncasemError as e:
         print(f"incasem {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, no traceback
+        print(f"incasem {args.command}: {interruption_line(e)}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
 
 
 if __name__ == "__main__":

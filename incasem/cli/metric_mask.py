@@ -9,7 +9,9 @@ from incasem.errors import IncasemError
 
 # The numbers of incasem.prepare.masks.EXCLUSION_DEFAULTS, spelled out so that `--help` does not
 # import the data stack; tests/prepare check that the two agree.
-_DEFAULTS_HELP = "mito 20/20, golgi 10/10, er 10/10, nuclear_pores 5/5, coated_pits 10/10"
+_DEFAULTS_HELP = (
+    "mito 20/20, golgi 10/10, er 10/10, nuclear_pores 5/5, coated_pits 10/10, membrane 0/5"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--organelle",
         help="organelle whose default widths to use (mito, golgi, er, nuclear_pores, "
-        "coated_pits); also names the default output",
+        "coated_pits, membrane); also names the default output",
     )
     parser.add_argument("--exclude-inwards-nm", type=float, help="band width inside objects, nm")
     parser.add_argument("--exclude-outwards-nm", type=float, help="band width outside objects, nm")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from incasem.errors import IncasemError
+from incasem.errors import INTERRUPTED_EXIT_CODE, IncasemError, interruption_line
 from incasem.predict.settings import OUTPUT_VOXEL_SIZES, PRECISIONS, PROBABILITY_DTYPES
 
 logger = logging.getLogger("incasem.predict")
@@ -331,3 +331,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IncasemError as e:
         print(f"predict: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"predict: {interruption_line(e)}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE

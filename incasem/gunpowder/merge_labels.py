@@ -43,10 +43,13 @@ class MergeLabels(gp.BatchFilter):
         self.provides(self.output, spec)
 
     def prepare(self, request):
+        # Only the ROI: each label dataset comes in its own dtype (int64 with -1 for "not
+        # annotated" too); the output's uint8 is what this node makes of them.
+        roi = request[self.output].roi
         deps = gp.BatchRequest()
-        deps[self.reference] = request[self.output].copy()
+        deps[self.reference] = gp.ArraySpec(roi=roi)
         for key in self.labels:
-            deps[key] = request[self.output].copy()
+            deps[key] = gp.ArraySpec(roi=roi)
         return deps
 
     def process(self, batch, request):

@@ -222,6 +222,18 @@ _USABLE_KINDS = {
 }
 
 
+def _check_ignore_value(ignore_value: int, dtype: np.dtype, where: str) -> list[str]:
+    """A problem if ``ignore_value`` cannot occur in labels of ``dtype`` (it would then mark
+    nothing as not annotated, silently)."""
+    low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    if low <= ignore_value <= high:
+        return []
+    return [
+        f"{where} is {dtype} ({low}..{high}): ignore_value {ignore_value} cannot occur in it, so "
+        "no voxel would count as not annotated"
+    ]
+
+
 def _check_dataset(entry: DataEntry, container: Path, role: str, dataset: str) -> list[str]:
     where = f"{entry.name}: {role} '{dataset}'"
     try:
@@ -245,6 +257,8 @@ def _check_dataset(entry: DataEntry, container: Path, role: str, dataset: str) -
         )
     elif np.dtype(array.dtype).kind not in _USABLE_KINDS[role]:
         problems.append(f"{where} in {container} has dtype {array.dtype}, unusable as {role}")
+    elif role == "labels" and entry.ignore_value is not None:
+        problems += _check_ignore_value(entry.ignore_value, np.dtype(array.dtype), where)
     if not array.roi.contains(entry.roi):
         data_offset = array.roi.offset / array.voxel_size
         data_shape = array.roi.shape / array.voxel_size

@@ -16,6 +16,7 @@ N5 store), so their attributes are reversed on read. All values are in nm, axis 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +53,12 @@ def _as_integer_coordinate(value: Any, key: str, where: str, dims: int) -> Coord
         )
     ints = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or int(v) != v
+        ):
             raise IncasemError(
                 f"{where}: attribute '{key}' is {list(value)}, but incasem needs integer nm "
                 "values (store the exact value elsewhere, e.g. 'resolution_exact_nm')"

@@ -47,3 +47,23 @@ def format_roi_voxels(offset_voxels: Sequence[int], shape_voxels: Sequence[int])
 def format_roi_nm(roi: Roi) -> str:
     """``[z0:z1, y0:y1, x0:x1] nm`` for a world ROI."""
     return format_roi_voxels(roi.offset, roi.shape) + " nm"
+
+
+def roi_inside(roi_voxels: Sequence[int], voxel_size: Sequence[int], bounds: Roi, what: str) -> Roi:
+    """The world ROI (nm) of ``roi_voxels`` (offset z, y, x then shape z, y, x, in voxels of
+    ``voxel_size``), checked to be a non-empty box inside ``bounds`` (nm).
+
+    Raises `IncasemError` naming ``what`` (e.g. ``--roi``) and both boxes in voxels otherwise.
+    """
+    if len(roi_voxels) != 6 or any(int(s) <= 0 for s in roi_voxels[3:]):
+        raise IncasemError(
+            f"{what} {list(roi_voxels)}: need offset z y x and a positive shape z y x (voxels)"
+        )
+    roi = roi_from_voxels(roi_voxels[:3], roi_voxels[3:], voxel_size)
+    if not bounds.contains(roi):
+        offset, shape = roi_to_voxels(bounds, voxel_size)
+        raise IncasemError(
+            f"{what} {format_roi_voxels(roi_voxels[:3], roi_voxels[3:])} (voxels) ends outside "
+            f"{format_roi_voxels(offset, shape)} (voxels)"
+        )
+    return roi

@@ -29,6 +29,8 @@ from funlib.persistence import Array
 
 from incasem.errors import IncasemError
 from incasem.io import create_array
+from incasem.io.arrays import write_refusal
+from incasem.io.budget import array_bytes, check_disk
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def staged_dataset(
     `IncasemError` unless ``overwrite``; with ``overwrite`` it is replaced only after the body of
     the ``with`` block finished without an exception. On an exception the hidden dataset is
     deleted, and so are the groups and the container it created if they hold nothing else, and
-    the exception propagates.
+    the exception propagates. An output whose uncompressed size exceeds the free disk is refused
+    before anything is created (`incasem.io.budget.check_disk`).
     """
     container = Path(container)
     dataset = dataset.strip("/")
@@ -127,6 +130,8 @@ def staged_dataset(
             f"{container}: incasem writes zarr containers only; choose an output ending in .zarr"
         )
     check_new_dataset(container, dataset, overwrite)
+    channels = [] if num_channels is None else [num_channels]
+    check_disk(f"{container}/{dataset}", container, array_bytes([*channels, *shape], dtype))
     created = _missing_groups(container, dataset)
     staging_name = _sibling(dataset, "incomplete")
     try:
@@ -142,19 +147,15 @@ def staged_dataset(
             attrs=attrs,
         )
     except (OSError, KeyError) as e:
-        # zarr's directory store reports a failed write (no permission, a full disk) as a
-        # KeyError caused by the OSError.
-        cause = e if isinstance(e, OSError) else e.__cause__
-        if not isinstance(cause, OSError):
+        refusal = write_refusal(f"{container}/{dataset}", e)
+        if refusal is None:
             raise
         shutil.rmtree(container / staging_name, ignore_errors=True)
         with contextlib.suppress(IncasemError, OSError):
             _remove_empty(container, _root(container), created)
-        raise IncasemError(
-            f"{container}/{dataset}: cannot write there ({cause.strerror or cause}"
-            + (f": {cause.filename}" if cause.filename else "")
-            + ")"
-        ) from None
+        raise refusal from None
+    except IncasemError as e:  # name the dataset the user asked for, not its hidden name
+        raise IncasemError(str(e).replace(staging_name, dataset)) from None
     root = _root(container)
     try:
         yield StagedDataset(container, dataset, staging_name, array)

@@ -31,6 +31,7 @@ from funlib.geometry import Roi
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
+from incasem.io.roi import roi_inside
 from incasem.metrics import level_for_threshold, scores
 from incasem.postprocess.components import connected_components
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
@@ -230,9 +231,10 @@ def _check_inputs(
     masks: Sequence[DatasetRef],
     threshold: float | None,
     sweep: Sequence[float] | None,
+    roi: Roi,
 ) -> None:
-    """Truth and masks cover the prediction's ROI; a threshold fits a probability map."""
-    roi, voxel_size = predicted.roi, predicted.voxel_size
+    """Truth and masks cover the scored ROI (nm); a threshold fits a probability map."""
+    voxel_size = predicted.voxel_size
     for other in (truth, *masks):
         check_covers(prediction, roi, voxel_size, other)
     if threshold is not None:
@@ -317,11 +319,13 @@ def evaluate(
     sweep: Sequence[float] | None = None,
     truth_class: int | None = None,
     objects: bool = False,
+    roi_voxels: Sequence[int] | None = None,
     block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Scores of ``prediction`` against ``truth`` over the prediction's ROI, inside ``masks``.
+    """Scores of ``prediction`` against ``truth`` over the prediction's ROI (or ``roi_voxels``),
+    inside ``masks``.
 
     Args:
         prediction: probabilities (uint8 p * 255 or float; give ``threshold``) or class ids.
@@ -335,6 +339,9 @@ def evaluate(
         truth_class: score this truth id against everything else (prediction: p >= threshold,
             or nonzero); None: probabilities score nonzero truth, labels compare ids.
         objects: also compute object precision/recall/F1 (matches at IoU >= 0.5).
+        roi_voxels: score only this box: offset z, y, x and shape z, y, x in voxels (offset =
+            world nm / voxel size), inside the prediction; None: the prediction's whole ROI.
+            Objects are cut at its faces.
         block_edge: block edge in voxels.
         num_workers: worker processes (0: every block in this process).
         progress: show progress bars.
@@ -344,7 +351,9 @@ def evaluate(
     """
     predicted = spatial_array(prediction)
     roi, voxel_size = predicted.roi, predicted.voxel_size
-    _check_inputs(prediction, predicted, truth, masks, threshold, sweep)
+    if roi_voxels is not None:
+        roi = roi_inside(roi_voxels, voxel_size, roi, f"--roi (inside the prediction {prediction})")
+    _check_inputs(prediction, predicted, truth, masks, threshold, sweep, roi)
     probability = threshold is not None
     thresholds = sorted(set([threshold, *(sweep or [])])) if probability else []
     cuts = None

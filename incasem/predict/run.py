@@ -32,8 +32,10 @@ from funlib.geometry import Roi
 from incasem import __version__
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.digest import file_sha256
-from incasem.errors import IncasemError
+from incasem.errors import IncasemError, Interrupted
 from incasem.io import carried_voxel_size_attrs, format_roi_voxels, open_array
+from incasem.io.arrays import write_refusal
+from incasem.io.budget import check_disk
 from incasem.io.data_config import DataEntry, load_data_config, validate_against_data
 from incasem.io.intensity import WARN_DISTANCE, histogram_distance, percentiles, sample_histogram
 from incasem.metrics import class_names_for, format_scores
@@ -196,6 +198,7 @@ class _EntryPlan:
     container: Path
     digest: str
     provenance: dict[str, Any]
+    layout: BlockLayout
     action: str = "create"  # "create", "resume" or "recreate"
     resampling: Resampling | None = None  # data at a whole fraction of the model's voxel size
 
@@ -524,7 +527,9 @@ def _entry_plan(
                     "block can be reused; pass --overwrite to recompute it, or drop "
                     "--resume for a new prediction"
                 )
-    return _EntryPlan(entry, data_root, outputs, container, digest, provenance, action, resampling)
+    return _EntryPlan(
+        entry, data_root, outputs, container, digest, provenance, layout, action, resampling
+    )
 
 
 def _output_geometry(
@@ -561,7 +566,12 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
             "precision float16 on a CPU is slow (no half-precision 3D convolutions: 19x float32's "
             "time, measured); bfloat16 is faster than float32 on CPUs with bfloat16 support"
         )
-    layout = _block_layout(settings, network, card, entries, device, gpus)
+    if settings.input_size_voxels == "auto":  # each entry's blocks sized by its own ROI
+        layouts = [_block_layout(settings, network, card, [e], device, gpus) for e in entries]
+        layout = max(layouts, key=lambda each: math.prod(each.input_shape))
+    else:
+        layout = _block_layout(settings, network, card, entries, device, gpus)
+        layouts = [layout] * len(entries)
     resampling = _check_entries(settings, entries, data_root, card, resolved.path)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // settings.num_workers)
@@ -572,10 +582,11 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
     threshold, threshold_origin = _decision_threshold(settings, card, num_classes)
     checkpoint_sha256 = file_sha256(resolved.path)
     plans = [
-        _entry_plan(settings, entry, data_root, containers[entry.name], group, layout, card,
-                    checkpoint_sha256, threshold, num_classes, resampling[entry.name])
-        for entry in entries
+        _entry_plan(settings, entry, data_root, containers[entry.name], group, entry_layout,
+                    card, checkpoint_sha256, threshold, num_classes, resampling[entry.name])
+        for entry, entry_layout in zip(entries, layouts, strict=True)
     ]  # fmt: skip
+    _check_disk(plans, num_classes, settings.probabilities)
     return _Plan(
         settings=settings,
         resolved=resolved,
@@ -596,6 +607,21 @@ def plan_prediction(settings: PredictionSettings) -> _Plan:
         threshold=threshold,
         threshold_origin=threshold_origin,
     )
+
+
+def _check_disk(plans: list[_EntryPlan], num_classes: int, probabilities: str) -> None:
+    """Refuse a prediction whose new datasets (probabilities and segmentation, uncompressed)
+    do not fit on the disk of their container (`incasem.io.budget.check_disk`)."""
+    per_voxel = num_classes * np.dtype(probabilities).itemsize + (1 if num_classes <= 256 else 2)
+    need: dict[Path, int] = {}
+    names: dict[Path, list[str]] = {}
+    for p in plans:
+        if p.action != "resume":
+            voxels = math.prod(p.entry.roi.shape / p.layout.voxel_size)
+            need[p.container] = need.get(p.container, 0) + voxels * per_voxel
+            names.setdefault(p.container, []).append(f"{p.entry.path(p.data_root)}/{p.entry.raw}")
+    for container, size in need.items():
+        check_disk(f"predict {', '.join(names[container])}", container, size)
 
 
 def _decision_threshold(
@@ -656,7 +682,8 @@ def _create_outputs(plan: _Plan) -> None:
             "hparams": plan.card.hparams,
             "normalisation": plan.card.normalisation,
         },
-        "layout": plan.layout.describe(),
+        "layout": plan.layout.describe(),  # with auto sizes: the largest entry's
+        "entry_layouts": {p.entry.name: p.layout.describe() for p in plan.entries},
         "settings": settings.as_dict(),
         "sacred_run_id": settings.sacred_run_id,
         "entries": [p.entry.name for p in plan.entries],
@@ -681,12 +708,12 @@ def _create_outputs(plan: _Plan) -> None:
         }
         if p.resampling is not None:
             attrs["voxel_sizes"] = p.resampling.describe()
-        roi, layout = _output_geometry(p.entry, plan.layout, p.resampling)
+        roi, layout = _output_geometry(p.entry, p.layout, p.resampling)
         carried = carried_voxel_size_attrs(p.entry.path(p.data_root), p.entry.raw)
         p.outputs.create(roi, layout, settings.probabilities, plan.class_names, attrs, carried)
         if p.resampling is not None and p.resampling.upsamples:
             model_outputs(p.outputs, p.resampling, plan.num_classes).create(
-                p.resampling.roi, plan.layout, settings.probabilities, plan.class_names, attrs
+                p.resampling.roi, p.layout, settings.probabilities, plan.class_names, attrs
             )
 
 
@@ -705,7 +732,7 @@ def _worker_spec(
         deterministic=settings.deterministic,
         entry=p.entry.model_dump(),
         data_root=str(p.data_root) if p.data_root else None,
-        layout=plan.layout.describe(),
+        layout=p.layout.describe(),
         normalisation=dict(plan.card.normalisation),
         output_container=str(outputs.container),
         probabilities=list(outputs.probabilities),
@@ -759,7 +786,7 @@ def _score(result: EntryResult, plan: _Plan, metrics_dir: Path, blocks: int) -> 
 def _run_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     if p.resampling is not None:
         return _run_resampled_entry(plan, p)
-    settings, layout, outputs = plan.settings, plan.layout, p.outputs
+    settings, layout, outputs = plan.settings, p.layout, p.outputs
     assert outputs is not None
     entry = p.entry
     roi = entry.roi
@@ -847,7 +874,7 @@ def _run_resampled_entry(plan: _Plan, p: _EntryPlan) -> EntryResult:
     started = time.monotonic()
     at_model = model_outputs(outputs, resampling, plan.num_classes)
     entry = downsample_input(
-        p.entry, p.data_root, resampling, plan.layout.context, outputs,
+        p.entry, p.data_root, resampling, p.layout.context, outputs,
         settings.num_workers, settings.worker_command, settings.progress,
     )  # fmt: skip
     if settings.log_metrics and not resampling.upsamples:
@@ -888,7 +915,7 @@ def _upsample(plan: _Plan, p: _EntryPlan, at_model: EntryOutputs, result: EntryR
         threshold=plan.threshold,
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
     )
-    chunks = resampling.output_layout(plan.layout).write_shape
+    chunks = resampling.output_layout(p.layout).write_shape
     blocks = upsample_outputs(
         block, chunks, settings.num_workers, settings.worker_command, settings.progress
     )
@@ -931,7 +958,14 @@ def execute_plan(plan: _Plan, settings: PredictionSettings | None = None) -> Pre
         plan = replace(plan, settings=settings)
     settings = plan.settings
     logger.info("foreground threshold %g (%s)", plan.threshold, plan.threshold_origin)
-    _create_outputs(plan)
+    try:
+        _create_outputs(plan)
+    except (OSError, KeyError) as e:
+        containers = ", ".join(sorted({str(p.container) for p in plan.entries}))
+        refusal = write_refusal(containers, e)
+        if refusal is None:
+            raise
+        raise refusal from None
     assert plan.group is not None
     logger.info(
         "prediction %s with %s%s",
@@ -941,7 +975,13 @@ def execute_plan(plan: _Plan, settings: PredictionSettings | None = None) -> Pre
         if plan.prediction_id is not None and settings.resume is None
         else "",
     )
-    results = [_run_entry(plan, p) for p in plan.entries]
+    try:
+        results = [_run_entry(plan, p) for p in plan.entries]
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the blocks done are kept in {plan.group}: run again with --resume "
+            f"{plan.prediction_id} to compute the rest"
+        ) from None
     result = PredictionResult(
         prediction_id=plan.prediction_id,
         group=plan.group,

@@ -44,6 +44,7 @@ from funlib.geometry import Coordinate, Roi
 from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
+from incasem.io.budget import array_bytes, check_disk
 from incasem.io.staging import staged_dataset
 
 #: The original incasem's CLAHE parameters; the published models expect data prepared with them.
@@ -296,6 +297,11 @@ def equalize(
     shape = raw.roi.shape / raw.voxel_size
     tiles = [math.ceil(s / k) for s, k in zip(shape, kernel, strict=True)]
     tiles_per_block = [max(1, block_edge * 2 // k) for k in kernel]
+    check_disk(
+        f"equalize {container}/{dataset}",
+        container,
+        array_bytes(shape, np.uint8) + array_bytes((*tiles, nbins), np.uint16),
+    )
 
     with staged_dataset(
         container,

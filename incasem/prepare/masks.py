@@ -46,13 +46,17 @@ DEFAULT_CLOSING_RADIUS = 2
 
 #: Exclusion widths (inwards, outwards) in nm per organelle: the published models' widths in
 #: voxels (mito 4/4, golgi 2/2, er 2/2, nuclear pores 1/1, coated pits 2/2) at their 5 nm, so
-#: that data at any voxel size excludes the same distance in the cell.
+#: that data at any voxel size excludes the same distance in the cell. Membranes (plasma and
+#: organelle membranes, labelled as thin sheets 2-3 voxels thick at 5 nm) get no inward band,
+#: which would erase the label itself, and an outward band of one 5 nm voxel, where annotators
+#: disagree on where a membrane's stain ends.
 EXCLUSION_DEFAULTS: dict[str, tuple[int, int]] = {
     "mito": (20, 20),
     "golgi": (10, 10),
     "er": (10, 10),
     "nuclear_pores": (5, 5),
     "coated_pits": (10, 10),
+    "membrane": (0, 5),
 }
 
 

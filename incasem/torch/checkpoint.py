@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,35 @@ def save_checkpoint(
     return write_atomic(path, lambda tmp: torch.save(content, tmp))
 
 
+#: What every torch.save file of the legacy (non-zip) format starts with: its pickled magic.
+_LEGACY_TORCH_START = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:-1]
+
+
+def _check_torch_file(path: str | os.PathLike) -> None:
+    """Raise `IncasemError` ``<path>: not a checkpoint: ...`` unless the file starts like a
+    torch file (a zip archive, or the legacy format's magic number), so that random bytes or
+    text are named for what they are instead of failing deep inside the unpickler."""
+    with open(path, "rb") as file:
+        start = file.read(1024)
+    if start.startswith(b"PK\x03\x04") or start.startswith(_LEGACY_TORCH_START):
+        return
+    if not start:
+        reason = "the file is empty"
+    elif _is_text(start):
+        reason = "the file is text, not a torch model file"
+    else:
+        reason = f"the file starts with bytes {start[:8].hex(' ')}, not like a torch model file"
+    raise IncasemError(f"{path}: not a checkpoint: {reason}")
+
+
+def _is_text(start: bytes) -> bool:
+    try:
+        text = start.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c.isspace() for c in text)
+
+
 def read_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Any:
     """``torch.load`` of a model file with ``weights_only=True``, failures as one line.
 
@@ -125,6 +155,7 @@ def read_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Any:
     Raises `IncasemError` naming the file: refused objects, a corrupt or truncated file, or
     something that is not a torch file.
     """
+    _check_torch_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -169,16 +200,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
             "ASEMUNet with their hyper-parameters and call load_model_state"
         )
     card = card_from_content(content, path)
+    # The card's hparams size the model: check them against the file's weights on the meta
+    # device (shapes only) before allocating, so a card claiming 10^5 feature maps is refused
+    # instead of asking for a terabyte.
     try:
-        model = ASEMUNet(**card.hparams)
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):
+            skeleton = ASEMUNet(**card.hparams)
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise IncasemError(
-            f"{path}: the model card's hparams do not describe a model ({e})"
+            f"{path}: the model card's hparams do not describe a model ({first})"
         ) from None
     try:
-        load_model_state(model, content)
+        with warnings.catch_warnings():  # loading into meta tensors is the no-op we want
+            warnings.simplefilter("ignore", UserWarning)
+            load_model_state(skeleton, content)
     except ValueError as e:
         raise IncasemError(f"{path}: {e}") from None
+    model = ASEMUNet(**card.hparams)
+    load_model_state(model, content)
     return Checkpoint(
         path,
         model,
@@ -245,7 +285,31 @@ def card_from_content(content: dict[str, Any], path: str | os.PathLike) -> Model
     threshold = card.threshold
     if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold < 1):
         raise IncasemError(f"{path}: model card threshold {threshold!r} is not a probability")
+    _check_card_values(card, path)
     return card
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_card_values(card: ModelCard, path: str | os.PathLike) -> None:
+    """Raise `IncasemError` naming the file and key for a card value no model can have (a
+    hand-edited card): sizes and voxel size are 3 positive whole numbers (z, y, x), class
+    names strings, the iteration at least 0, a histogram 256 counts."""
+    for key in ("voxel_size", "input_size_voxels", "output_size_voxels"):
+        value = getattr(card, key)
+        if len(value) != 3 or not all(_whole(v, 1) for v in value):
+            raise IncasemError(
+                f"{path}: model card {key} {value} must be 3 positive whole numbers (z, y, x)"
+            )
+    if not card.class_names or not all(isinstance(n, str) and n for n in card.class_names):
+        raise IncasemError(f"{path}: model card class_names {card.class_names} must be names")
+    if not _whole(card.iteration, 0):
+        raise IncasemError(f"{path}: model card iteration {card.iteration!r} must be >= 0")
+    histogram = card.raw_histogram
+    if histogram and (len(histogram) != 256 or not all(_whole(c, 0) for c in histogram)):
+        raise IncasemError(f"{path}: model card raw_histogram must be 256 counts (or empty)")
 
 
 def card_summary(card: ModelCard) -> str:

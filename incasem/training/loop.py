@@ -609,7 +609,25 @@ def _request_batch(pipeline: gp.Pipeline, request: gp.BatchRequest) -> gp.Batch:
             _, marker, message = line.partition("SamplingError: ")
             if marker:
                 raise IncasemError(message) from None
+        written = _os_error(e)
+        if written is not None:  # e.g. a full disk while the Snapshot node writes
+            where = f": {written.filename}" if written.filename else ""
+            raise IncasemError(
+                f"training stopped: cannot write ({written.strerror or written}{where}); the "
+                "checkpoints saved before are intact"
+            ) from None
         raise
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError a gunpowder error was raised from, if any: gunpowder re-raises node errors
+    ``from None``, which keeps the original as the exceptions' ``__context__``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _initial_weights(

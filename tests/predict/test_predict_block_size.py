@@ -11,7 +11,15 @@ from incasem.predict import predict
 from incasem.predict.block_size import forward_bytes, largest_input_shape
 from incasem.predict.settings import PredictionSettings
 
-from .conftest import OFFSET, SHAPE, VOXEL_SIZE, read_dataset, single_pass, write_cell
+from .conftest import (
+    OFFSET,
+    SHAPE,
+    VOXEL_SIZE,
+    read_dataset,
+    single_pass,
+    write_cell,
+    write_config,
+)
 
 FACTORS = [[2, 2, 2]] * 3
 BIG_ROI = [[10**6] * 3]
@@ -149,3 +157,29 @@ def test_validation_and_small_rois_get_blocks_no_deeper_than_the_roi():
     assert fit_input_to_roi([204] * 3, [[14, 300, 300]], [[1, 2, 2]] * 3, 3) == [44, 204, 204]
     # a ROI larger than the output everywhere keeps the training input
     assert fit_input_to_roi([108] * 3, [[64, 64, 64]], FACTORS, 3) == [108, 108, 108]
+
+
+def test_auto_sizes_each_entrys_blocks_by_its_own_roi(tmp_path, checkpoint_factory, monkeypatch):
+    """With ``input_size_voxels: auto`` a thin entry beside a large one gets blocks as deep as
+    it needs, not the large entry's (it was sized by the largest ROI of the config)."""
+    from incasem.predict import run
+    from incasem.predict.run import plan_prediction
+
+    monkeypatch.setattr(run, "memory_budget", lambda device, sharing: 8 * 2**30)
+    write_cell(tmp_path / "cell.zarr", shape=(48, 56, 300))
+    config = write_config(
+        tmp_path / "data.json",
+        {
+            "large": {"offset": [10, 10, 0], "shape": [48, 56, 300]},
+            "thin": {"offset": [10, 10, 0], "shape": [8, 16, 16]},
+        },
+    )
+    plan = plan_prediction(
+        PredictionSettings(checkpoint=str(checkpoint_factory()), data=str(config),
+                           data_root=str(tmp_path), input_size_voxels="auto", device="cpu")
+    )  # fmt: skip
+    large, thin = plan.entries
+    assert list(large.layout.input_shape) == [148, 156, 404]
+    assert list(thin.layout.write_shape) == [8, 16, 16]  # one block, just covering the ROI
+    assert thin.layout.num_blocks(thin.entry.roi) == 1
+    assert list(plan.layout.input_shape) == [148, 156, 404]
