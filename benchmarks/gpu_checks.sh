@@ -26,6 +26,6 @@ if [ "${LUCCHI:-0}" = 1 ]; then
         --minutes 10 --validate-minutes 2 --label "default ASEM model, GPU, 10 min" \
         --set model.num_fmaps=32 "training.input_size_voxels=[204,204,204]" \
         "training.output_size_voxels=[110,110,110]" torch.device=0 \
-        --out "$OUT/lucchi_gpu_10min" 2>&1 | tail -5
+        --seeds 0 --out "$OUT/lucchi_gpu_10min" 2>&1 | tail -5
 fi
 ls -l "$OUT"

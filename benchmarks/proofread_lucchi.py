@@ -57,7 +57,8 @@ from incasem.training.loop import train  # noqa: E402
 logger = logging.getLogger("proofread_lucchi")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from lucchi_accuracy import DATA_ROOT, scaled_data  # noqa: E402
+from lucchi_scoring import DATA_ROOT  # noqa: E402
+from lucchi_unet import scaled_data  # noqa: E402
 
 BASE_SHAPE = (65, 128, 512)  # voxels at 10 nm: z < 130 and y < 256 at 5 nm
 POOL_OFFSET, POOL_SHAPE = (0, 128, 0), (65, 256, 512)
@@ -144,7 +145,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     work = args.work or Path(tempfile.mkdtemp(prefix="proofread_lucchi_"))
     cache = Path(tempfile.gettempdir()) / "incasem_lucchi_accuracy"
-    root, _, validation_json = scaled_data(2, cache, DATA_ROOT)
+    root, configs = scaled_data(2, cache, DATA_ROOT)
+    validation_json = configs["crop"]
     container = root / "epfl_lucchi_train.zarr"
 
     base_json = work / "base.json"

@@ -117,9 +117,9 @@ class ForestUnary:
         return -np.log(p), -np.log1p(-p)
 
 
-#: Seed features are computed tile by tile (voxels, z y x): filters of a whole ROI slab would
-#: hold gigabytes on a large ROI.
-_SEED_TILE = (64, 256, 256)
+#: Seed features are computed tile by tile (voxels, z y x, on a grid from the ROI start): filters
+#: of a whole ROI slab would hold gigabytes on a large ROI.
+SEED_TILE = (64, 256, 256)
 
 
 def _seed_tiles(
@@ -128,7 +128,7 @@ def _seed_tiles(
     """Per tile of the ROI that holds seeds: (raw of the tile with ``margin`` voxels of context
     clipped at the ROI, the seeds' coordinates in that array, their classes)."""
     voxel_size = raw_array.voxel_size
-    tile = np.array(_SEED_TILE)
+    tile = np.array(SEED_TILE)
     which = seeds.coords // tile
     keys, inverse = np.unique(which, axis=0, return_inverse=True)
     for i, key in enumerate(keys):
@@ -160,12 +160,24 @@ def fit_forest(
     trees: int = 50,
     samples_per_class: int = 20_000,
     seed: int = 0,
+    jobs: int = 1,
 ) -> ForestUnary:
     """Train the pixel classifier on (at most ``samples_per_class`` of each class of) the seeds.
 
-    Features are computed on tiles of the ROI with `feature_margin` voxels of context (clipped
-    at the ROI, as the blocks clip theirs); the forest weighs the classes equally whatever their
-    seed counts.
+    Features are computed on the `SEED_TILE` tiles of the ROI that hold seeds, with
+    `feature_margin` voxels of context (clipped at the ROI, as the blocks clip theirs); the forest
+    weighs the classes equally whatever their seed counts.
+
+    Args:
+        raw_array: the raw (`incasem.io.open_array`); ``roi`` and the seeds are in its voxels.
+        roi: world box (nm) the seeds' coordinates are relative to.
+        seeds: the labelled voxels (z, y, x, voxels from the ROI start).
+        sigmas: feature scales, voxels.
+        trees: number of trees.
+        samples_per_class: at most this many seeds of each class are used, drawn uniformly.
+        seed: seed of the draw and of the forest.
+        jobs: worker threads of the forest's fitting and prediction (the annotator fits one per
+            block worker, hence 1).
     """
     from sklearn.ensemble import RandomForestClassifier
 
@@ -176,7 +188,7 @@ def fit_forest(
         features.append(filter_features(raw, sigmas, tuple(coords.T)).T)
         classes.append((values == ORGANELLE).astype(np.uint8))
     forest = RandomForestClassifier(
-        n_estimators=trees, class_weight="balanced", n_jobs=1, random_state=seed
+        n_estimators=trees, class_weight="balanced", n_jobs=jobs, random_state=seed
     )
     forest.fit(np.concatenate(features), np.concatenate(classes))
     return ForestUnary(forest, sigmas)

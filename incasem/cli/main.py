@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if argv is None and args.command == "train":  # see incasem.training.allocator
+            from incasem.training.allocator import exec_with_allocator_settings
+
+            exec_with_allocator_settings()
         with worker_command_scope(getattr(args, "worker_command", None)):
             return int(args.func(args) or 0)
     except IncasemError as e:

@@ -39,6 +39,7 @@ from incasem.tracking.experiment import (
 )
 from incasem.tracking.observers import add_database_artifacts, run_folder
 from incasem.tracking.run_folder import list_checkpoints, read_best, run_name, training_curves_path
+from incasem.training.allocator import exec_with_allocator_settings
 from incasem.training.arguments import DESCRIPTION, add_arguments
 from incasem.training.config import TrainingConfig, default_config, parse_config
 from incasem.training.loop import (
@@ -345,7 +346,17 @@ def run_arguments(args: argparse.Namespace, prog: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the training command line (``scripts/train.py``); returns the exit code."""
+    """Run the training command line (``scripts/train.py``); returns the exit code.
+
+    From the command line (``argv`` None) the process first re-executes itself with the
+    allocator settings of `incasem.training.allocator` (``INCASEM_ALLOCATOR=system``: not).
+    """
+    if argv is None:
+        try:
+            exec_with_allocator_settings()
+        except IncasemError as e:
+            print(f"train.py: error: {e}", file=sys.stderr)
+            return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     # Split at 'with' ourselves: argparse would let '--start_from RUN_ID [ITERATION]' swallow it.
     split = argv.index("with") if "with" in argv else len(argv)

@@ -1,0 +1,143 @@
+"""The Lucchi yardstick (`benchmarks/lucchi_accuracy.py`): its one scoring code gives known
+IoU values on a tiny slab, blockwise or whole, and its forest is the annotator's."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from funlib.geometry import Roi
+
+import incasem.annotate.unary as unary
+from incasem.annotate.seeds import BACKGROUND, ORGANELLE
+from incasem.io.data_config import check_data_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import lucchi_forest  # noqa: E402
+from lucchi_scoring import BoxScores, summary  # noqa: E402
+
+VOXEL = (5, 5, 5)
+
+
+def _slab() -> tuple[np.ndarray, np.ndarray]:
+    """A 2x4x4 slab: 8 mitochondrion voxels (y, x < 2); p 0.9 on 6 of them, 0.7 on 2
+    background voxels, 0.1 elsewhere."""
+    class_ids = np.zeros((2, 4, 4), np.uint8)
+    class_ids[:, :2, :2] = 1
+    p = np.full((2, 4, 4), 0.1, np.float32)
+    p[:, :2, 0] = 0.9
+    p[:, 1, 1] = 0.9
+    p[:, 3, 3] = 0.7
+    return class_ids, p
+
+
+def _boxes() -> dict[str, Roi]:
+    # The crop is voxels y, x 1:3 of the slab: one mitochondrion column (y 1, x 1), p 0.9.
+    return {"slab": Roi((0, 0, 0), (10, 20, 20)), "crop": Roi((0, 5, 5), (10, 10, 10))}
+
+
+def test_known_iou_on_the_slab_and_the_crop():
+    class_ids, p = _slab()
+    boxes = BoxScores(_boxes(), VOXEL)
+    boxes.add(_boxes()["slab"], p, class_ids, np.ones_like(class_ids, bool))
+    scores = boxes.scores()
+    # At 0.5: tp 6, fp 2, fn 2.
+    assert scores["slab"]["iou"] == pytest.approx(0.6)
+    assert scores["slab"]["f1"] == pytest.approx(0.75)
+    # The best threshold lies above 0.7: tp 6, fp 0, fn 2.
+    assert 0.7 < scores["slab"]["best_threshold"] <= 0.9
+    assert scores["slab"]["best_iou"] == pytest.approx(0.75)
+    assert scores["crop"]["iou"] == pytest.approx(1.0)
+    assert scores["crop"]["pick_threshold"] == scores["slab"]["best_threshold"]
+    assert scores["crop"]["at_pick_iou"] == pytest.approx(1.0)
+
+
+def test_blocks_add_up_to_the_whole_and_unlabelled_voxels_do_not_count():
+    class_ids, p = _slab()
+    region = np.ones_like(class_ids, bool)
+    region[:, 3, 3] = False  # the two false positives are not annotated
+    whole = BoxScores(_boxes(), VOXEL)
+    whole.add(_boxes()["slab"], p, class_ids, region)
+    blocks = BoxScores(_boxes(), VOXEL)
+    for y in (0, 2):
+        roi = Roi((0, 5 * y, 0), (10, 10, 20))
+        cut = np.s_[:, y : y + 2]
+        blocks.add(roi, p[cut], class_ids[cut], region[cut])
+    for name in ("slab", "crop"):
+        assert np.array_equal(whole.histograms[name].as_array(), blocks.histograms[name].as_array())
+    assert whole.scores()["slab"]["iou"] == pytest.approx(0.75)  # tp 6, fp 0, fn 2
+
+
+def test_summary_over_seeds():
+    s = summary([0.6, 0.8])
+    assert s["mean"] == pytest.approx(0.7)
+    assert s["sd"] == pytest.approx(0.2 / np.sqrt(2))
+    assert (s["min"], s["max"]) == (0.6, 0.8)
+
+
+def test_the_benchmark_fits_the_annotators_forest(small_container, tmp_path):
+    assert lucchi_forest.fit_forest is unary.fit_forest
+    assert lucchi_forest.ForestUnary is unary.ForestUnary
+    config = tmp_path / "train.json"
+    entry = {
+        "file": small_container.name,
+        "offset": [10, 10, 0],
+        "shape": [40, 50, 60],
+        "voxel_size": [10, 5, 5],
+        "raw": "volumes/raw",
+        "labels": {"volumes/labels/mito": 1},
+    }
+    config.write_text(json.dumps({"cell": entry}))
+    train = check_data_config(config, data_root=tmp_path, num_classes=2).entries[0]
+    seeds, info = lucchi_forest.training_seeds(train, tmp_path, 1, 30, seed=0)
+    assert info["seeds_background_organelle"] == [30, 30]
+    # Organelle seeds lie in the labelled cube (voxels 10:20, 10:30, 10:40), the others outside.
+    z, y, x = seeds.coords.T
+    inside = (10 <= z) & (z < 20) & (10 <= y) & (y < 30) & (10 <= x) & (x < 40)
+    assert np.array_equal(inside, seeds.values == ORGANELLE)
+    assert set(np.unique(seeds.values)) == {ORGANELLE, BACKGROUND}
+    from incasem.io import open_array
+
+    forest = unary.fit_forest(
+        open_array(small_container, "volumes/raw"), train.roi, seeds, trees=3, jobs=2
+    )
+    assert forest.forest.n_jobs == 2
+    assert forest.forest.n_estimators == 3
+
+
+def test_report_gives_mean_and_spread_over_seeds(tmp_path):
+    from argparse import Namespace
+
+    from lucchi_report import write_report
+
+    class_ids, p = _slab()
+    runs = []
+    for seed, shift in ((0, 0.0), (1, -0.5)):  # seed 1: every p lower, 0.5 gives tp 0
+        boxes = BoxScores(_boxes(), VOXEL)
+        boxes.add(_boxes()["slab"], p + shift, class_ids, np.ones_like(class_ids, bool))
+        runs.append({"seed": seed, "minutes": 5.0, "scores": boxes.scores()})
+    args = Namespace(
+        sigmas=[1.0],
+        forest_trees=3,
+        forest_samples=60,
+        forest_jobs=2,
+        forest_tiles=1,
+        forest_block_shape=[2, 4, 4],
+    )
+    row = {
+        **lucchi_forest.forest_row(args, runs),
+        "command": "python benchmarks/lucchi_accuracy.py --method forest",
+        "machine": {"cpus": 2, "load_average_1_5_15_min": [1, 1, 1]},
+    }
+    write_report(tmp_path / "r", lambda results: results.__setitem__("forest", row))
+    text = (tmp_path / "r.md").read_text()
+    # Best IoU 0.75 for both seeds; at 0.5: 0.6 and 0.
+    assert "| random forest | 2 | 0.750 ± 0.000 / 0.300 ± 0.424 |" in text
+    assert "python benchmarks/lucchi_accuracy.py --method forest" in text
+    assert (
+        json.loads((tmp_path / "r.json").read_text())["results"]["forest"]["runs"][1]["seed"] == 1
+    )
+    assert (tmp_path / "r.png").is_file()
