@@ -139,7 +139,7 @@ def _stage_alone(processor: BlockProcessor, stage: str) -> tuple[float, int]:
 
 
 def _loop(processor: BlockProcessor, depth: int) -> StageTimes:
-    for array in [*processor.probabilities, processor.segmentation]:  # start from empty outputs
+    for array in [*processor.store.probabilities, processor.store.segmentation]:  # empty outputs
         array[array.roi] = 0
     scheduler, task_id = _blocks(processor.layout, processor.roi)
     return run_blocks(_acquire(scheduler, task_id), processor.stages(), depth, depth)
