@@ -7,6 +7,7 @@ Training and prediction runs started with ``--mongodb URL`` are recorded there; 
 from __future__ import annotations
 
 import argparse
+import signal
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +32,16 @@ def run(args: argparse.Namespace) -> int:
 
     process = start_omniboard(args.mongodb, args.port)
     print(f"Omniboard: http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    # Omniboard runs in a session of its own: a terminated board (a scheduler, a test, `kill`)
+    # must stop it as Ctrl-C does, or it would keep serving with nobody to stop it.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.terminate()
         process.wait()
         return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

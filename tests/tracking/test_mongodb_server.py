@@ -137,6 +137,7 @@ def test_runs_on_the_server_and_in_omniboard(tmp_path, write_cubes, mongodb_url)
     finally:
         board.terminate()
         board.wait(timeout=60)
+    assert _port_closed(port), "a terminated board left Omniboard serving"
     row = page[page.index("cubes_on_server") :]
     assert f"{best:.4g}"[:4] in row and f"{loss:.4g}"[:4] in row  # its metrics, as columns
     for column in ("Loss", "F1", "IoU", "Threshold"):
@@ -162,3 +163,17 @@ def test_a_stopped_server_fails_no_run(tmp_path, write_cubes, unreachable_mongod
     for run in (tmp_path / "runs" / "1", tmp_path / "runs" / "predictions" / "1"):
         assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
     assert not (tmp_path / "runs" / "mongodb_failures").exists()
+
+
+def _port_closed(port: int, seconds: float = 20) -> bool:
+    """Whether nothing accepts connections on 127.0.0.1:``port`` within ``seconds``."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.2)
+    return False
