@@ -52,8 +52,10 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -233,6 +235,29 @@ def _check_alignment(
 
 
 @contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
+
+    daisy's task constructor is compiled code that reads its arguments through Python; a
+    KeyboardInterrupt raised while it does is replaced by a ``TypeError`` about its ROI
+    argument, so a Ctrl-C at that moment became a traceback instead of the command's one
+    interrupted line. Outside the main thread (where no signal handler can be set) this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
 def scheduler_stderr_to(path: Path) -> Iterator[None]:
     """Send what is written to file descriptor 2 during the block to ``path``; Python's
     ``sys.stderr`` (progress bars, log messages) keeps reaching the terminal.
@@ -399,19 +424,20 @@ def run_job(
     import daisy.v2 as daisy
 
     tracking = {"tracking_path": str(job.done_markers)} if job.done_markers is not None else {}
-    task = daisy.Task(
-        job.name,
-        total_roi=job.total_roi,
-        read_roi=job.read_roi,
-        write_roi=job.write_roi,
-        process_function=worker,
-        read_write_conflict=False,
-        fit=job.fit,
-        max_workers=max(1, job.num_workers),
-        max_retries=job.max_retries,
-        timeout=job.timeout_s,
-        **tracking,
-    )
+    with ctrl_c_held():
+        task = daisy.Task(
+            job.name,
+            total_roi=job.total_roi,
+            read_roi=job.read_roi,
+            write_roi=job.write_roi,
+            process_function=worker,
+            read_write_conflict=False,
+            fit=job.fit,
+            max_workers=max(1, job.num_workers),
+            max_retries=job.max_retries,
+            timeout=job.timeout_s,
+            **tracking,
+        )
     state, error = _run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
     failed = [(int(b.block_id[1]), b.write_roi) for b in task.failed_blocks()] if tracking else []
     return JobOutcome(state, one_line(error) if error else None, failed)

@@ -4,6 +4,7 @@ and a failing block is reported as one line naming its ROI in voxels."""
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from incasem.blockwise import (
     BlockwiseJob,
     GuardedBlockFunction,
     block_timeout,
+    ctrl_c_held,
     describe_roi,
     run_blockwise,
     run_job,
@@ -170,3 +172,17 @@ def test_one_timeout_rule():
     assert block_timeout(1e6, 10 / 1e6) == 600  # at least daisy's own default
     assert block_timeout(100e6, 10 / 1e6) == pytest.approx(120 + 1000)
     assert block_timeout(100e6, 10 / 1e6, blocks_held=3) == pytest.approx(120 + 3000)
+
+
+def test_ctrl_c_held_is_delivered_after_the_block_not_inside_it():
+    """daisy's compiled task constructor turns a KeyboardInterrupt raised while it reads its
+    arguments into a TypeError (seen in CI as a traceback after Ctrl-C); `ctrl_c_held` keeps it
+    out of the block and raises it right after."""
+    inside_finished = False
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)
+            sum(range(100_000))  # bytecode runs: an undeferred handler would fire here
+            inside_finished = True
+    assert inside_finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
