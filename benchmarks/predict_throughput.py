@@ -41,9 +41,8 @@ from funlib.geometry import Roi
 from incasem.io import create_array, open_array
 from incasem.predict import predict
 from incasem.predict.block import forward_block, normalise
-from incasem.predict.block_size import largest_input_shape, memory_budget
+from incasem.predict.block_size import default_input_size, largest_input_shape, memory_budget
 from incasem.predict.geometry import BlockLayout
-from incasem.predict.run import default_input_size
 from incasem.predict.settings import PRECISIONS
 from incasem.torch.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from incasem.torch.models import ASEMUNet, shapes
@@ -130,7 +129,7 @@ def auto_input_size(
 ) -> list[int]:
     """The block input (voxels) ``input_size_voxels: auto`` picks for a prediction with
     ``checkpoint`` on ``device`` ("cpu" or "cuda"): the same computation as
-    `incasem.predict.run.plan_prediction`."""
+    `incasem.predict.plan.plan_prediction`."""
     loaded = load_checkpoint(checkpoint)
     network = loaded.model
     factors, head = network.downsample_factors, network.head_kernel_size

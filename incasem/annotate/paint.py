@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut, resolve_roi
+from incasem.annotate.region import annotation_entry, fill_roi, resolve_roi
+from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, list_datasets, open_array
@@ -328,7 +329,6 @@ class Corrector:
 
     def save(self) -> dict[str, dict[str, Any]]:
         """Write the corrected labels and the mask, add the entry to ``entries``; the entry."""
-        from incasem.annotate.run import annotation_entry, fill_roi
         from incasem.atomic import write_json
         from incasem.io.data_config import load_data_config
 

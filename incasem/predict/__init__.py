@@ -1,6 +1,7 @@
 """Blockwise prediction with daisy: out-of-memory volumes, many workers, seam-free, resumable.
 
-`predict` runs a whole prediction (library form of ``scripts/predict.py``); `evaluate_entry`
+`predict` runs a whole prediction (library form of ``scripts/predict.py``): `plan_prediction`
+checks it and answers a frozen `PredictionPlan`, `execute_plan` runs that plan; `evaluate_entry`
 scores a model on one data-config entry in process (what training calls to validate);
 `predict_block` is the one function both use to predict a block. Names are resolved on first
 use, so that daisy worker processes importing this package do not pay for what they do not use.
@@ -13,13 +14,16 @@ from typing import Any
 
 _EXPORTS = {
     "BlockLayout": "incasem.predict.geometry",
-    "EntryResult": "incasem.predict.run",
-    "PredictionFailed": "incasem.predict.run",
-    "PredictionResult": "incasem.predict.run",
+    "EntryPlan": "incasem.predict.plan",
+    "EntryResult": "incasem.predict.results",
+    "PredictionFailed": "incasem.predict.results",
+    "PredictionPlan": "incasem.predict.plan",
+    "PredictionResult": "incasem.predict.results",
     "PredictionSettings": "incasem.predict.settings",
     "entry_scores": "incasem.predict.evaluate",
     "evaluate_entry": "incasem.predict.evaluate",
-    "plan_prediction": "incasem.predict.run",
+    "execute_plan": "incasem.predict.execute",
+    "plan_prediction": "incasem.predict.plan",
     "predict": "incasem.predict.run",
     "predict_block": "incasem.predict.block",
     "read_mirrored": "incasem.predict.block",

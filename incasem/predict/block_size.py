@@ -1,4 +1,4 @@
-"""Choosing the network input per block: ``input_size_voxels: auto``.
+"""Choosing the network input per block: the default size, the one asked for, or ``auto``.
 
 Blockwise prediction with a valid U-Net wastes work at every block: each block recomputes 47
 voxels of context per side, and the output (``s - 94``, which is 6 mod 8) is cut to a multiple of
@@ -19,13 +19,26 @@ the same blocks on the same machine every time and a resumed prediction finds it
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from incasem.errors import IncasemError
 from incasem.predict.geometry import BlockLayout
 from incasem.torch.models import shapes
+
+if TYPE_CHECKING:
+    from incasem.io.data_config import DataEntry
+    from incasem.predict.settings import PredictionSettings
+    from incasem.torch.checkpoint import ModelCard
+
+logger = logging.getLogger("incasem.predict")
+
+#: Smallest default network output per axis (voxels): blocks smaller than the original's 110
+#: spend most of their time on context.
+DEFAULT_MIN_OUTPUT = 110
 
 #: Fraction of the machine's memory (RAM for CPU workers, the GPU's for GPU workers) that the
 #: forward passes of all workers sharing it may use together.
@@ -134,3 +147,62 @@ def largest_input_shape(
     return [
         max(low, min(size, even)) for low, size, even in zip(minimum, best, balanced, strict=True)
     ]
+
+
+def default_input_size(card_output: list[int], downsample_factors: Any, head: int) -> list[int]:
+    """Smallest valid input (voxels, z y x) whose output covers both the training output and
+    `DEFAULT_MIN_OUTPUT`."""
+    wanted = [max(int(o), DEFAULT_MIN_OUTPUT) for o in card_output]
+    return list(shapes.input_shape_for_output(wanted, downsample_factors, head))
+
+
+def block_layout(
+    settings: PredictionSettings,
+    network: Any,
+    card: ModelCard,
+    entries: list[DataEntry],
+    device: str,
+    gpus: list[int] | None,
+) -> BlockLayout:
+    """The block geometry: the input size asked for, the default one, or ``auto``'s choice;
+    warns when blocks would spend most of their compute on context."""
+    minimum_input = default_input_size(
+        card.output_size_voxels, network.downsample_factors, network.head_kernel_size
+    )
+    if settings.input_size_voxels == "auto":
+        sharing = math.ceil(settings.num_workers / len(gpus)) if gpus else settings.num_workers
+        input_size = largest_input_shape(
+            memory_budget(device, sharing),
+            network.num_fmaps,
+            network.downsample_factors,
+            network.head_kernel_size,
+            [entry.shape for entry in entries],
+            minimum_input,
+        )
+        logger.info("input_size_voxels auto: %s per block", input_size)
+    else:
+        input_size = settings.input_size_voxels or minimum_input
+    layout = BlockLayout.for_network(
+        input_size, card.voxel_size, network.downsample_factors, network.head_kernel_size
+    )
+    efficiency = math.prod(layout.write_shape) / math.prod(layout.input_shape)
+    covered = all(
+        w >= max(entry.shape[axis] for entry in entries)
+        for axis, w in enumerate(layout.write_shape)
+    )
+    if efficiency < 0.05 and not covered:  # a larger block would compute less context
+        logger.warning(
+            "blocks of %s voxels write only %s each (%.1f %% of what they read): prediction "
+            "will be slow; use a larger input_size_voxels or 'auto'",
+            list(layout.input_shape),
+            list(layout.write_shape),
+            100 * efficiency,
+        )
+    if settings.output_size_voxels is not None and list(layout.output_shape) != list(
+        settings.output_size_voxels
+    ):
+        raise IncasemError(
+            f"output_size_voxels {settings.output_size_voxels} does not match the network: an "
+            f"input of {list(layout.input_shape)} gives {list(layout.output_shape)}"
+        )
+    return layout

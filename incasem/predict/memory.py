@@ -20,8 +20,9 @@ from funlib.persistence import Array
 
 from incasem.errors import IncasemError
 from incasem.predict.block import classify, predict_block
+from incasem.predict.block_size import default_input_size
+from incasem.predict.device import resolve_device
 from incasem.predict.geometry import BlockLayout
-from incasem.predict.run import default_input_size, resolve_device
 
 if TYPE_CHECKING:
     from incasem.torch.checkpoint import ModelCard

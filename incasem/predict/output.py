@@ -21,6 +21,7 @@ nothing.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import tempfile
@@ -50,6 +51,11 @@ def safe_name(name: str) -> str:
 def model_folder(run_id: int | None, checkpoint: Path) -> str:
     """``train_<run id:04d>`` for a run from the run store, else the checkpoint's file stem."""
     return f"train_{run_id:04d}" if run_id is not None else safe_name(checkpoint.stem)
+
+
+def timestamp() -> str:
+    """The time now (UTC, ISO 8601 to the second), as the outputs' attributes record it."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def prediction_group(model: str, prediction_id: int) -> str:

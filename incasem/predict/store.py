@@ -21,8 +21,8 @@ from incasem.io import open_array
 from incasem.io.data_config import DataEntry
 from incasem.metrics import quantise
 from incasem.predict.block import classify
+from incasem.predict.block_metrics import save_block_metrics
 from incasem.predict.evaluate import block_scores
-from incasem.predict.resume import save_block_metrics
 from incasem.predict.truth import EntryTruth
 
 

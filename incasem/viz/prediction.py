@@ -2,8 +2,8 @@
 
 Everything is read from the prediction's own output group, whose attributes record the entry
 (container, raw, labels) and the provenance hash that names the folder of per-block metric
-counts (see `incasem.predict.output` and `incasem.predict.resume`), so the report can be drawn
-right after predicting or any time later, with no run database.
+counts (see `incasem.predict.output` and `incasem.predict.block_metrics`), so the report can be
+drawn right after predicting or any time later, with no run database.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from funlib.geometry import Roi
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.arrays import check_complete
-from incasem.predict.resume import load_metrics, metrics_path
+from incasem.predict.block_metrics import load_metrics, metrics_path
 from incasem.viz.curves import plt, prediction_report_figure, save_figure
 
 

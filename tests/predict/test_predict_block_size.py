@@ -122,13 +122,13 @@ def test_tiny_blocks_are_warned_about_and_auto_avoids_them(tmp_path, checkpoint_
 def test_auto_uses_the_memory_budget_for_fewer_larger_blocks(
     tmp_path, checkpoint_factory, monkeypatch
 ):
-    from incasem.predict import run
+    from incasem.predict import block_size
     from incasem.predict.run import plan_prediction
 
     # 8 GiB per worker allows 436³ inputs with 2 feature maps: the 300-voxel x axis fits one
     # block of 304 (input 404), z and y get what their 48 and 56 voxels need; the default input
     # writes 104 per block.
-    monkeypatch.setattr(run, "memory_budget", lambda device, sharing: 8 * 2**30)
+    monkeypatch.setattr(block_size, "memory_budget", lambda device, sharing: 8 * 2**30)
     cell = write_cell(tmp_path / "cell.zarr", shape=(48, 56, 300))
     checkpoint = str(checkpoint_factory())
     plans = {
@@ -162,10 +162,10 @@ def test_validation_and_small_rois_get_blocks_no_deeper_than_the_roi():
 def test_auto_sizes_each_entrys_blocks_by_its_own_roi(tmp_path, checkpoint_factory, monkeypatch):
     """With ``input_size_voxels: auto`` a thin entry beside a large one gets blocks as deep as
     it needs, not the large entry's (it was sized by the largest ROI of the config)."""
-    from incasem.predict import run
+    from incasem.predict import block_size
     from incasem.predict.run import plan_prediction
 
-    monkeypatch.setattr(run, "memory_budget", lambda device, sharing: 8 * 2**30)
+    monkeypatch.setattr(block_size, "memory_budget", lambda device, sharing: 8 * 2**30)
     write_cell(tmp_path / "cell.zarr", shape=(48, 56, 300))
     config = write_config(
         tmp_path / "data.json",
