@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from incasem.errors import IncasemError
-from incasem.tracking.run_folder import CHECKPOINT_NAME, list_checkpoints
+from incasem.tracking.run_folder import checkpoint_run, list_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +29,6 @@ class ResolvedCheckpoint:
     path: Path
     run_id: int | None
     iteration: int | None
-
-
-def _run_of(path: Path) -> tuple[int | None, int | None]:
-    """(run id, iteration) of ``<runs>/<N>/checkpoints/model_checkpoint_<it>.pt``, else Nones."""
-    match = CHECKPOINT_NAME.match(path.name)
-    iteration = int(match.group(1)) if match else None
-    run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
-    return (int(run) if run.isdigit() else None), iteration
 
 
 def _check_not_asem_weights(path: Path) -> None:
@@ -73,7 +65,7 @@ def resolve_checkpoint(
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         _check_not_asem_weights(path)
-        found_run, found_iteration = _run_of(path)
+        found_run, found_iteration = checkpoint_run(path)
         return ResolvedCheckpoint(
             path, run_id if run_id is not None else found_run, found_iteration
         )

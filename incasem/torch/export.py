@@ -17,7 +17,6 @@ with the organelle and voxel size given by hand.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from incasem.torch.checkpoint import (
     load_checkpoint,
     read_model_file,
 )
-from incasem.tracking.run_folder import run_name
+from incasem.tracking.run_folder import training_run_record
 
 #: The published ASEM models: id -> (organelle, sample preparation, voxel size in nm (z, y, x)).
 PUBLISHED: dict[int, tuple[str, str, tuple[int, int, int]]] = {
@@ -63,22 +62,6 @@ def _write_torch_atomic(content: dict[str, Any], out: Path, overwrite: bool) -> 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _training_run(checkpoint: Path) -> dict[str, Any]:
-    """Run id, name and data configs of ``<runs>/<N>/checkpoints/<file>``, if it is one."""
-    run_dir = checkpoint.resolve().parent.parent
-    if checkpoint.resolve().parent.name != "checkpoints" or not run_dir.name.isdigit():
-        return {}
-    record: dict[str, Any] = {"run_id": int(run_dir.name)}
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return record
-    record["name"] = run_name(run_dir)
-    record["training_data"] = config.get("training", {}).get("data")
-    record["validation_data"] = config.get("validation", {}).get("data")
-    return record
 
 
 def _content(model: torch.nn.Module, card: ModelCard, export: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +104,7 @@ def export_model(
     export = {
         "source": str(checkpoint.resolve()),
         "source_sha256": file_sha256(checkpoint),
-        "training_run": _training_run(checkpoint),
+        "training_run": training_run_record(checkpoint),
         "description": description,
     }
     return _write_torch_atomic(_content(loaded.model, loaded.card, export), out, overwrite)

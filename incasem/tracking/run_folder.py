@@ -33,6 +33,36 @@ def checkpoint_path(run_dir: str | os.PathLike, iteration: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"model_checkpoint_{iteration}.pt"
 
 
+def checkpoint_run(path: str | os.PathLike) -> tuple[int | None, int | None]:
+    """(run id, iteration) of a checkpoint at ``<runs>/<id>/checkpoints/model_checkpoint_<it>.pt``;
+    None for what its place and name do not say (a checkpoint moved elsewhere or renamed)."""
+    path = Path(path)
+    match = CHECKPOINT_NAME.match(path.name)
+    iteration = int(match.group(1)) if match else None
+    run = path.parent.parent.name if path.parent.name == "checkpoints" else ""
+    return (int(run) if run.isdigit() else None), iteration
+
+
+def training_run_record(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Run id, name and data configs of the run folder a checkpoint lies in (`checkpoint_run`
+    of its resolved path, the run's ``config.json`` and ``run.json``); {} outside a run
+    folder, just the run id when its config is unreadable."""
+    resolved = Path(checkpoint).resolve()
+    run_id, _ = checkpoint_run(resolved)
+    if run_id is None:
+        return {}
+    run_dir = resolved.parent.parent
+    record: dict[str, Any] = {"run_id": run_id}
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return record
+    record["name"] = run_name(run_dir)
+    record["training_data"] = config.get("training", {}).get("data")
+    record["validation_data"] = config.get("validation", {}).get("data")
+    return record
+
+
 def training_curves_path(run_dir: str | os.PathLike) -> Path:
     """Where training draws its loss and validation curves (PNG)."""
     return Path(run_dir) / "training_curves.png"
