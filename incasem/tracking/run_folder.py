@@ -12,7 +12,10 @@ metrics.json, cout.txt) and also holds our files::
                                                   validation (incasem.viz.curves)
 
 Prediction (and fine-tuning) find a model as ``--run_id N [--iteration K|best]`` from this
-layout alone (`incasem.predict.checkpoints.resolve_checkpoint`).
+layout alone (`incasem.predict.checkpoints.resolve_checkpoint`). A checkpoint needs none of it
+to predict (its model card describes it); what its place says about it (the run id that names
+its outputs, the run's name and data configs an export records) is read here only
+(`checkpoint_run`, `training_run_record`).
 """
 
 from __future__ import annotations
