@@ -55,6 +55,9 @@ def _input_entry(settings: PredictionSettings) -> DataEntry:
 def load_entries(
     settings: PredictionSettings, num_classes: int
 ) -> tuple[list[DataEntry], Path | None]:
+    """(entries, data root) of the request: its data config's entries, or the one entry of
+    ``--input``; each checked against its datasets (ROI in voxels inside them, label ids below
+    ``num_classes``)."""
     if settings.input is not None:
         entry = _input_entry(settings)
         validate_against_data(DataConfig(entries=[entry]), num_classes=num_classes)
@@ -66,6 +69,8 @@ def load_entries(
 
 
 def entry_record(entry: DataEntry, data_root: Path | None) -> dict[str, Any]:
+    """What of an entry shapes its output (container, datasets, ROI in voxels, voxel size in
+    nm), for its provenance."""
     return {
         "container": str(container_path(entry.path(data_root))),
         "raw": entry.raw,
