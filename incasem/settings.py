@@ -203,7 +203,7 @@ _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
         if ctx["gt"] == 0
         else f"must be > {ctx['gt']}"
     ),
-    "greater_than_equal": lambda ctx: f"must be >= {ctx['ge']}",
+    "greater_than_equal": lambda ctx: f"must be >= {ctx['ge']:g}",
     "less_than": lambda ctx: f"must be < {ctx['lt']}",
     "less_than_equal": lambda ctx: f"must be <= {ctx['le']}",
     "int_parsing": lambda ctx: "must be an integer",

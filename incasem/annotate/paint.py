@@ -207,7 +207,7 @@ def open_painter(
         roi_shape: ROI size, voxels (z, y, x).
         output: label dataset the cut writes; default ``volumes/labels/<seeds' last name>``.
         result: an earlier label dataset to overlay (default ``output`` if it exists).
-        settings: the cut's parameters (lambda in the widget changes ``smoothness``).
+        settings: the cut's parameters (lambda in the widget changes ``pairwise_weight``).
         overwrite: let the first cut replace an existing ``output``.
         show: show the window (False for scripts and tests).
 
@@ -267,7 +267,7 @@ def _controls(painter: Painter) -> Any:
         label="paint",
     )
     kind.changed.connect(lambda value: setattr(painter.seeds_layer, "selected_label", value))
-    smoothness = widgets.FloatSpinBox(
+    pairwise_weight = widgets.FloatSpinBox(
         value=painter.settings.pairwise_weight, min=0.0, max=1000.0, step=0.5, label="lambda"
     )
     save = widgets.PushButton(text="Save seeds")
@@ -275,17 +275,15 @@ def _controls(painter: Painter) -> Any:
     segment = widgets.PushButton(text="Segment")
 
     def run_segment() -> None:
-        painter.settings = _with_smoothness(painter.settings, smoothness.value)
+        painter.settings = _with_pairwise_weight(painter.settings, pairwise_weight.value)
         _report(painter, painter.segment)
 
     segment.changed.connect(run_segment)
-    return widgets.Container(widgets=[kind, smoothness, save, segment])
+    return widgets.Container(widgets=[kind, pairwise_weight, save, segment])
 
 
-def _with_smoothness(settings: CutSettings, value: float) -> CutSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings, smoothness=float(value))
+def _with_pairwise_weight(settings: CutSettings, value: float) -> CutSettings:
+    return settings.model_copy(update={"pairwise_weight": float(value)})
 
 
 def _report(painter: Painter | Corrector, action: Any) -> None:
