@@ -275,14 +275,15 @@ class _FlagAction(argparse.Action):
         if option_string in self.old:
             deprecated(option_string, self.new)
         value = self.const if self.nargs == 0 else values
+        # argparse's wording: every spelling of the flag; an old one: the one typed
+        flags = option_string if self.old else "/".join(self.option_strings)
         if self.adapter is not None and value is not self.const:
             try:
                 value = self.adapter.validate_python(value)
             except ValidationError as e:
-                flags = "/".join(self.option_strings)
                 parser.error(f"argument {flags}: {self.describe(e)}, got {values!r}")
             except IncasemError as e:
-                parser.error(f"argument {'/'.join(self.option_strings)}: {e}")
+                parser.error(f"argument {flags}: {e}")
         setattr(namespace, self.dest, value)
 
 
