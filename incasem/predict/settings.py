@@ -34,14 +34,13 @@ from incasem.errors import IncasemError
 from incasem.launch import check_template
 from incasem.settings import ONE_WORD, OpenUnitFloat, Settings, checked, deprecated, setting
 
+#: Probability dtypes written (uint8: p * 255, rounded).
 ProbabilityDtype = Literal["uint8", "float32"]
 #: Inference precisions; `incasem.predict.block.forward_block` applies them.
 Precision = Literal["float32", "bfloat16", "float16"]
 #: Voxel sizes outputs can be written at (`incasem.predict.resample`).
 OutputVoxelSize = Literal["data", "model"]
-PROBABILITY_DTYPES = get_args(ProbabilityDtype)
 PRECISIONS = get_args(Precision)
-OUTPUT_VOXEL_SIZES = get_args(OutputVoxelSize)
 
 
 def _positive_shape(roi: list[int]) -> None:
@@ -289,8 +288,11 @@ class PredictionSettings(Settings):
         return self.model_dump()
 
     def replace(self, **changes: Any) -> PredictionSettings:
-        """A validated copy with some values changed."""
-        return PredictionSettings(**(self.model_dump() | changes))
+        """A validated copy with some values changed (by field name, or an old name)."""
+        values = self.model_dump()
+        for given in changes:
+            values.pop(self.field_of(given) or given, None)
+        return PredictionSettings(**values, **changes)
 
 
 def _get_dotted(config: Mapping[str, Any], key: str) -> Any:

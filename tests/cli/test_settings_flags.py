@@ -93,9 +93,12 @@ def test_old_names_in_configs_and_keywords_are_read_with_one_deprecation_line(ca
     caplog.clear()
     assert CutSettings(smoothness=0.5).pairwise_weight == 0.5
     assert PredictionSettings(checkpoint="m", input="c", input_size=[1, 2, 3]).input_size_voxels
+    changed = settings.replace(probabilities="uint8")  # an old name wins over the current value
+    assert changed.probability_dtype == "uint8" and settings.probability_dtype == "float32"
     assert caplog.messages == [
         "'smoothness' is deprecated: use 'pairwise_weight'",
         "'input_size' is deprecated: use 'input_size_voxels'",
+        "'probabilities' is deprecated: use 'probability_dtype'",
     ]
 
 
