@@ -8,6 +8,10 @@ run is recorded under ``<directories.runs>/predictions/<id>/`` (config, metrics,
 by Sacred's file observer, plus MongoDB with ``--mongodb``; with metrics, a PNG per entry
 (sections raw | probability | segmentation | labels, and the threshold sweep) is added to the
 run as ``<entry>_report.png``. The experiment is built when the command runs, not at import.
+
+The settings flags are generated from `incasem.predict.settings.PredictionSettings`
+(`incasem.settings.add_flags`); what the words mean (Sacred keys, the resolved configuration) is
+worked out in `incasem.predict.configure`. This module parses, runs and prints.
 """
 
 from __future__ import annotations
