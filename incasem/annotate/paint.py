@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut, resolve_roi
+from incasem.annotate.run import AnnotationResult, annotate_graphcut, resolve_roi
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE
+from incasem.annotate.settings import CutSettings
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, list_datasets, open_array
 from incasem.io.arrays import read_padded
