@@ -16,7 +16,6 @@ Data: the 256³ synthetic cell (``incasem.phantom``, seed 0, mitochondria) and a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import resource
 import shlex
 import sys
@@ -31,6 +30,7 @@ from incasem.atomic import write_atomic
 from incasem.io import create_array, open_array
 from incasem.metrics import ConfusionCounts
 from incasem.phantom import write_cell
+from incasem.settings import add_flags
 
 LUCCHI = Path(__file__).resolve().parents[1].parent / "shared/data/epfl_lucchi_train.zarr"
 
@@ -79,17 +79,7 @@ def main() -> None:
         "--lucchi-roi", type=int, nargs=6, default=[32, 512, 0, 128, 256, 256],
         help="offset and shape in voxels (z y x) of the Lucchi crop",
     )  # fmt: skip
-    parser.add_argument(
-        "--model", default=CutSettings.model, help="unary term (default: the library's)"
-    )
-    parser.add_argument(
-        "--lambda", dest="smoothness", type=float, default=CutSettings.smoothness,
-        help="pairwise weight (default: the library's)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--refine", type=int, default=CutSettings.refine,
-        help="boundary band re-cut with gray values, voxels (default: the library's)",
-    )  # fmt: skip
+    add_flags(parser, CutSettings, ["model", "pairwise_weight", "refine"])
     parser.add_argument(
         "--synthetic-planes", type=int, nargs="*", default=None,
         help="planes per axis on the synthetic cell (default: --planes)",
@@ -103,12 +93,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.synthetic_planes is None:
         args.synthetic_planes = args.planes
-    base = CutSettings(model=args.model, smoothness=args.smoothness, refine=args.refine)
+    base = CutSettings(model=args.model, pairwise_weight=args.pairwise_weight, refine=args.refine)
 
     rows = []
 
     def record(data: str, cleanup: str, container: Path, truth, planes: int, **changes) -> None:
-        settings = dataclasses.replace(base, **changes)
+        settings = CutSettings(**(base.model_dump() | changes))
         rows.append({"data": data, "cleanup": cleanup,
                      **_run(container, "volumes/raw", truth, planes, settings,
                             args.workers)})  # fmt: skip

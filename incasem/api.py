@@ -159,7 +159,7 @@ def predict(
         progress: show a progress bar.
         settings: `incasem.predict.PredictionSettings` fields, set last, e.g.
             ``checkpoint="model.pt"``, ``input="cell.zarr"``, ``roi=[z, y, x, dz, dy, dx]``
-            (offset and shape in voxels), ``num_workers=2``, ``probabilities="float32"``,
+            (offset and shape in voxels), ``num_workers=2``, ``probability_dtype="float32"``,
             ``output="out.zarr"``.
 
     Returns:
@@ -170,16 +170,10 @@ def predict(
         PredictionFailed: some blocks failed; rerun with ``resume=<prediction id>``.
     """
     from incasem.cli.predict import run_prediction
-    from incasem.predict.settings import PredictionSettings, config_key
+    from incasem.predict.configure import keyed_settings
     from incasem.tracking.observers import run_folder
 
-    keyed = {}
-    for field, value in settings.items():
-        key = config_key(field)
-        if key is None:
-            known = ", ".join(sorted(f for f in PredictionSettings.model_fields if config_key(f)))
-            raise IncasemError(f"predict: unknown setting {field!r}; settings are {known}")
-        keyed[key] = value
+    keyed = keyed_settings(settings)
     config_updates, files = _layers(
         [] if config is None else config, {**dict(updates or {}), **keyed}
     )

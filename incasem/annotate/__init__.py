@@ -5,33 +5,35 @@ background strokes on a handful of planes and a graph cut over the whole volume 
 rest. Modules: `seeds` (0/1/2 seeds from a dataset, 2D mask files or an array), `unary` (the
 pixel classifier on `features` and the gray-value models of `intensity`, fitted to the seeds),
 `graph` (the cut of one block, on voxels or SLIC supervoxels, and its boundary band),
-`cleanup` (keep the marked objects), `run` (the blockwise command behind ``incasem annotate
-graphcut``), `paint` (the napari painter) and `strokes` (simulated strokes for tests and
-benchmarks).
+`cleanup` (keep the marked objects), `settings` (the cut's parameters), `run` (the blockwise
+command behind ``incasem annotate graphcut``), `paint` (the napari painter) and `strokes`
+(simulated strokes for tests and benchmarks). Names are resolved on first use, so that the
+command line's parser (which reads `CutSettings`) does not import the cut.
 """
 
-from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut
-from incasem.annotate.seeds import (
-    BACKGROUND,
-    ORGANELLE,
-    UNMARKED,
-    Seeds,
-    seeds_from_array,
-    seeds_from_dataset,
-    seeds_from_planes,
-)
-from incasem.annotate.strokes import simulate_strokes
+from __future__ import annotations
 
-__all__ = [
-    "BACKGROUND",
-    "ORGANELLE",
-    "UNMARKED",
-    "AnnotationResult",
-    "CutSettings",
-    "Seeds",
-    "annotate_graphcut",
-    "seeds_from_array",
-    "seeds_from_dataset",
-    "seeds_from_planes",
-    "simulate_strokes",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BACKGROUND": "incasem.annotate.seeds",
+    "ORGANELLE": "incasem.annotate.seeds",
+    "UNMARKED": "incasem.annotate.seeds",
+    "AnnotationResult": "incasem.annotate.run",
+    "CutSettings": "incasem.annotate.settings",
+    "Seeds": "incasem.annotate.seeds",
+    "annotate_graphcut": "incasem.annotate.run",
+    "seeds_from_array": "incasem.annotate.seeds",
+    "seeds_from_dataset": "incasem.annotate.seeds",
+    "seeds_from_planes": "incasem.annotate.seeds",
+    "simulate_strokes": "incasem.annotate.strokes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ Energy (minimised exactly by a minimum s-t cut):
   pixel classifier's or an intensity model's negative log likelihood), summed over a
   supervoxel's voxels;
 * pairwise: a contrast-sensitive Potts term between 6-neighbours,
-  ``smoothness * exp(-(I_p - I_q)^2 / (2 contrast^2)) * (smallest voxel size / distance)``
+  ``pairwise_weight * exp(-(I_p - I_q)^2 / (2 contrast^2)) * (smallest voxel size / distance)``
   on the (lightly smoothed) gray values, so the cut is cheap along strong edges (membranes) and
   expensive through homogeneous regions; for supervoxels the weights of all voxel faces between
   two supervoxels are summed;
@@ -46,10 +46,10 @@ def smoothed(raw: np.ndarray, sigma: float, voxel_size: Sequence[int]) -> np.nda
 
 
 def _pairwise(
-    raw: np.ndarray, axis: int, smoothness: float, contrast: float, voxel_size: Sequence[int]
+    raw: np.ndarray, axis: int, pairwise_weight: float, contrast: float, voxel_size: Sequence[int]
 ) -> np.ndarray:
     difference = np.diff(raw.astype(np.float32), axis=axis)
-    scale = smoothness * min(voxel_size) / voxel_size[axis]
+    scale = pairwise_weight * min(voxel_size) / voxel_size[axis]
     return (scale * np.exp(-(difference**2) / (2.0 * contrast**2))).astype(np.float32)
 
 
@@ -69,7 +69,7 @@ def cut_voxels(
     raw: np.ndarray,
     costs: tuple[np.ndarray, np.ndarray],
     seeds: np.ndarray,
-    smoothness: float,
+    pairwise_weight: float,
     contrast: float,
     voxel_size: Sequence[int],
 ) -> np.ndarray:
@@ -79,7 +79,7 @@ def cut_voxels(
         raw: gray values of the block (z, y, x) for the pairwise term (may be smoothed).
         costs: the unary costs (organelle, background) per voxel, each of ``raw``'s shape.
         seeds: uint8 0/1/2 per voxel, same shape.
-        smoothness: weight of the pairwise term (``lambda``).
+        pairwise_weight: weight of the pairwise term (``lambda``).
         contrast: gray-value difference scale of the pairwise term (``sigma``).
         voxel_size: nm, z, y, x.
     """
@@ -91,7 +91,7 @@ def cut_voxels(
         weights = np.zeros(raw.shape, np.float32)
         inner = [slice(None)] * 3
         inner[axis] = slice(0, -1)
-        weights[tuple(inner)] = _pairwise(raw, axis, smoothness, contrast, voxel_size)
+        weights[tuple(inner)] = _pairwise(raw, axis, pairwise_weight, contrast, voxel_size)
         structure = np.zeros((3, 3, 3))
         neighbour = [1, 1, 1]
         neighbour[axis] = 2
@@ -144,7 +144,7 @@ def cut_supervoxels(
     raw: np.ndarray,
     costs: tuple[np.ndarray, np.ndarray],
     seeds: np.ndarray,
-    smoothness: float,
+    pairwise_weight: float,
     contrast: float,
     voxel_size: Sequence[int],
     size: int,
@@ -171,7 +171,8 @@ def cut_supervoxels(
     for axis in range(3):
         a = np.moveaxis(labels, axis, 0)[:-1].ravel()
         b = np.moveaxis(labels, axis, 0)[1:].ravel()
-        w = np.moveaxis(_pairwise(raw, axis, smoothness, contrast, voxel_size), axis, 0).ravel()
+        face = _pairwise(raw, axis, pairwise_weight, contrast, voxel_size)
+        w = np.moveaxis(face, axis, 0).ravel()
         boundary = a != b
         low, high = np.minimum(a[boundary], b[boundary]), np.maximum(a[boundary], b[boundary])
         pairs.append(low.astype(np.int64) * count + high)

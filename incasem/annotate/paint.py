@@ -32,8 +32,9 @@ import numpy as np
 from funlib.geometry import Coordinate, Roi
 
 from incasem.annotate.region import annotation_entry, fill_roi, resolve_roi
-from incasem.annotate.run import AnnotationResult, CutSettings, annotate_graphcut
+from incasem.annotate.run import AnnotationResult, annotate_graphcut
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE
+from incasem.annotate.settings import CutSettings
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, list_datasets, open_array
 from incasem.io.arrays import read_padded
@@ -208,7 +209,7 @@ def open_painter(
         roi_shape: ROI size, voxels (z, y, x).
         output: label dataset the cut writes; default ``volumes/labels/<seeds' last name>``.
         result: an earlier label dataset to overlay (default ``output`` if it exists).
-        settings: the cut's parameters (lambda in the widget changes ``smoothness``).
+        settings: the cut's parameters (lambda in the widget changes ``pairwise_weight``).
         overwrite: let the first cut replace an existing ``output``.
         show: show the window (False for scripts and tests).
 
@@ -268,7 +269,7 @@ def _controls(painter: Painter) -> Any:
         label="paint",
     )
     kind.changed.connect(lambda value: setattr(painter.seeds_layer, "selected_label", value))
-    smoothness = widgets.FloatSpinBox(
+    pairwise_weight = widgets.FloatSpinBox(
         value=painter.settings.pairwise_weight, min=0.0, max=1000.0, step=0.5, label="lambda"
     )
     save = widgets.PushButton(text="Save seeds")
@@ -276,17 +277,15 @@ def _controls(painter: Painter) -> Any:
     segment = widgets.PushButton(text="Segment")
 
     def run_segment() -> None:
-        painter.settings = _with_smoothness(painter.settings, smoothness.value)
+        painter.settings = _with_pairwise_weight(painter.settings, pairwise_weight.value)
         _report(painter, painter.segment)
 
     segment.changed.connect(run_segment)
-    return widgets.Container(widgets=[kind, smoothness, save, segment])
+    return widgets.Container(widgets=[kind, pairwise_weight, save, segment])
 
 
-def _with_smoothness(settings: CutSettings, value: float) -> CutSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings, smoothness=float(value))
+def _with_pairwise_weight(settings: CutSettings, value: float) -> CutSettings:
+    return settings.model_copy(update={"pairwise_weight": float(value)})
 
 
 def _report(painter: Painter | Corrector, action: Any) -> None:

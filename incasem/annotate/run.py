@@ -22,7 +22,6 @@ whatever lies outside the annotated box) appear under their names only when both
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -43,12 +42,8 @@ from incasem.annotate.seeds import (
     seeds_from_dataset,
     seeds_from_planes,
 )
-from incasem.annotate.unary import (
-    Unary,
-    check_unary,
-    fit_forest,
-    fit_intensity_unary,
-)
+from incasem.annotate.settings import CutSettings
+from incasem.annotate.unary import Unary, fit_forest, fit_intensity_unary
 from incasem.blockwise import aligned_block_shape, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
@@ -56,105 +51,6 @@ from incasem.io.roi import format_roi_voxels
 from incasem.io.staging import check_new_dataset, staged_dataset
 
 logger = logging.getLogger(__name__)
-
-
-#: The pairwise weight ``lambda`` per unary when none is given. Gray-value models: chosen on the
-#: synthetic cell and a Lucchi crop (README). Forest: its -log p costs are sharper; on the
-#: benchmark's Lucchi crop (strokes on 3 planes per axis, without the band below) F1 0.808 /
-#: 0.810 / 0.800 at 1 / 3 / 6.
-DEFAULT_LAMBDA: dict[str, float] = {"gmm": 12.0, "histogram": 12.0, "forest": 3.0}
-#: The boundary band (voxels) re-cut with the gray-value model per unary when none is given.
-#: Forest: it learns what an organelle is from strokes that keep away from boundaries, so it
-#: leaves out the organelle's own membrane (Lucchi labels include it); gray values place the
-#: boundary. Width 3 against 2: F1 0.868 / 0.862 on the benchmark's Lucchi crop (3 planes),
-#: 0.779 / 0.733 on the tuning crop, 0.865 / 0.838 on the synthetic cell (README,
-#: "Graph-cut annotation"; benchmarks/results/graphcut_f1.md).
-DEFAULT_REFINE: dict[str, int] = {"gmm": 0, "histogram": 0, "forest": 3}
-
-
-@dataclass(frozen=True)
-class CutSettings:
-    """Parameters of the energy and its solver.
-
-    Attributes:
-        smoothness: pairwise weight ``lambda`` (cost units per voxel face); None takes the
-            unary's default (`DEFAULT_LAMBDA`: 3 for the forest, 12 for the gray-value models,
-            whose costs are flatter), see `pairwise_weight`.
-        contrast: ``sigma`` of the pairwise term, gray levels.
-        feature_sigma: Gaussian smoothing of the gray-value models' feature and of the image
-            supervoxels are computed on, voxels (smallest voxel size).
-        edge_sigma: Gaussian smoothing of the gray values the pairwise term compares, voxels:
-            without it, pixel noise (Lucchi: mean neighbour difference 16 gray levels) looks
-            like an edge everywhere and membranes hardly stand out.
-        model: the unary term: ``"forest"`` (default: a pixel classifier on filter features
-            trained on the seeds, with its boundary band re-cut by gray values, see
-            ``refine``) or ``"gmm"`` or ``"histogram"`` (gray-value models); see
-            `incasem.annotate.unary`.
-        components: Gaussians per class for ``gmm`` and for the boundary band's mixture.
-        supervoxels: mean SLIC supervoxel size in voxels; 0 cuts on voxels.
-        context: voxels read around each block on every side.
-        keep_unseeded: keep objects that contain no organelle seed (skip the clean-up).
-        outliers: if > 0 (gray-value models only), an outlier clean-up after the original
-            tool's GMM one: organelle voxels whose gray value is less likely under the organelle
-            model than at this fraction of the organelle seeds (e.g. 0.01) become background;
-            seeds keep their class.
-        refine: voxels on each side of the cut's boundary that are cut again with a gray-value
-            mixture (``components`` Gaussians per class on the ``feature_sigma``-smoothed raw),
-            everything deeper inside or farther out fixed; 0 turns it off; None takes the
-            unary's default (`DEFAULT_REFINE`), see `refine_width`.
-    """
-
-    smoothness: float | None = None
-    contrast: float = 20.0
-    feature_sigma: float = 3.0
-    edge_sigma: float = 1.0
-    model: str = "forest"
-    components: int = 3
-    supervoxels: int = 0
-    context: int = 16
-    keep_unseeded: bool = False
-    outliers: float = 0.0
-    refine: int | None = None
-
-    @property
-    def pairwise_weight(self) -> float:
-        """``lambda``: ``smoothness``, or the unary's default when it is None."""
-        if self.smoothness is not None:
-            return float(self.smoothness)
-        return DEFAULT_LAMBDA.get(self.model, DEFAULT_LAMBDA["forest"])
-
-    @property
-    def refine_width(self) -> int:
-        """Voxels of the boundary band re-cut with gray values: ``refine``, or the unary's
-        default when it is None."""
-        if self.refine is not None:
-            return int(self.refine)
-        return DEFAULT_REFINE.get(self.model, 0)
-
-    def check(self) -> None:
-        """Raise `IncasemError` for values out of range."""
-        if (
-            self.pairwise_weight < 0
-            or self.contrast <= 0
-            or min(self.feature_sigma, self.edge_sigma) < 0
-        ):
-            raise IncasemError(
-                f"--lambda {self.pairwise_weight} must be >= 0, --sigma {self.contrast} > 0, "
-                f"--smooth {self.feature_sigma} and --edge-smooth {self.edge_sigma} >= 0"
-            )
-        if not 0 <= self.outliers < 1:
-            raise IncasemError(f"--outliers {self.outliers} must be a fraction in [0, 1)")
-        check_unary(self.model)
-        if self.outliers and self.model == "forest":
-            raise IncasemError(
-                "--outliers needs a gray-value model (--model gmm or histogram), not forest"
-            )
-        if self.components < 1 or min(self.supervoxels, self.context, self.refine_width) < 0:
-            raise IncasemError(
-                f"--components {self.components} must be >= 1, --supervoxels "
-                f"{self.supervoxels}, --context {self.context} and --refine "
-                f"{self.refine_width} >= 0"
-            )
 
 
 @dataclass(frozen=True)
@@ -309,8 +205,7 @@ def _provenance(
             "seeds": source,
             "roi_offset_voxels": list(start),
             "roi_shape_voxels": list(shape),
-            **dataclasses.asdict(settings),
-            "smoothness": settings.pairwise_weight,
+            **settings.model_dump(),
             "refine": settings.refine_width,
         }
     }
@@ -354,7 +249,6 @@ def annotate_graphcut(
             seed files outside the ROI, an existing output without ``overwrite``.
     """
     settings = settings or CutSettings()
-    settings.check()
     container = Path(container)
     output, mask = _output_names(container, output, mask, overwrite)
     raw_array = open_array(container, raw)

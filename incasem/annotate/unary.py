@@ -39,7 +39,6 @@ from incasem.annotate.features import DEFAULT_SIGMAS, feature_margin, filter_fea
 from incasem.annotate.graph import smoothed
 from incasem.annotate.intensity import MODELS, IntensityModel, fit_intensity_model
 from incasem.annotate.seeds import BACKGROUND, ORGANELLE, Seeds
-from incasem.errors import IncasemError
 
 #: Unary kinds: the pixel classifier and the gray-value models.
 UNARIES = ("forest", *MODELS)
@@ -208,9 +207,3 @@ def fit_intensity_unary(
     organelle_values = np.concatenate(organelle)
     model = fit_intensity_model(organelle_values, np.concatenate(background), kind, components)
     return IntensityUnary(model, sigma), organelle_values
-
-
-def check_unary(kind: str) -> None:
-    """Raise `IncasemError` for an unknown unary kind."""
-    if kind not in UNARIES:
-        raise IncasemError(f"--model {kind!r}: choose one of {', '.join(UNARIES)}")

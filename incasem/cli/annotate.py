@@ -10,6 +10,7 @@ import argparse
 import json
 
 from incasem.cli.common import add_run_arguments
+from incasem.settings import add_flags
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def _register_graphcut(commands: argparse._SubParsersAction) -> None:
         "seeded voxels (--model forest; its objects' boundaries re-cut with gray values, "
         "--refine) or from gray-value models fitted to them (--model gmm, histogram), "
         "contrast-sensitive Potts pairwise terms "
-        "(--lambda, --sigma), seeds as hard constraints, max-flow per 128³ block with "
+        "(--pairwise-weight, --contrast), seeds as hard constraints, max-flow per 128³ block with "
         "--context voxels of overlap; then only objects holding an organelle seed are kept. "
         "Writes a uint8 0/1 label dataset over the ROI and a mask (1 in the ROI) and prints "
         "the data-config entry to paste. Seeds: a dataset in the container, or a folder of 2D "
@@ -59,83 +60,15 @@ def _register_graphcut(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_energy_arguments(cut: argparse.ArgumentParser) -> None:
-    """The energy's options (unary model, pairwise weight and contrast, smoothing, blocks,
-    clean-up); their defaults repeat `incasem.annotate.CutSettings`' (a test keeps them equal)."""
-    energy = cut.add_argument_group("energy")
-    energy.add_argument(
-        "--lambda",
-        dest="smoothness",
-        type=float,
-        default=None,
-        help="pairwise weight (default: 3 with forest, 12 with gmm or histogram)",
-    )
-    energy.add_argument(
-        "--sigma",
-        dest="contrast",
-        type=float,
-        default=20.0,
-        help="gray-value difference scale of the pairwise term (default: 20)",
-    )
-    energy.add_argument(
-        "--smooth",
-        type=float,
-        default=3.0,
-        help="Gaussian sigma in voxels of the gray values the gray-value models and the "
-        "supervoxels see (default: 3)",
-    )
-    energy.add_argument(
-        "--edge-smooth",
-        type=float,
-        default=1.0,
-        help="Gaussian sigma in voxels of the gray values the pairwise term compares (default: 1)",
-    )
-    energy.add_argument(
-        "--model",
-        choices=("forest", "gmm", "histogram"),
-        default="forest",
-        help="unary term: forest = a random forest on filter features (smoothing, edges, "
-        "Hessian and structure tensor at 0.7-5 voxels) trained on the seeds; gmm or histogram = "
-        "one gray-value model per class on the --smooth'ed raw (default: forest)",
-    )
-    energy.add_argument(
-        "--components", type=int, default=3, help="Gaussians per class for gmm (default: 3)"
-    )
-    energy.add_argument(
-        "--supervoxels",
-        type=int,
-        default=0,
-        metavar="VOXELS",
-        help="cut SLIC supervoxels of about this many voxels instead of voxels (default: 0 = "
-        "voxels)",
-    )
-    energy.add_argument(
-        "--context",
-        type=int,
-        default=16,
-        help="voxels each block reads beyond its faces (default: 16)",
-    )
-    energy.add_argument(
-        "--keep-unseeded",
-        action="store_true",
-        help="keep objects that hold no organelle seed (default: drop them)",
-    )
-    energy.add_argument(
-        "--refine",
-        type=int,
-        default=None,
-        metavar="VOXELS",
-        help="re-cut this many voxels on each side of the result's boundary with a gray-value "
-        "mixture (the forest leaves out an organelle's own membrane; default: 3 with forest, 0 "
-        "with gmm or histogram)",
-    )
-    energy.add_argument(
-        "--outliers",
-        type=float,
-        default=0.0,
-        metavar="FRACTION",
-        help="outlier clean-up: organelle voxels less likely under the organelle model than "
-        "this fraction of the organelle seeds become background (e.g. 0.01; default: off)",
-    )
+    """The energy's options, one per `incasem.annotate.settings.CutSettings` field."""
+    add_flags(cut.add_argument_group("energy"), _cut_settings())
+
+
+def _cut_settings() -> type:
+    """`incasem.annotate.settings.CutSettings` (imported when a parser is built)."""
+    from incasem.annotate.settings import CutSettings
+
+    return CutSettings
 
 
 def _register_paint(commands: argparse._SubParsersAction) -> None:
@@ -158,12 +91,7 @@ def _register_paint(commands: argparse._SubParsersAction) -> None:
     )
     paint.add_argument("--result", help="an earlier label dataset to show (default: --output)")
     add_roi_argument(paint)
-    paint.add_argument(
-        "--model",
-        choices=("forest", "gmm", "histogram"),
-        default="forest",
-        help="unary term of the cut (default: forest)",
-    )
+    add_flags(paint, _cut_settings(), ["model"])
     paint.add_argument(
         "--overwrite", action="store_true", help="let Segment replace an existing --output"
     )
@@ -203,23 +131,10 @@ def add_roi_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def cut_settings(args: argparse.Namespace):
-    """The `incasem.annotate.CutSettings` of parsed ``annotate graphcut`` arguments (the parser
-    repeats the defaults so ``--help`` needs no heavy import; a test keeps them equal)."""
-    from incasem.annotate import CutSettings
+    """The `incasem.annotate.CutSettings` of parsed ``annotate graphcut`` arguments."""
+    from incasem.annotate.settings import CutSettings
 
-    return CutSettings(
-        smoothness=args.smoothness,
-        contrast=args.contrast,
-        feature_sigma=args.smooth,
-        edge_sigma=args.edge_smooth,
-        model=args.model,
-        components=args.components,
-        supervoxels=args.supervoxels,
-        context=args.context,
-        keep_unseeded=args.keep_unseeded,
-        outliers=args.outliers,
-        refine=args.refine,
-    )
+    return CutSettings(**{name: getattr(args, name) for name in CutSettings.model_fields})
 
 
 def run_graphcut(args: argparse.Namespace) -> int:
@@ -251,7 +166,7 @@ def run_graphcut(args: argparse.Namespace) -> int:
 
 def run_paint(args: argparse.Namespace) -> int:
     from incasem.annotate.paint import import_napari, open_painter
-    from incasem.annotate.run import CutSettings
+    from incasem.annotate.settings import CutSettings
 
     napari = import_napari()
     painter = open_painter(

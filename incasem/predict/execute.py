@@ -131,7 +131,7 @@ def _worker_spec(
         output_container=str(outputs.container),
         probabilities=list(outputs.probabilities),
         segmentation=outputs.segmentation,
-        probability_dtype=settings.probabilities,
+        probability_dtype=settings.probability_dtype,
         threshold=plan.threshold,
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
         precision=settings.precision,
@@ -307,7 +307,7 @@ def _upsample(
         coarse=at_model.probabilities,
         probabilities=outputs.probabilities,
         segmentation=outputs.segmentation,
-        probability_dtype=settings.probabilities,
+        probability_dtype=settings.probability_dtype,
         threshold=plan.threshold,
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
     )

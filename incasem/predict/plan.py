@@ -163,7 +163,7 @@ def plan_prediction(settings: PredictionSettings) -> PredictionPlan:
                     card, checkpoint_sha256, threshold, num_classes, resampling[entry.name])
         for entry, entry_layout in zip(entries, layouts, strict=True)
     )  # fmt: skip
-    _check_disk(plans, num_classes, settings.probabilities)
+    _check_disk(plans, num_classes, settings.probability_dtype)
     return PredictionPlan(
         settings=settings,
         resolved=resolved,
@@ -295,7 +295,7 @@ def _entry_plan(
         "entry": entry_record(entry, data_root),
         "layout": layout.describe(),
         "normalisation": card.normalisation,
-        "probabilities": settings.probabilities,
+        "probabilities": settings.probability_dtype,
         "threshold": threshold,
         "log_metrics": bool(settings.log_metrics),
         "deterministic": bool(settings.deterministic),

@@ -141,7 +141,7 @@ def _create_entry_outputs(plan: PredictionPlan, p: EntryPlan) -> None:
         attrs["voxel_sizes"] = p.resampling.describe()
     roi, layout = output_geometry(p.entry, p.layout, p.resampling)
     carried = carried_voxel_size_attrs(p.entry.path(p.data_root), p.entry.raw)
-    probabilities = plan.settings.probabilities
+    probabilities = plan.settings.probability_dtype
     p.outputs.create(roi, layout, probabilities, plan.class_names, attrs, carried)
     if p.resampling is not None and p.resampling.upsamples:
         model_outputs(p.outputs, p.resampling, plan.num_classes).create(

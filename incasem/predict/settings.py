@@ -3,10 +3,10 @@
 The command line (Sacred configuration, ``with key=value``) and the library API
 (`incasem.predict.predict`) both end in `PredictionSettings`, a pydantic model like training's
 `TrainingConfig`, which checks every value before any work starts and states the first problem
-in one line (`IncasemError`). Each field names its Sacred configuration key once (`_key`); the
-defaults
-(`DEFAULT_CONFIG`), the reading of a configuration (`PredictionSettings.from_config`) and the
-command line's flags (`incasem.cli.predict`) follow from those pairs. The configuration keeps the
+in one line (`IncasemError`). Each field is declared once (`incasem.settings.setting`: type,
+default, description, Sacred key, old names); the defaults (`DEFAULT_CONFIG`), the reading of a
+configuration (`PredictionSettings.from_config`) and the command line's flags
+(`incasem.settings.add_flags`) follow from it. The configuration keeps the
 original incasem keys (``prediction.data``, ``prediction.checkpoint``,
 ``prediction.input_size_voxels``, ``prediction.output_size_voxels``, ``prediction.num_workers``,
 ``prediction.log_metrics``, ``prediction.torch.device``, ``directories.data``) so their users'
@@ -18,131 +18,211 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    conlist,
+    model_validator,
+)
 
 from incasem.errors import IncasemError
 from incasem.launch import check_template
+from incasem.settings import ONE_WORD, OpenUnitFloat, Settings, checked, deprecated, setting
 
-PROBABILITY_DTYPES = ("uint8", "float32")
+#: Probability dtypes written (uint8: p * 255, rounded).
+ProbabilityDtype = Literal["uint8", "float32"]
 #: Inference precisions; `incasem.predict.block.forward_block` applies them.
-PRECISIONS = ("float32", "bfloat16", "float16")
+Precision = Literal["float32", "bfloat16", "float16"]
 #: Voxel sizes outputs can be written at (`incasem.predict.resample`).
-OUTPUT_VOXEL_SIZES = ("data", "model")
+OutputVoxelSize = Literal["data", "model"]
+PRECISIONS = get_args(Precision)
 
 
-def _key(key: str, default: Any) -> Any:
-    """A settings field whose Sacred configuration key is ``key`` (dotted) — the one place
-    where a setting and its key are paired; `DEFAULT_CONFIG`, `PredictionSettings.from_config`
-    and the command line's flags all follow from it."""
-    return Field(default=default, json_schema_extra={"key": key})
+def _positive_shape(roi: list[int]) -> None:
+    if min(roi[3:]) < 1:
+        raise ValueError("must have a shape (last three values) > 0")
 
 
-def _get_dotted(config: Mapping[str, Any], key: str) -> Any:
-    value: Any = config
-    for part in key.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
+def _auto_word(value: Any) -> Any:
+    """``["auto"]`` (a YAML list, the command line's words) is ``"auto"``."""
+    if isinstance(value, list | tuple) and list(value) == ["auto"]:
+        return "auto"
     return value
 
 
-class PredictionSettings(BaseModel):
+def _template(value: str) -> None:
+    check_template(value, "worker_command")
+
+
+def parse_gpus(value: str | int | Sequence[int]) -> list[int]:
+    """GPU indices from ``"0,1"``, ``0`` or ``[0, 1]``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        gpus = [int(g) for g in items if str(g).strip() != ""]
+    except (TypeError, ValueError):
+        raise IncasemError(f"gpus must be GPU indices like 0,1 — got {value!r}") from None
+    if not gpus or min(gpus) < 0:
+        raise IncasemError(f"gpus must be non-negative GPU indices, got {value!r}")
+    return gpus
+
+
+#: ``[z, y, x, dz, dy, dx]``: offset and shape in voxels.
+RoiVoxels = Annotated[conlist(int, min_length=6, max_length=6), checked(_positive_shape)]
+#: Network input in voxels (z, y, x), or ``"auto"``.
+InputSize = Annotated[
+    Literal["auto"] | conlist(int, min_length=3, max_length=3) | None, BeforeValidator(_auto_word)
+]
+Gpus = Annotated[list[NonNegativeInt], BeforeValidator(parse_gpus)]
+WorkerCommand = Annotated[str, checked(_template)]
+
+
+class PredictionSettings(Settings):
     """Everything a prediction run needs; sizes in voxels (z, y, x).
 
-    Attributes:
-        checkpoint: checkpoint file (``.pt``); or give ``run_id``.
-        run_id: training run under ``runs_dir`` whose checkpoint to use.
-        iteration: with ``run_id``: an iteration, or ``"best"`` (``best.json``); default the
-            best checkpoint if the run has one, else the latest.
-        runs_dir: folder of training runs (``directories.runs``).
-        data: data-config JSON file(s), a list or one comma-separated string; or give ``input``.
-        data_root: folder that relative ``file`` paths in data configs are joined to.
-        input: a container to predict (instead of ``data``).
-        dataset: raw dataset inside ``input``.
-        roi: with ``input``: ``[z, y, x, dz, dy, dx]`` offset and shape in voxels; default the
-            whole dataset.
-        input_size_voxels: network input per block (voxels, z y x); default the smallest valid
-            size whose output covers both the training output and 110 voxels; ``"auto"``: the
-            largest block whose forward pass fits the memory per worker (fastest; see
-            `incasem.predict.block_size`).
-        output_size_voxels: if given, must equal the network's output for
-            ``input_size_voxels`` (kept from the original configuration as a check).
-        num_workers: daisy worker processes; each loads the model once.
-        gpus: GPU indices; worker i uses ``gpus[i % len(gpus)]``.
-        workers_per_gpu: if given, ``num_workers`` becomes this many per GPU in ``gpus`` (one
-            GPU if ``gpus`` is not given): several workers keep one GPU busier.
-        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the network under
-            torch autocast (faster on GPUs; see docs/howto/prediction.md for the measured change).
-        worker_command: launch each worker through this template, e.g.
-            ``"srun --gpus=1 {command}"``; ``{command}`` becomes the shell-quoted worker command.
-        scheduler_host: address the scheduler listens on and workers connect to.
-        log_metrics: score the prediction against the entries' labels while predicting.
-        threshold: probability from which a voxel is foreground (two classes); default the
-            model's calibrated threshold (its card), or 0.5 for a model without one.
-        probabilities: ``"uint8"`` (p * 255, rounded) or ``"float32"``.
-        output: container to write into; default each entry's own container.
-        output_group: group for the outputs; default
-            ``volumes/predictions/<model>/predict_<new id>``.
-        output_voxel_size: for data at a whole fraction of the model's voxel size (e.g. 5 nm
-            data, 10 nm model; the input is averaged to the model's): ``"data"`` writes the
-            outputs at the data's voxel size (linear upsampling, `incasem.predict.resample`),
-            ``"model"`` at the model's.
-        resume: continue an interrupted prediction: its id, or True with ``output_group``.
-        overwrite: replace existing outputs (an explicit ``output_group``, or a resumed
-            prediction whose inputs changed).
-        deterministic: bit-identical results whatever the block layout and worker count
-            (CPU: oneDNN off, one thread per worker; several times slower).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a GPU index.
-        block_timeout: seconds before a block's worker is killed and the block retried;
-            default derived from the block size.
-        max_retries: attempts per block after the first.
-        progress: show a progress bar.
-        sacred_run_id: recorded in the outputs' provenance when run through Sacred.
+    Each field's description says what it means (it is also the flag's help, see
+    `incasem.settings`); its Sacred key is ``prediction.<name>`` unless said.
+    ``input_size_voxels`` ``"auto"``: the largest block whose forward pass fits the memory per
+    worker (fastest; `incasem.predict.block_size`). ``output_voxel_size`` applies to data at a
+    whole fraction of the model's voxel size (e.g. 5 nm data, 10 nm model; the input is
+    averaged to the model's): ``"data"`` writes the outputs at the data's voxel size (linear
+    upsampling, `incasem.predict.resample`), ``"model"`` at the model's.
     """
 
-    checkpoint: str | None = _key("prediction.checkpoint", None)
-    run_id: int | None = _key("prediction.run_id_training", None)
-    iteration: int | str | None = _key("prediction.iteration", None)
-    runs_dir: str = _key("directories.runs", "runs")
-    data: str | list[str] | None = _key("prediction.data", None)
-    data_root: str | None = _key("directories.data", None)
-    input: str | None = _key("prediction.input", None)
-    dataset: str = _key("prediction.dataset", "volumes/raw")
-    roi: list[int] | None = _key("prediction.roi", None)
-    input_size_voxels: list[int] | str | None = _key("prediction.input_size_voxels", None)
-    output_size_voxels: list[int] | None = _key("prediction.output_size_voxels", None)
-    num_workers: int = _key("prediction.num_workers", 1)
-    gpus: list[int] | None = _key("prediction.gpus", None)
-    workers_per_gpu: int | None = _key("prediction.workers_per_gpu", None)
-    precision: str = _key("prediction.precision", "float32")
-    worker_command: str | None = _key("prediction.worker_command", None)
-    scheduler_host: str = _key("prediction.scheduler_host", "127.0.0.1")
-    log_metrics: bool = _key("prediction.log_metrics", False)
-    threshold: float | None = _key("prediction.threshold", None)
-    probabilities: str = _key("prediction.probabilities", "uint8")
-    output: str | None = _key("prediction.output.container", None)
-    output_group: str | None = _key("prediction.output.group", None)
-    output_voxel_size: str = _key("prediction.output.voxel_size", "data")
-    resume: int | bool | None = _key("prediction.resume", None)
-    overwrite: bool = _key("prediction.overwrite", False)
-    deterministic: bool = _key("prediction.deterministic", False)
-    device: str | int = _key("prediction.torch.device", "auto")
-    block_timeout: float | None = _key("prediction.block_timeout", None)
-    max_retries: int = _key("prediction.max_retries", 2)
-    progress: bool = True
-    sacred_run_id: int | str | None = None
+    checkpoint: str | None = setting(
+        None, "checkpoint file (.pt); or give run_id", key="prediction.checkpoint"
+    )
+    run_id: int | None = setting(
+        None,
+        "training run N in the runs folder (uses its best checkpoint, else the latest)",
+        key="prediction.run_id_training", flags=["-r"],
+    )  # fmt: skip
+    iteration: int | Literal["best"] | None = setting(
+        None,
+        "with run_id: an iteration K, or 'best' (best.json); default the best checkpoint if "
+        "the run has one, else the latest",
+        key="prediction.iteration", expects="must be an integer or 'best'",
+    )  # fmt: skip
+    runs_dir: str = setting("runs", "training runs folder", key="directories.runs")
+    data: str | list[str] | None = setting(
+        None, "data config JSON (several: comma-separated or a list)", key="prediction.data",
+        nargs=ONE_WORD,
+    )  # fmt: skip
+    data_root: str | None = setting(
+        None, "folder that relative 'file' paths in data configs are joined to",
+        key="directories.data",
+    )  # fmt: skip
+    input: str | None = setting(
+        None, "container to predict instead of data", key="prediction.input"
+    )
+    dataset: str = setting("volumes/raw", "raw dataset in input", key="prediction.dataset")
+    roi: RoiVoxels | None = setting(
+        None, "with input: offset and shape in voxels (default: the whole dataset)",
+        key="prediction.roi", expects="must be 6 integers (voxels, z y x)",
+        metavar=("Z", "Y", "X", "DZ", "DY", "DX"),
+    )  # fmt: skip
+    input_size_voxels: InputSize = setting(
+        None,
+        "network input per block, voxels; default the smallest valid size whose output covers "
+        "both the training output and 110 voxels; 'auto': the largest block that fits the "
+        "memory per worker (fastest)",
+        key="prediction.input_size_voxels", old=["input_size"],
+        expects="must be 3 integers (voxels, z y x) or 'auto'", metavar="Z Y X|auto", nargs="+",
+    )  # fmt: skip
+    output_size_voxels: conlist(int, min_length=3, max_length=3) | None = setting(
+        None,
+        "if given, must equal the network's output for input_size_voxels (the original "
+        "configuration's check)",
+        key="prediction.output_size_voxels", expects="must be 3 integers (voxels, z y x)",
+        metavar=("Z", "Y", "X"),
+    )  # fmt: skip
+    num_workers: PositiveInt = setting(
+        1, "daisy worker processes, each with its own model", key="prediction.num_workers"
+    )
+    gpus: Gpus | None = setting(
+        None, "GPUs to spread workers over, e.g. 0,1 (worker i uses gpus[i % len(gpus)])",
+        key="prediction.gpus", nargs=ONE_WORD,
+    )  # fmt: skip
+    workers_per_gpu: PositiveInt | None = setting(
+        None, "workers per GPU (sets num_workers to this times the number of GPUs)",
+        key="prediction.workers_per_gpu",
+    )  # fmt: skip
+    precision: Precision = setting(
+        "float32", "network arithmetic: float32, or 16-bit autocast (faster on GPUs)",
+        key="prediction.precision",
+    )  # fmt: skip
+    worker_command: WorkerCommand | None = setting(
+        None,
+        "launch each worker through this template, e.g. 'srun --gpus=1 {command}' ({command}: "
+        "the shell-quoted worker command)",
+        key="prediction.worker_command",
+    )  # fmt: skip
+    scheduler_host: str = setting(
+        "127.0.0.1", "address the scheduler listens on and workers connect to",
+        key="prediction.scheduler_host", flags=["--host"],
+    )  # fmt: skip
+    log_metrics: bool = setting(
+        False, "score against the entries' labels while predicting", key="prediction.log_metrics"
+    )
+    threshold: OpenUnitFloat | None = setting(
+        None,
+        "foreground threshold for two classes (default: the model's calibrated threshold, "
+        "else 0.5)",
+        key="prediction.threshold",
+    )  # fmt: skip
+    probability_dtype: ProbabilityDtype = setting(
+        "uint8", "probability dtype (uint8 = p*255, rounded)",
+        key="prediction.probability_dtype", old=["probabilities"],
+    )  # fmt: skip
+    output: str | None = setting(
+        None, "container to write into (default: each entry's input container)",
+        key="prediction.output.container",
+    )  # fmt: skip
+    output_group: str | None = setting(
+        None, "group for the outputs (default: volumes/predictions/<model>/predict_<new id>)",
+        key="prediction.output.group",
+    )  # fmt: skip
+    output_voxel_size: OutputVoxelSize = setting(
+        "data", "data finer than the model: write outputs at the data's voxel size "
+        "(upsampled) or the model's",
+        key="prediction.output.voxel_size",
+    )  # fmt: skip
+    resume: int | bool | None = setting(
+        None, "continue prediction ID (or output_group without ID), skipping its done blocks",
+        key="prediction.resume", expects="must be a prediction id (integer)", nargs="?",
+        const=True, metavar="ID",
+    )  # fmt: skip
+    overwrite: bool = setting(
+        False, "replace outputs (an explicit output_group, or a resumed prediction whose "
+        "inputs changed)",
+        key="prediction.overwrite",
+    )  # fmt: skip
+    deterministic: bool = setting(
+        False, "bit-identical results for any block layout (CPU: several times slower)",
+        key="prediction.deterministic",
+    )  # fmt: skip
+    device: str | int = setting(
+        "auto", "auto, cpu, cuda, cuda:N or a GPU index", key="prediction.torch.device"
+    )
+    block_timeout: PositiveFloat | None = setting(
+        None, "seconds before a stuck block is retried (default: derived from the block size)",
+        key="prediction.block_timeout",
+    )  # fmt: skip
+    max_retries: NonNegativeInt = setting(
+        2, "attempts per block after the first", key="prediction.max_retries"
+    )
+    progress: bool = setting(True, "show a progress bar")
+    sacred_run_id: int | str | None = setting(
+        None, "recorded in the outputs' provenance when run through Sacred", cli=False
+    )
 
-    # Values are checked by the validators below, which raise `IncasemError` (pydantic passes
-    # it through); a value of the wrong type altogether is turned into one by `__init__`.
     model_config = ConfigDict(extra="forbid")
-
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as e:
-            raise IncasemError(_first_problem(e)) from None
 
     def __eq__(self, other: object) -> bool:
         """Equal settings ask for the same prediction (the Sacred run id is not compared)."""
@@ -153,99 +233,6 @@ class PredictionSettings(BaseModel):
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-    @field_validator("roi", mode="before")
-    @classmethod
-    def _roi(cls, value: Any) -> list[int] | None:
-        if value is None:
-            return None
-        roi = _ints(value, 6, "roi")
-        if min(roi[3:]) < 1:
-            raise IncasemError(f"roi {roi}: the shape (last three values) must be > 0")
-        return roi
-
-    @field_validator("input_size_voxels", mode="before")
-    @classmethod
-    def _input_size(cls, value: Any) -> list[int] | str | None:
-        # "auto", or ["auto"] from a YAML list or the command line
-        if isinstance(value, Sequence) and (value == "auto" or list(value) == ["auto"]):
-            return "auto"
-        return None if value is None else _ints(value, 3, "input_size_voxels")
-
-    @field_validator("output_size_voxels", mode="before")
-    @classmethod
-    def _output_size(cls, value: Any) -> list[int] | None:
-        return None if value is None else _ints(value, 3, "output_size_voxels")
-
-    @field_validator("num_workers", "workers_per_gpu", mode="before")
-    @classmethod
-    def _positive(cls, value: Any, info: Any) -> int | None:
-        if value is None and info.field_name == "workers_per_gpu":
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise IncasemError(f"{info.field_name} must be a positive integer, got {value!r}")
-        return value
-
-    @field_validator("gpus", mode="before")
-    @classmethod
-    def _gpus(cls, value: Any) -> list[int] | None:
-        return None if value is None else parse_gpus(value)
-
-    @field_validator("precision", "probabilities", "output_voxel_size", mode="before")
-    @classmethod
-    def _choice(cls, value: Any, info: Any) -> str:
-        choices = {
-            "precision": PRECISIONS,
-            "probabilities": PROBABILITY_DTYPES,
-            "output_voxel_size": OUTPUT_VOXEL_SIZES,
-        }[info.field_name]
-        if value not in choices:
-            raise IncasemError(f"{info.field_name} must be one of {choices}, got {value!r}")
-        return value
-
-    @field_validator("threshold", mode="before")
-    @classmethod
-    def _threshold(cls, value: Any) -> Any:
-        if value is not None and not 0.0 < float(value) < 1.0:
-            raise IncasemError(f"threshold must lie in (0, 1), got {value}")
-        return value
-
-    @field_validator("iteration", mode="before")
-    @classmethod
-    def _iteration(cls, value: Any) -> int | str | None:
-        if value is None or value == "best":
-            return value
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise IncasemError(f"iteration must be an integer or 'best', got {value!r}") from None
-
-    @field_validator("resume", mode="before")
-    @classmethod
-    def _resume(cls, value: Any) -> int | bool | None:
-        if value is not None and not isinstance(value, bool | int):
-            raise IncasemError(f"resume must be a prediction id (integer), got {value!r}")
-        return value
-
-    @field_validator("worker_command", mode="before")
-    @classmethod
-    def _template(cls, value: Any) -> str | None:
-        check_template(value, "worker_command")
-        return value
-
-    @field_validator("block_timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        if value is not None and float(value) <= 0:
-            raise IncasemError(f"block_timeout must be positive, got {value}")
-        return value
-
-    @field_validator("max_retries", mode="before")
-    @classmethod
-    def _retries(cls, value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise IncasemError(f"max_retries must be >= 0, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> PredictionSettings:
@@ -275,11 +262,18 @@ class PredictionSettings(BaseModel):
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **extra: Any) -> PredictionSettings:
         """Settings from a Sacred configuration shaped like `DEFAULT_CONFIG` (a missing or null
-        value takes the field's default)."""
+        value takes the field's default; a key under a field's old name is read, with a
+        deprecation line, and wins over the default)."""
         values = {}
         for name in cls.model_fields:
-            key = config_key(name)
-            value = _get_dotted(config, key) if key else None
+            key = cls.config_key(name)
+            if key is None:
+                continue
+            value = _get_dotted(config, key)
+            for old in cls.old_config_keys(name):
+                if _get_dotted(config, old) is not None:
+                    deprecated(old, key)
+                    value = _get_dotted(config, old)
             if value is not None:
                 values[name] = value
         return cls(**values, **extra)
@@ -289,33 +283,26 @@ class PredictionSettings(BaseModel):
         return self.model_dump()
 
     def replace(self, **changes: Any) -> PredictionSettings:
-        """A validated copy with some values changed."""
-        return PredictionSettings(**(self.model_dump() | changes))
+        """A validated copy with some values changed (by field name, or an old name)."""
+        values = self.model_dump()
+        for given in changes:
+            values.pop(self.field_of(given) or given, None)
+        return PredictionSettings(**values, **changes)
 
 
-def config_key(name: str) -> str | None:
-    """The dotted Sacred configuration key of the settings field ``name`` (None for a field
-    without one, such as ``progress``, or a name that is no field)."""
-    item = PredictionSettings.model_fields.get(name)
-    extra = item.json_schema_extra if item is not None else None
-    return extra.get("key") if isinstance(extra, dict) else None
-
-
-def _first_problem(error: ValidationError) -> str:
-    """One line for the first value of a wrong type (``num_workers must be ... got 'x'``)."""
-    first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "settings"
-    key = config_key(name)
-    where = f"{name} ({key})" if key else name
-    if first["type"] == "extra_forbidden":
-        return f"unknown setting {name!r}"
-    return f"{where}: {first['msg']}, got {first.get('input')!r}"
+def _get_dotted(config: Mapping[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _default_config() -> dict[str, Any]:
     config: dict[str, Any] = {}
     for name, item in PredictionSettings.model_fields.items():
-        key = config_key(name)
+        key = PredictionSettings.config_key(name)
         if key is None:
             continue
         *parents, last = key.split(".")
@@ -334,26 +321,3 @@ DEFAULT_CONFIG: dict[str, Any] = _default_config()
 def default_config() -> dict[str, Any]:
     """A fresh copy of `DEFAULT_CONFIG`."""
     return copy.deepcopy(DEFAULT_CONFIG)
-
-
-def _ints(value: Any, length: int, name: str) -> list[int]:
-    if isinstance(value, int | str) or not isinstance(value, Sequence) or len(value) != length:
-        raise IncasemError(f"{name} must be {length} integers (voxels, z y x), got {value!r}")
-    try:
-        return [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise IncasemError(f"{name} must be {length} integers, got {value!r}") from None
-
-
-def parse_gpus(value: str | int | Sequence[int]) -> list[int]:
-    """GPU indices from ``"0,1"``, ``0`` or ``[0, 1]``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
-    items = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        gpus = [int(g) for g in items if str(g).strip() != ""]
-    except (TypeError, ValueError):
-        raise IncasemError(f"gpus must be GPU indices like 0,1 — got {value!r}") from None
-    if not gpus or min(gpus) < 0:
-        raise IncasemError(f"gpus must be non-negative GPU indices, got {value!r}")
-    return gpus
