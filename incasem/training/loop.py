@@ -96,7 +96,7 @@ def check_training_config(config: TrainingConfig) -> TrainingData:
     if config.training.data is None:
         raise IncasemError("training.data is not set: give a data config JSON")
     _check_sizes(config)
-    check_extra_nodes(config)
+    check_extra_nodes(config.training.pipeline.extra_nodes)
     train, train_files = _load_data(config.training.data, "training.data", config)
     _check_outputs_fit(train, config)
     _check_class_voxels(train, config)
@@ -677,7 +677,7 @@ def _model_card(config: TrainingConfig, model: ASEMUNet, data: TrainingData) -> 
         class_names=config.class_names,
         data_digest=digest_files(data.train_files),
         raw_histogram=training_raw_histogram(data.train, config.directories.data),
-        training_nodes=describe_nodes(config),
+        training_nodes=describe_nodes(config.training.pipeline.extra_nodes),
     )
 
 
