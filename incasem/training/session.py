@@ -42,9 +42,9 @@ class TrainingResult:
     empty_batches: int = 0
 
 
-@dataclass
 class _Session:
-    """One training run's logging, validation and checkpoints, around the loop in `train`.
+    """One training run's logging, validation and checkpoints, around the loop in
+    `incasem.training.loop.train`.
 
     What is validated, saved and handed on is the weight average when there is one (the
     training weights are saved beside it, so that a continued run resumes them).
