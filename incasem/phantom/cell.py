@@ -112,21 +112,8 @@ def generate_cell(
     scene = _Scene(tuple(int(s) for s in shape), np.asarray(voxel_size, dtype=np.float64))
     dp, dn = _boundaries(rng, scene)
     scene.sdf = np.minimum(-dp, dn)
-
-    cyto_um3 = float(np.count_nonzero(scene.sdf > 0)) * scene.voxel_um3
-    _add_mitochondria(rng, scene, cyto_um3)
-    golgi_vesicles = _add_golgi(rng, scene, cyto_um3)
-    _add_er_sheets(rng, scene, cyto_um3)
-    _add_er_tubules(rng, scene, cyto_um3)
-    _add_vesicles(rng, scene, cyto_um3, golgi_vesicles)
-    # Membrane roughness at the 40 nm scale on every surface.
-    rough = _smooth_noise(rng, scene.shape, scene.vs, 40.0)
-    rough *= np.float32(_ROUGHNESS_NM)
-    objects = scene.ids > 0
-    scene.sdf[objects] += rough[objects]
-    dp += rough
-    dn += rough
-    del rough, objects
+    _add_organelles(rng, scene)
+    _roughen(rng, scene, dp, dn)
     pores = _place_pores(rng, scene, dn)
     cell_mask = (dp <= 0).astype(np.uint8)
 
@@ -138,6 +125,27 @@ def generate_cell(
         voxel_size=tuple(int(v) for v in voxel_size),
         cell_mask=cell_mask,
     )
+
+
+def _add_organelles(rng: np.random.Generator, scene: _Scene) -> None:
+    """Place every organelle by its density per µm³ of the cytoplasm the layout left."""
+    cyto_um3 = float(np.count_nonzero(scene.sdf > 0)) * scene.voxel_um3
+    _add_mitochondria(rng, scene, cyto_um3)
+    golgi_vesicles = _add_golgi(rng, scene, cyto_um3)
+    _add_er_sheets(rng, scene, cyto_um3)
+    _add_er_tubules(rng, scene, cyto_um3)
+    _add_vesicles(rng, scene, cyto_um3, golgi_vesicles)
+
+
+def _roughen(rng: np.random.Generator, scene: _Scene, dp: np.ndarray, dn: np.ndarray) -> None:
+    """Membrane roughness at the 40 nm scale on every surface, in place: the organelles', the
+    plasma membrane's (``dp``) and the nucleus' (``dn``); distances in nm."""
+    rough = _smooth_noise(rng, scene.shape, scene.vs, 40.0)
+    rough *= np.float32(_ROUGHNESS_NM)
+    objects = scene.ids > 0
+    scene.sdf[objects] += rough[objects]
+    dp += rough
+    dn += rough
 
 
 def write_cell(

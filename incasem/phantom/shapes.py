@@ -179,19 +179,25 @@ def _cap_stack(
         r_sel = rho[sel] + np.float32(1e-3)
         sigma = np.arccos(np.clip(q @ a_k.astype(np.float32) / r_sel, -1, 1)) * np.float32(r_k)
         theta = np.arctan2(q @ v.astype(np.float32), q @ u.astype(np.float32))
-        shape = (
-            1
-            + lobe_k[0] * np.cos(theta)
-            + lobe_k[1] * np.sin(theta)
-            + lobe_k[2] * np.cos(2 * theta)
-            + lobe_k[3] * np.sin(2 * theta)
-        )
-        edge = np.float32(arc_k) * np.maximum(shape, 0.4).astype(np.float32)
+        edge = _cap_edge(theta, arc_k, lobe_k)
         over = np.maximum(sigma - edge, 0)
         rim = np.clip((sigma - edge + rim_width) / rim_width, 0, 1)
         half = np.float32(half_thick) + np.float32(rim_half_thick - half_thick) * rim
         d[sel] = np.minimum(d[sel], np.sqrt(over**2 + (r_sel - np.float32(r_k)) ** 2) - half)
     return sl, d.reshape(pz.shape[0], py.shape[1], px.shape[2]), None
+
+
+def _cap_edge(theta: np.ndarray, half_arc: float, lobes: np.ndarray) -> np.ndarray:
+    """Arc (nm) from the pole to a cap's rim at angles ``theta`` around the pole: ``half_arc``
+    modulated by the first two harmonics ``lobes`` (cos, sin, cos 2, sin 2), at least 40 %."""
+    shape = (
+        1
+        + lobes[0] * np.cos(theta)
+        + lobes[1] * np.sin(theta)
+        + lobes[2] * np.cos(2 * theta)
+        + lobes[3] * np.sin(2 * theta)
+    )
+    return np.float32(half_arc) * np.maximum(shape, 0.4).astype(np.float32)
 
 
 def _cap_points(
