@@ -1,6 +1,7 @@
 """gunpowder pipelines assembled from data configs: one source branch per data-config entry,
 joined and augmented for training, with a user's own nodes at named places
-(`incasem.pipeline.extra_nodes`).
+(`incasem.pipeline.extra_nodes`), built from their own settings (`incasem.pipeline.settings`,
+which a training config gives).
 
 Names are resolved on first use, so that the training config schema can read the places
 without importing torch and gunpowder.
@@ -12,7 +13,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "ExtraNode": "incasem.pipeline.extra_nodes",
     "PLACES": "incasem.pipeline.extra_nodes",
+    "PipelineSettings": "incasem.pipeline.settings",
     "TrainingKeys": "incasem.pipeline.training",
     "TrainingPipeline": "incasem.pipeline.training",
     "batch_pipeline": "incasem.pipeline.training",

@@ -31,18 +31,44 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from incasem.errors import IncasemError
 
 if TYPE_CHECKING:
     import gunpowder as gp
-
-    from incasem.training.config import TrainingConfig
 
 #: The named points of the training pipeline where extra nodes go, in pipeline order.
 PLACES = ("after_sources", "after_augmentation", "before_balancing")
 
 #: Nodes by place, each list in pipeline order.
 ExtraNodes = Mapping[str, Sequence["gp.BatchFilter"]]
+
+
+class ExtraNode(BaseModel):
+    """A user's gunpowder node: ``class`` (``module:Class``), ``place`` (one of `PLACES`) and
+    ``args`` (JSON values passed as keyword arguments)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    node_class: str = Field(alias="class")
+    place: str
+    args: dict[str, Any] = {}
+
+    @field_validator("node_class")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        module, colon, name = value.partition(":")
+        if not (colon and module.strip() and name.strip()):
+            raise ValueError("expected an import path 'module:Class', e.g. 'my_lab.nodes:Shift'")
+        return value
+
+    @field_validator("place")
+    @classmethod
+    def _known_place(cls, value: str) -> str:
+        if value not in PLACES:
+            raise ValueError(f"expected one of {', '.join(PLACES)}")
+        return value
 
 
 def _node_key(index: int) -> str:
@@ -93,23 +119,23 @@ def _bind_arguments(node_class: type, args: Mapping[str, Any], key: str) -> None
         ) from None
 
 
-def check_extra_nodes(config: TrainingConfig) -> None:
+def check_extra_nodes(specs: Sequence[ExtraNode]) -> None:
     """Check every ``training.pipeline.extra_nodes`` item without building a node: the module
     imports, the class is a ``gunpowder.BatchFilter``, the arguments bind to its signature
-    (places are checked by the config schema). Raises `IncasemError` naming the key."""
-    for index, spec in enumerate(config.training.pipeline.extra_nodes):
+    (places are checked by `ExtraNode`). Raises `IncasemError` naming the key."""
+    for index, spec in enumerate(specs):
         node_class = resolve_node_class(spec.node_class, _node_key(index))
         _bind_arguments(node_class, spec.args, _node_key(index))
 
 
-def configured_nodes(config: TrainingConfig) -> dict[str, list[gp.BatchFilter]]:
-    """The nodes ``training.pipeline.extra_nodes`` describes, built, by place.
+def configured_nodes(specs: Sequence[ExtraNode]) -> dict[str, list[gp.BatchFilter]]:
+    """The nodes ``specs`` (``training.pipeline.extra_nodes``) describe, built, by place.
 
     Raises `IncasemError` naming the key when a class or its arguments are wrong, or when the
     constructor itself refuses its arguments.
     """
     nodes: dict[str, list[gp.BatchFilter]] = {}
-    for index, spec in enumerate(config.training.pipeline.extra_nodes):
+    for index, spec in enumerate(specs):
         key = _node_key(index)
         node_class = resolve_node_class(spec.node_class, key)
         _bind_arguments(node_class, spec.args, key)
@@ -139,7 +165,7 @@ def merge_nodes(*groups: ExtraNodes | None) -> dict[str, list[gp.BatchFilter]]:
     return merged
 
 
-def describe_nodes(config: TrainingConfig) -> list[dict[str, Any]]:
-    """``training.pipeline.extra_nodes`` as plain data (class, place, args), for the model
-    card."""
-    return [spec.model_dump() for spec in config.training.pipeline.extra_nodes]
+def describe_nodes(specs: Sequence[ExtraNode]) -> list[dict[str, Any]]:
+    """``specs`` (``training.pipeline.extra_nodes``) as plain data (class, place, args), for
+    the model card."""
+    return [spec.model_dump() for spec in specs]

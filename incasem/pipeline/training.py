@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import gunpowder as gp
 import numpy as np
@@ -30,10 +30,17 @@ from incasem.gunpowder import (
 from incasem.io.arrays import open_array
 from incasem.io.data_config import DataConfig
 from incasem.pipeline.extra_nodes import ExtraNodes, configured_nodes, merge_nodes
+from incasem.pipeline.settings import (
+    AugmentationSettings,
+    HasPipelineSettings,
+    PipelineSettings,
+    as_pipeline_settings,
+)
 from incasem.pipeline.sources import SourceKeys, entry_source
 
-if TYPE_CHECKING:  # a type only: the pipeline does not depend on the training package
-    from incasem.training.config import TrainingConfig
+#: The settings the builders take: `PipelineSettings`, or a config that gives them (a
+#: `incasem.training.config.TrainingConfig`).
+Settings = PipelineSettings | HasPipelineSettings
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,23 @@ class TrainingKeys(SourceKeys):
         )
 
 
-def training_request(config: TrainingConfig, keys: TrainingKeys) -> gp.BatchRequest:
+def _sizes_nm(settings: PipelineSettings) -> tuple[gp.Coordinate, gp.Coordinate, gp.Coordinate]:
+    """Voxel size, input size and output size, nm (z, y, x)."""
+    voxel_size = gp.Coordinate(settings.voxel_size)
+    input_size = gp.Coordinate(settings.input_size_voxels) * voxel_size
+    output_size = gp.Coordinate(settings.output_size_voxels) * voxel_size
+    return voxel_size, input_size, output_size
+
+
+def training_request(config: Settings, keys: TrainingKeys) -> gp.BatchRequest:
     """The request of one training batch: raw at the input size, the rest at the output size
-    (voxels from the config, converted to nm with ``data.voxel_size``)."""
-    voxel_size = gp.Coordinate(config.data.voxel_size)
-    input_size = gp.Coordinate(config.training.input_size_voxels) * voxel_size
-    output_size = gp.Coordinate(config.training.output_size_voxels) * voxel_size
+    (voxels from the settings, converted to nm with their voxel size).
+
+    Args:
+        config: the pipeline settings, or a training config (see `Settings`).
+        keys: the batch's array keys.
+    """
+    _, input_size, output_size = _sizes_nm(as_pipeline_settings(config))
     request = gp.BatchRequest()
     request.add(keys.raw, input_size)
     for key in (keys.labels, keys.valid, keys.scales):
@@ -77,39 +95,46 @@ def _transpose_axes(voxel_size: gp.Coordinate, allowed: list[int] | None) -> lis
     return axes if len(axes) > 1 else []
 
 
-def _augmentations(config: TrainingConfig, keys: TrainingKeys) -> list[gp.BatchFilter]:
-    voxel_size = gp.Coordinate(config.data.voxel_size)
-    augment = config.training.augmentation
+def _augmentations(
+    augment: AugmentationSettings, voxel_size: gp.Coordinate, keys: TrainingKeys
+) -> list[gp.BatchFilter]:
+    """The augmentation nodes, in pipeline order: spatial first, then intensities, defects
+    last."""
     nodes: list[gp.BatchFilter] = []
-    if augment.elastic.enabled:
-        # Spacing and jitter from nm to voxels, and rotation about z, as the original's
-        # ElasticAugment; ElasticDeform's docstring says why it replaces gunpowder's elastic nodes.
-        spacing, jitter = augment.elastic.in_voxels(config.data.voxel_size)
+    if augment.elastic is not None:
+        # Spacing and jitter in voxels, and rotation about z, as the original's ElasticAugment;
+        # ElasticDeform's docstring says why it replaces gunpowder's elastic nodes.
         nodes.append(
             ElasticDeform(
-                control_point_spacing=spacing,
-                jitter_sigma=jitter,
+                control_point_spacing=list(augment.elastic.control_point_spacing),
+                jitter_sigma=list(augment.elastic.jitter_sigma),
                 rotation_interval=(0, math.pi / 2) if augment.elastic.rotate_in_plane else (0, 0),
             )
         )
-    if augment.simple.enabled:
+    if augment.simple is not None:
         simple = augment.simple
+        allowed = None if simple.transpose_only is None else list(simple.transpose_only)
         nodes.append(
             gp.SimpleAugment(
                 mirror_only=None if simple.mirror else [],
-                transpose_only=_transpose_axes(voxel_size, simple.transpose_only)
-                if simple.transpose
-                else [],
+                transpose_only=_transpose_axes(voxel_size, allowed) if simple.transpose else [],
             )
         )
-    if augment.intensity.enabled:
+    return nodes + _intensity_augmentations(augment, keys)
+
+
+def _intensity_augmentations(
+    augment: AugmentationSettings, keys: TrainingKeys
+) -> list[gp.BatchFilter]:
+    nodes: list[gp.BatchFilter] = []
+    if augment.intensity is not None:
         s, t = augment.intensity.scale, augment.intensity.shift
         nodes.append(gp.IntensityAugment(keys.raw, 1 - s, 1 + s, -t, t))
-    if augment.gamma.enabled:
+    if augment.gamma is not None:
         nodes.append(GammaAugment(keys.raw, augment.gamma.min, augment.gamma.max))
-    if augment.noise.enabled:
+    if augment.noise is not None:
         nodes.append(gp.NoiseAugment(keys.raw, mode="gaussian", var=augment.noise.var))
-    if augment.defect.enabled:
+    if augment.defect is not None:
         # After every spatial augmentation, so that the sections lost or faded are whole
         # z-sections of the batch the network sees (a later rotation would tilt them).
         nodes.append(
@@ -130,35 +155,15 @@ def _raw_is_8bit(data: DataConfig, data_root: str | os.PathLike | None) -> bool:
     return all(open_array(entry.path(data_root), entry.raw).dtype.itemsize == 1 for entry in data)
 
 
-def batch_pipeline(
-    config: TrainingConfig,
+def _joined_sources(
+    settings: PipelineSettings,
     data: DataConfig,
     keys: TrainingKeys,
-    data_root: str | os.PathLike | None = None,
-    extra_nodes: ExtraNodes | None = None,
+    data_root: str | os.PathLike | None,
 ) -> gp.Pipeline:
-    """Everything that prepares a training batch, up to (not including) PreCache and Train:
-    sources, foreground-biased locations, augmentation, intensity scaling and label balancing,
-    with the extra nodes at their places. Arrays are (z, y, x), ROIs in nm: the Train node adds
-    the batch and channel axes on the model's device. Benchmarks time it alone.
-
-    Args:
-        config: validated training config; its ``training.pipeline.extra_nodes`` are built and
-            inserted.
-        data: the training data config, validated against the data.
-        keys: the batch's array keys.
-        data_root: directory relative data-config paths are joined to.
-        extra_nodes: more nodes from Python, by place (``{"after_sources": [node, ...]}``,
-            places in `incasem.pipeline.extra_nodes.PLACES`), each inserted after the
-            config's nodes at the same place.
-
-    Raises:
-        IncasemError: an extra node's class, arguments or place is wrong (one line naming it).
-    """
-    extra = merge_nodes(configured_nodes(config), extra_nodes)
-    voxel_size = gp.Coordinate(config.data.voxel_size)
-    input_size = gp.Coordinate(config.training.input_size_voxels) * voxel_size
-    output_size = gp.Coordinate(config.training.output_size_voxels) * voxel_size
+    """One source branch per entry, each sampling foreground-biased locations, joined with
+    probabilities in proportion to the entries' voxels times their weights."""
+    voxel_size, input_size, output_size = _sizes_nm(settings)
     # Output windows may hang over the ROI border by up to half their size; ValidMask keeps the
     # overhang out of the loss and ForegroundBiasedLocation limits how much of it a batch has.
     label_padding = (output_size / 2 / voxel_size) * voxel_size
@@ -166,8 +171,7 @@ def batch_pipeline(
     # any allowed location (a 45 degree turn needs sqrt(2)/2 of the input per side), so a small
     # annotated block at the edge of a small volume never makes a request unsatisfiable.
     raw_padding = input_size + label_padding
-    reject = config.training.reject
-
+    reject = settings.reject
     branches = []
     for entry in data:
         branch = entry_source(
@@ -184,9 +188,54 @@ def batch_pipeline(
         )
         branches.append(branch)
     weights = [float(np.prod(entry.shape)) * entry.weight for entry in data]
-    pipeline = tuple(branches) + gp.RandomProvider(probabilities=weights)
+    return tuple(branches) + gp.RandomProvider(probabilities=weights)
 
-    augmentations = _augmentations(config, keys)
+
+def _balance_labels(settings: PipelineSettings, keys: TrainingKeys) -> gp.BalanceLabels:
+    """The loss weights (``SCALES``) from the labels' class fractions within the valid mask."""
+    # Without balancing every class fraction is clipped to 1 / num_classes, which gives every
+    # valid voxel the weight 1: the same node then only applies the valid mask.
+    uniform = 1.0 / settings.num_classes
+    balance = settings.balance
+    return gp.BalanceLabels(
+        keys.labels,
+        keys.scales,
+        mask=keys.valid,
+        num_classes=settings.num_classes,
+        clipmin=balance.clipmin if balance is not None else uniform,
+        clipmax=balance.clipmax if balance is not None else uniform,
+    )
+
+
+def batch_pipeline(
+    config: Settings,
+    data: DataConfig,
+    keys: TrainingKeys,
+    data_root: str | os.PathLike | None = None,
+    extra_nodes: ExtraNodes | None = None,
+) -> gp.Pipeline:
+    """Everything that prepares a training batch, up to (not including) PreCache and Train:
+    sources, foreground-biased locations, augmentation, intensity scaling and label balancing,
+    with the extra nodes at their places. Arrays are (z, y, x), ROIs in nm: the Train node adds
+    the batch and channel axes on the model's device. Benchmarks time it alone.
+
+    Args:
+        config: the pipeline settings, or a validated training config (see `Settings`); their
+            extra nodes (``training.pipeline.extra_nodes``) are built and inserted.
+        data: the training data config, validated against the data.
+        keys: the batch's array keys.
+        data_root: directory relative data-config paths are joined to.
+        extra_nodes: more nodes from Python, by place (``{"after_sources": [node, ...]}``,
+            places in `incasem.pipeline.extra_nodes.PLACES`), each inserted after the
+            config's nodes at the same place.
+
+    Raises:
+        IncasemError: an extra node's class, arguments or place is wrong (one line naming it).
+    """
+    settings = as_pipeline_settings(config)
+    extra = merge_nodes(configured_nodes(settings.extra_nodes), extra_nodes)
+    pipeline = _joined_sources(settings, data, keys, data_root)
+    augmentations = _augmentations(settings.augmentation, gp.Coordinate(settings.voxel_size), keys)
     for node in [*extra["after_sources"], *augmentations, *extra["after_augmentation"]]:
         pipeline += node
     pipeline += gp.IntensityScaleShift(keys.raw, 2, -1)
@@ -199,21 +248,9 @@ def batch_pipeline(
         pipeline += gp.AsType(keys.raw, np.float16)
     for node in extra["before_balancing"]:
         pipeline += node
-    balance = config.loss.balance_labels
-    # Without balancing every class fraction is clipped to 1 / num_classes, which gives every
-    # valid voxel the weight 1: the same node then only applies the valid mask.
-    uniform = 1.0 / config.data.num_classes
-    pipeline += gp.BalanceLabels(
-        keys.labels,
-        keys.scales,
-        mask=keys.valid,
-        num_classes=config.data.num_classes,
-        clipmin=balance.clipmin if balance.enabled else uniform,
-        clipmax=balance.clipmax if balance.enabled else uniform,
-    )
     # Labels stay uint8 (MergeLabels' class ids): the loss casts them on the model's device,
     # so they cross to the training process and the GPU at an eighth of int64's bytes.
-    return pipeline
+    return pipeline + _balance_labels(settings, keys)
 
 
 class _OneSample(torch.nn.Module):
@@ -254,8 +291,75 @@ class TrainingPipeline(NamedTuple):
     prefetch: Prefetch | None
 
 
+def _precache(settings: PipelineSettings) -> tuple[list[gp.BatchFilter], Prefetch | None]:
+    """The nodes preparing batches ahead of the model, and the Prefetch node among them."""
+    precache = settings.precache
+    if precache.num_workers == 0:
+        return [], None
+    nodes: list[gp.BatchFilter] = [
+        ThreadLimitedPreCache(
+            cache_size=precache.cache_size,
+            num_workers=precache.num_workers,
+            num_threads=precache.num_threads,
+            seed=settings.seed,
+        )
+    ]
+    prefetch = Prefetch() if precache.prefetch else None
+    return nodes + ([prefetch] if prefetch is not None else []), prefetch
+
+
+def _train_node(
+    settings: PipelineSettings,
+    model: torch.nn.Module,
+    loss: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    keys: TrainingKeys,
+    run_dir: str | os.PathLike,
+) -> DeferredLossTrain:
+    """The Train node, its own checkpoints disabled (see `training_pipeline`)."""
+    private = os.path.join(str(run_dir), ".gunpowder")
+    return DeferredLossTrain(
+        model=_OneSample(model),
+        loss=_OneSampleLoss(loss),
+        optimizer=optimizer,
+        inputs={"x": keys.raw},
+        outputs={0: keys.prediction},
+        loss_inputs={0: keys.prediction, 1: keys.labels, 2: keys.scales},
+        array_specs={keys.prediction: gp.ArraySpec(voxel_size=gp.Coordinate(settings.voxel_size))},
+        checkpoint_basename=os.path.join(private, "unused"),
+        save_every=2**62,
+        log_dir=None,
+        device=settings.device,
+    )
+
+
+def _snapshot(
+    settings: PipelineSettings,
+    keys: TrainingKeys,
+    request: gp.BatchRequest,
+    run_dir: str | os.PathLike,
+) -> gp.Snapshot:
+    """Every ``snapshot_every`` iterations the batch and its prediction, to
+    ``run_dir/snapshots``."""
+    return gp.Snapshot(
+        {
+            keys.raw: "volumes/raw",
+            keys.labels: "volumes/labels",
+            keys.valid: "volumes/valid_mask",
+            keys.prediction: "volumes/prediction",
+        },
+        output_dir=os.path.join(str(run_dir), "snapshots"),
+        output_filename="{iteration:08d}.zarr",
+        every=settings.snapshot_every,
+        dataset_dtypes={keys.raw: np.float32, keys.labels: np.uint8},
+        additional_request=gp.BatchRequest(
+            {keys.prediction: gp.ArraySpec(roi=request[keys.labels].roi)}
+        ),
+    )
+
+
 def training_pipeline(
-    config: TrainingConfig,
+    config: Settings,
     data: DataConfig,
     model: torch.nn.Module,
     loss: torch.nn.Module,
@@ -271,7 +375,7 @@ def training_pipeline(
     batches).
 
     Args:
-        config: validated training config.
+        config: the pipeline settings, or a validated training config (see `Settings`).
         data: the training data config, validated against the data.
         model, loss, optimizer: the torch objects to train.
         keys: the batch's array keys.
@@ -287,48 +391,13 @@ def training_pipeline(
     self-describing, atomic checkpoints); its checkpoint basename points into an empty private
     folder so it can never silently resume from a stale file.
     """
-    voxel_size = gp.Coordinate(config.data.voxel_size)
-    pipeline = batch_pipeline(config, data, keys, data_root, extra_nodes)
-    prefetch = None
-    if config.training.precache.num_workers > 0:
-        pipeline += ThreadLimitedPreCache(
-            cache_size=config.training.precache.cache_size,
-            num_workers=config.training.precache.num_workers,
-            num_threads=config.training.precache.num_threads,
-            seed=config.training.seed,
-        )
-        if config.training.precache.prefetch:
-            prefetch = Prefetch()
-            pipeline += prefetch
-    private = os.path.join(str(run_dir), ".gunpowder")
-    train = DeferredLossTrain(
-        model=_OneSample(model),
-        loss=_OneSampleLoss(loss),
-        optimizer=optimizer,
-        inputs={"x": keys.raw},
-        outputs={0: keys.prediction},
-        loss_inputs={0: keys.prediction, 1: keys.labels, 2: keys.scales},
-        array_specs={keys.prediction: gp.ArraySpec(voxel_size=voxel_size)},
-        checkpoint_basename=os.path.join(private, "unused"),
-        save_every=2**62,
-        log_dir=None,
-        device=config.torch.device,
-    )
+    settings = as_pipeline_settings(config)
+    pipeline = batch_pipeline(settings, data, keys, data_root, extra_nodes)
+    ahead, prefetch = _precache(settings)
+    for node in ahead:
+        pipeline += node
+    train = _train_node(settings, model, loss, optimizer, keys, run_dir)
     pipeline += train
-    pipeline += gp.Snapshot(
-        {
-            keys.raw: "volumes/raw",
-            keys.labels: "volumes/labels",
-            keys.valid: "volumes/valid_mask",
-            keys.prediction: "volumes/prediction",
-        },
-        output_dir=os.path.join(str(run_dir), "snapshots"),
-        output_filename="{iteration:08d}.zarr",
-        every=config.training.snapshot.every,
-        dataset_dtypes={keys.raw: np.float32, keys.labels: np.uint8},
-        additional_request=gp.BatchRequest(
-            {keys.prediction: gp.ArraySpec(roi=request[keys.labels].roi)}
-        ),
-    )
-    pipeline += gp.PrintProfilingStats(every=config.training.profiling_stats.every)
+    pipeline += _snapshot(settings, keys, request, run_dir)
+    pipeline += gp.PrintProfilingStats(every=settings.profiling_every)
     return TrainingPipeline(pipeline, train, prefetch)

@@ -41,16 +41,11 @@ from incasem.tracking.observers import add_database_artifacts, run_folder
 from incasem.tracking.run_folder import list_checkpoints, read_best, run_name, training_curves_path
 from incasem.training.allocator import exec_with_allocator_settings
 from incasem.training.arguments import DESCRIPTION, add_arguments
+from incasem.training.checks import TrainingData, check_training_config
 from incasem.training.config import TrainingConfig, default_config, parse_config
-from incasem.training.loop import (
-    HPARAM_CONFIG_KEYS,
-    TrainingData,
-    TrainingInterrupted,
-    build_model,
-    check_start_from,
-    check_training_config,
-    train,
-)
+from incasem.training.loop import train
+from incasem.training.model_setup import HPARAM_CONFIG_KEYS, build_model, check_start_from
+from incasem.training.signals import TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 

@@ -11,17 +11,31 @@ defaults.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incasem.errors import IncasemError
-from incasem.pipeline.extra_nodes import PLACES
+from incasem.pipeline.extra_nodes import ExtraNode
+from incasem.pipeline.settings import (
+    AugmentationSettings,
+    BalanceSettings,
+    DefectSettings,
+    ElasticSettings,
+    GammaSettings,
+    IntensitySettings,
+    NoiseSettings,
+    PipelineSettings,
+    PrecacheSettings,
+    RejectSettings,
+    SimpleSettings,
+)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Size3 = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
+_T = TypeVar("_T", bound=BaseModel)
 
 
 def _none_spelled_out(value: Any) -> Any:
@@ -172,33 +186,6 @@ class Augmentation(_Section):
     noise: Noise = Noise()
     gamma: Gamma = Gamma()
     defect: Defect = Defect()
-
-
-class ExtraNode(_Section):
-    """A user's gunpowder node: ``class`` (``module:Class``), ``place`` (one of
-    `incasem.pipeline.extra_nodes.PLACES`) and ``args`` (JSON values passed as keyword
-    arguments); see `incasem.pipeline.extra_nodes`."""
-
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
-
-    node_class: str = Field(alias="class")
-    place: str
-    args: dict[str, Any] = {}
-
-    @field_validator("node_class")
-    @classmethod
-    def _import_path(cls, value: str) -> str:
-        module, colon, name = value.partition(":")
-        if not (colon and module.strip() and name.strip()):
-            raise ValueError("expected an import path 'module:Class', e.g. 'my_lab.nodes:Shift'")
-        return value
-
-    @field_validator("place")
-    @classmethod
-    def _known_place(cls, value: str) -> str:
-        if value not in PLACES:
-            raise ValueError(f"expected one of {', '.join(PLACES)}")
-        return value
 
 
 class Pipeline(_Section):
@@ -380,12 +367,60 @@ class TrainingConfig(_Section):
             )
         return self
 
+    def pipeline_settings(self) -> PipelineSettings:
+        """What the training pipeline reads of this config (`incasem.pipeline.settings`)."""
+        training = self.training
+        return PipelineSettings(
+            voxel_size=self.data.voxel_size,
+            input_size_voxels=training.input_size_voxels,
+            output_size_voxels=training.output_size_voxels,
+            num_classes=self.data.num_classes,
+            augmentation=_augmentation_settings(training.augmentation, self.data.voxel_size),
+            reject=RejectSettings(**training.reject.model_dump()),
+            balance=_enabled(self.loss.balance_labels, BalanceSettings),
+            extra_nodes=training.pipeline.extra_nodes,
+            precache=PrecacheSettings(**training.precache.model_dump()),
+            seed=training.seed,
+            snapshot_every=training.snapshot.every,
+            profiling_every=training.profiling_stats.every,
+            device=self.torch.device,
+        )
+
     @property
     def class_names(self) -> list[str]:
         """Channel names, background first; default ``background, class_1, ...``."""
         return self.data.class_names or ["background"] + [
             f"class_{i}" for i in range(1, self.data.num_classes)
         ]
+
+
+def _enabled(section: _Section, settings: type[_T]) -> _T | None:
+    """The pipeline's settings of a section with an ``enabled`` key; None when it is off."""
+    if not section.enabled:  # type: ignore[attr-defined]
+        return None
+    return settings(**section.model_dump(exclude={"enabled"}))
+
+
+def _augmentation_settings(
+    augment: Augmentation, voxel_size: Sequence[int]
+) -> AugmentationSettings:
+    """The augmentations for data of ``voxel_size`` nm (elastic distances in voxels)."""
+    elastic = None
+    if augment.elastic.enabled:
+        spacing, jitter = augment.elastic.in_voxels(voxel_size)
+        elastic = ElasticSettings(
+            control_point_spacing=spacing,
+            jitter_sigma=jitter,
+            rotate_in_plane=augment.elastic.rotate_in_plane,
+        )
+    return AugmentationSettings(
+        elastic=elastic,
+        simple=_enabled(augment.simple, SimpleSettings),
+        intensity=_enabled(augment.intensity, IntensitySettings),
+        gamma=_enabled(augment.gamma, GammaSettings),
+        noise=_enabled(augment.noise, NoiseSettings),
+        defect=_enabled(augment.defect, DefectSettings),
+    )
 
 
 def default_config() -> dict[str, Any]:
