@@ -31,7 +31,7 @@ from incasem.predict.geometry import BlockLayout
 _SECONDS_PER_VOXEL_FMAP2 = 1e-8
 #: Safety factor of the block timeout over that estimate.
 _TIMEOUT_FACTOR = 10
-#: Blocks a worker holds at once (`incasem.predict.overlap`: one computing, one read ahead, one
+#: Blocks a worker holds at once (`incasem.blockwise.overlap`: one computing, one read ahead, one
 #: written behind).
 _BLOCKS_HELD = 3
 

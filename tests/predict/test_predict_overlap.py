@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from incasem.io import open_array
-from incasem.predict.overlap import BlockStages, run_blocks
+from incasem.blockwise.overlap import BlockStages, run_blocks
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "predict_overlap.py"
 
