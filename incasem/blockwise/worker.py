@@ -201,15 +201,18 @@ def serve(
     stages: BlockStages[daisy.Block],
     subject: Callable[[Roi], str],
     failures: BlockFailures,
+    depth: int = 1,
 ) -> StageTimes:
     """The one client loop: process blocks from the scheduler of ``context`` until none are
     left, fetching (and reading) the next block while the current one computes.
 
     ``subject`` names a failed block by its write ROI (nm) in the one failure wording
-    (`incasem.blockwise.failures.block_subject`). Returns the stage times for the log.
+    (`incasem.blockwise.failures.block_subject`); ``depth`` blocks are read ahead and as many
+    written behind (0: one block after another, as `benchmarks/predict_overlap.py` compares).
+    Returns the stage times, also logged.
     """
     pool = _ClientPool(context, subject, failures)
-    times = run_blocks(pool.acquire, stages)
+    times = run_blocks(pool.acquire, stages, depth, depth)
     logger.info("%s", times.summary())
     return times
 

@@ -22,6 +22,7 @@ from incasem.blockwise.worker import WORKER_MODULE, WorkerTask, block_function_w
 from incasem.errors import IncasemError
 from incasem.io import create_array, open_array
 from incasem.launch import ARGS_VARIABLE, PACKAGES_VARIABLE, worker_arguments
+from incasem.predict.worker import BlockProcessor
 from incasem.prepare.relabel import _RelabelBlock
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,10 +119,10 @@ def _overlap_benchmark():
 
 
 def test_a_prediction_block_and_a_prepare_block_fail_in_the_same_words(tmp_path: Path):
-    out = create_array(tmp_path / "c.zarr", "out", (16, 16, 16), VOXEL, chunks=(8, 8, 8))
+    out = create_array(tmp_path / "p.zarr", "out", (16, 16, 16), VOXEL, chunks=(8, 8, 8))
     with pytest.raises(IncasemError) as info:
         run_blockwise(
-            _FailAt(str(tmp_path / "c.zarr"), (80, 0, 0)), out.roi, None, VOXEL, output=out,
+            _FailAt(str(tmp_path / "p.zarr"), (80, 0, 0)), out.roi, None, VOXEL, output=out,
             block_edge=8, name="prepare", progress=False,
         )  # fmt: skip
     prepare = str(info.value)
@@ -129,7 +130,8 @@ def test_a_prediction_block_and_a_prepare_block_fail_in_the_same_words(tmp_path:
         prepare
     )
 
-    processor = _overlap_benchmark().make_processor(tmp_path / "p", (16, 16, 16), 132)
+    spec = _overlap_benchmark().make_spec(tmp_path, (16, 16, 16), 132)
+    processor = BlockProcessor(spec, None, "cpu")  # a prediction worker's blocks, no model
     roi = Roi((40, 0, 0), (40, 40, 40))  # voxels [8:16, 0:8, 0:8] at 5 nm
     failures = BlockFailures(tmp_path / "failures")
     predicted = failures.record(processor.subject(roi), ValueError("corrupt chunk"))
