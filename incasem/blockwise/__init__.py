@@ -74,7 +74,7 @@ from incasem.blockwise.failures import (
     one_line,
 )
 from incasem.errors import IncasemError
-from incasem.io.arrays import array_container
+from incasem.io.arrays import array_container, default_chunks
 from incasem.launch import ModuleWorker, check_template, current_template
 
 __all__ = [
@@ -452,13 +452,13 @@ def run_blockwise(
             write (read from one dataset, write to another).
         total_roi: the region to write, in nm (z, y, x); usually the output array's ROI. Blocks
             start at its offset; the last blocks along each axis are shrunk to fit.
-        block_shape: write block shape in voxels (z, y, x); None: the output's chunks, as many
-            as make at least ``block_edge`` voxels along each axis (`aligned_block_shape`).
+        block_shape: write block shape in voxels (z, y, x); None: the output's chunks (without
+            an output, `incasem.io.default_chunks` of ``total_roi``), as many as make at least
+            ``block_edge`` voxels along each axis (`aligned_block_shape`).
         voxel_size: nm (z, y, x) of the grid the blocks live on.
         context: voxels (z, y, x, or one number for all axes) read on each side of a write block.
         output: the array the blocks write to. If given, the block shape and start are checked
             against its chunk grid (raises ``ValueError``, a programming error, if misaligned).
-            Needed when ``block_shape`` is None.
         block_edge: voxels; see ``block_shape``. Default `BLOCK_EDGE`.
         num_workers: worker processes; ``0`` runs all blocks serially in this process.
         name: task name shown in the progress bar and in errors.
@@ -529,9 +529,12 @@ def _block_job(
     voxel_size = Coordinate(voxel_size)
     dims = voxel_size.dims
     if block_shape is None:
-        if output is None:
-            raise ValueError(f"{name}: a block shape or the output array (for its chunks)")
-        block_shape = aligned_block_shape(_spatial_chunks(output), block_edge)
+        chunks = (
+            _spatial_chunks(output)
+            if output is not None
+            else default_chunks(total_roi.shape / voxel_size)
+        )
+        block_shape = aligned_block_shape(chunks, block_edge)
     block_shape = Coordinate(block_shape)
     context = Coordinate((context,) * dims if isinstance(context, int) else context)
     if output is not None:
