@@ -5,22 +5,29 @@ has the same needs, so they live here once:
 
 * **Chunk-aligned writes.** Two workers writing parts of one zarr chunk silently lose data (a
   read-modify-write race that daisy cannot see), so write blocks start at the output's first voxel
-  and their shape must be a multiple of the output's chunk shape. `run_blockwise` checks this when
-  it is given the output array instead of trusting every caller to remember.
+  and their shape must be a multiple of the output's chunk shape. `run_blockwise` takes the block
+  shape from the output's chunks (`aligned_block_shape`, one default edge `BLOCK_EDGE`) and
+  checks a given one, instead of trusting every caller to remember.
 * **Context.** A block may read more than it writes (``read_roi`` = ``write_roi`` grown by
   ``context``) so that filters see their whole neighbourhood and blockwise results equal a
   single-pass result. At the volume's faces the read ROI reaches outside the data; daisy's
   ``fit="shrink"`` clips the last blocks to the volume and process functions clip what they read
   (`read_clipped`).
-* **Worker processes.** daisy 2 always runs distributed workers as spawned subprocesses with the
-  process function cloudpickled, so process functions must be module-level callables (e.g. frozen
-  dataclasses holding paths, not open arrays). ``num_workers=0`` runs every block in this process,
-  which is what debuggers and profilers need.
+* **Worker processes, rebuilt from JSON.** daisy 2 runs distributed workers as spawned
+  subprocesses and serialises the process function it is given, so it is only ever given a
+  small `incasem.launch.ModuleWorker`: a block function (a frozen dataclass of paths and numbers
+  in an ``incasem`` module) reaches its workers as JSON, its import path and fields
+  (`incasem.blockwise.worker.WorkerTask`), and no pickle crosses a process boundary.
+  ``num_workers=0`` runs every block in this process, which is what debuggers and profilers
+  need.
 * **Timeouts from the block size.** daisy's watchdog kills a block after its timeout (600 s when
   unset), which a large CPU block can exceed; `block_timeout` (the one rule, prediction's too)
   grows it with the read volume.
+* **One client loop.** Every worker, prediction's included, pulls its blocks through
+  `incasem.blockwise.worker.serve`: the next block is fetched (and read) while one computes.
 * **Failures are reported, not swallowed.** A failing block is recorded by its worker as a small
-  JSON file (`BlockFailures`: the block's ROI in voxels and its error) in the task's log folder;
+  JSON file (`BlockFailures`: ``block [z0:z1, y0:y1, x0:x1] (voxels): <error>``, the one wording
+  of `incasem.blockwise.failures`) in the task's log folder;
   the driver turns the first one into one `IncasemError` line and keeps the worker logs.
   Nothing is parsed out of daisy's traceback text, whose format is daisy's to change.
 * **One description per job.** A job is described before it runs (`BlockwiseJob`: name, block
@@ -31,8 +38,8 @@ has the same needs, so they live here once:
   for debuggers), local worker processes, or a worker command template
   (``--worker-command "srun ... {command}"``) through which each worker is started, on a cluster
   node or in a container (`incasem.launch`). A job's worker is either a block function (called
-  per block) or a `incasem.launch.ModuleWorker` that loads what it needs once and pulls blocks
-  itself (prediction's model).
+  per block) or a `incasem.launch.ModuleWorker` of its own that loads what it needs once
+  (prediction's model).
 * **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
   them in ``<output container>.logs/<task>-<time>-<id>/`` beside the output (a temporary folder
   when there is no output container), delete them after success and keep (and name) them after a
