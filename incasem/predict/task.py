@@ -3,8 +3,9 @@
 Prediction runs on the engine every blockwise command shares (`incasem.blockwise.run_job`);
 what is its own is described here. Its worker is 0-argument (`incasem.launch.ModuleWorker` of
 ``python -m incasem.predict.worker SPEC.json``) so that each worker process loads the model once
-and then pulls blocks itself, reading one ahead and writing one behind (a block function would
-be called per block, with the model reloaded or kept in a global). Without a worker command
+and then pulls blocks through the one client loop of every blockwise job
+(`incasem.blockwise.worker.serve`), reading one ahead and writing one behind (a block function
+would be called per block, with the model reloaded or kept in a global). Without a worker command
 template the worker runs in daisy's worker process; with one (``srun``, ``bsub``, ``bash -c``, a
 container) it is started through it, as every blockwise command's workers are.
 
