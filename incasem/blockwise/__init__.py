@@ -358,6 +358,52 @@ class BlockwiseJob(BaseModel):
     done_markers: Path | None = None
     worker_command: str | None = None
 
+    @classmethod
+    def for_volume(
+        cls,
+        name: str,
+        total_roi: Roi,
+        voxel_size: Sequence[int],
+        *,
+        block_shape: Sequence[int] | None = None,
+        block_edge: int = BLOCK_EDGE,
+        context: Sequence[int] | int = 0,
+        output: Array | None = None,
+        seconds_per_megavoxel: float = 10.0,
+        num_workers: int = 1,
+        worker_command: str | None = None,
+    ) -> BlockwiseJob:
+        """The job of `run_blockwise` (see its arguments): write blocks of ``block_shape``
+        voxels (default: the output's chunks by ``block_edge``, `aligned_block_shape`) from
+        ``total_roi``'s offset (nm), read blocks grown by ``context`` voxels, checked against the
+        output's chunk grid, and the timeout of their read volume (`block_timeout`)."""
+        voxel_size = Coordinate(voxel_size)
+        dims = voxel_size.dims
+        if block_shape is None:
+            chunks = (
+                _spatial_chunks(output)
+                if output is not None
+                else default_chunks(total_roi.shape / voxel_size)
+            )
+            block_shape = aligned_block_shape(chunks, block_edge)
+        block_shape = Coordinate(block_shape)
+        context = Coordinate((context,) * dims if isinstance(context, int) else context)
+        if output is not None:
+            _check_alignment(output, total_roi, block_shape, voxel_size, name)
+        context_nm = context * voxel_size
+        seconds_per_voxel = seconds_per_megavoxel / 1e6
+        return cls(
+            name=name,
+            total_roi=total_roi.grow(context_nm, context_nm),
+            read_roi=Roi((0,) * dims, block_shape * voxel_size + context_nm * 2),
+            write_roi=Roi(context_nm, block_shape * voxel_size),
+            num_workers=num_workers,
+            timeout_s=block_timeout(
+                math.prod(block_shape + context * 2), seconds_per_voxel, _BLOCKS_HELD
+            ),
+            worker_command=worker_command,
+        )
+
 
 @dataclass
 class JobOutcome:
@@ -487,11 +533,11 @@ def run_blockwise(
     """
     template = worker_command or current_template()
     check_template(template)
-    job = _block_job(
-        name, total_roi, block_shape, voxel_size, context, output, block_edge,
-        seconds_per_megavoxel,
+    job = BlockwiseJob.for_volume(
+        name, total_roi, voxel_size, block_shape=block_shape, block_edge=block_edge,
+        context=context, output=output, seconds_per_megavoxel=seconds_per_megavoxel,
+        num_workers=num_workers, worker_command=template,
     )  # fmt: skip
-    job = job.model_copy(update={"num_workers": num_workers, "worker_command": template})
     log_dir = _log_dir(name, output)
     failures = BlockFailures(log_dir / "failures")
     worker = GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
@@ -518,44 +564,6 @@ def run_blockwise(
         reason = failures.first() or "no error recorded"
         error = f"{failed} of {state.total_block_count} blocks failed; first: {reason}"
     raise IncasemError(f"{name}: {error} (worker logs: {log_dir})")
-
-
-def _block_job(
-    name: str,
-    total_roi: Roi,
-    block_shape: Sequence[int] | None,
-    voxel_size: Sequence[int],
-    context: Sequence[int] | int,
-    output: Array | None,
-    block_edge: int,
-    seconds_per_megavoxel: float,
-) -> BlockwiseJob:
-    """The geometry of a `run_blockwise` job: write blocks of ``block_shape`` voxels (default
-    from the output's chunks) from ``total_roi``'s offset, read blocks grown by ``context``
-    voxels, checked against the output's chunk grid; the timeout of their read volume."""
-    voxel_size = Coordinate(voxel_size)
-    dims = voxel_size.dims
-    if block_shape is None:
-        chunks = (
-            _spatial_chunks(output)
-            if output is not None
-            else default_chunks(total_roi.shape / voxel_size)
-        )
-        block_shape = aligned_block_shape(chunks, block_edge)
-    block_shape = Coordinate(block_shape)
-    context = Coordinate((context,) * dims if isinstance(context, int) else context)
-    if output is not None:
-        _check_alignment(output, total_roi, block_shape, voxel_size, name)
-    context_nm = context * voxel_size
-    return BlockwiseJob(
-        name=name,
-        total_roi=total_roi.grow(context_nm, context_nm),
-        read_roi=Roi((0,) * dims, block_shape * voxel_size + context_nm * 2),
-        write_roi=Roi(context_nm, block_shape * voxel_size),
-        timeout_s=block_timeout(
-            math.prod(block_shape + context * 2), seconds_per_megavoxel / 1e6, _BLOCKS_HELD
-        ),
-    )
 
 
 def _remove_logs(log_dir: Path) -> None:
