@@ -18,15 +18,14 @@ them on its command line. A template that hands ``{command}`` to a shell as its 
 (``bash -c '{command}'``) is refused; ``bash -c '...; exec "$@"' bash {command}`` runs a shell
 prologue with the worker as arguments.
 
-A worker that outlives a block is a module run as ``python -m MODULE ARGS`` (`ModuleWorker`): in
-daisy's own worker process, or through the template. Prediction's workers load a model once and
-are ``python -m incasem.predict.worker SPEC.json``; every other blockwise command
-(`incasem.blockwise.run_blockwise`) ships its block function in a file written by the driver
-into the job's log folder and, through a template, runs ``python -m incasem.launch FILE``
-(`block_function_worker`, `serve_blocks`). That file is a pickle, so it is signed: the driver
-draws a random key for the job, passes it to its workers in the environment
-(``INCASEM_WORKER_KEY``) and a worker unpickles nothing whose HMAC does not match: never a file
-that someone else wrote.
+Every worker is a module run as ``python -m MODULE ARGS`` (`ModuleWorker`): in daisy's own
+worker process, or through the template; that small launcher is all daisy serialises. Prediction's
+workers are ``python -m incasem.predict.worker SPEC.json``; every other blockwise command's are
+``python -m incasem.blockwise.worker JOB_JSON``, where the JSON names the block function by its
+import path (``module:QualName``) and holds its fields (`incasem.blockwise.worker.WorkerTask`). No
+pickle crosses a process boundary, and a worker imports by name only from `worker_packages`
+(``incasem``, plus any listed in ``INCASEM_WORKER_PACKAGES``): `import_named` refuses every other
+module in one line before importing it.
 
 The command line sets the template for a whole command with `worker_command_scope` (every
 blockwise command takes ``--worker-command``); a library caller passes it to `run_blockwise`.
@@ -37,17 +36,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
-import hmac
 import importlib
+import inspect
 import json
 import logging
 import os
-import secrets
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +55,12 @@ logger = logging.getLogger(__name__)
 
 #: The placeholder a template must contain.
 PLACEHOLDER = "{command}"
-#: Environment variable that carries a job's signing key to its workers.
-KEY_VARIABLE = "INCASEM_WORKER_KEY"
 #: Environment variable that carries a worker's arguments (a JSON list) through a template.
 ARGS_VARIABLE = "INCASEM_WORKER_ARGS"
+#: Top-level packages whose block functions a worker may import by name (`import_named`).
+WORKER_PACKAGES = ("incasem",)
+#: Environment variable naming further such packages, comma-separated.
+PACKAGES_VARIABLE = "INCASEM_WORKER_PACKAGES"
 #: Programs that run their ``-c`` argument as shell code.
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 #: A safe template that runs a shell prologue before the worker.
@@ -168,102 +167,81 @@ def worker_arguments(argv: Sequence[str] | None) -> list[str]:
     return [str(arg) for arg in json.loads(os.environ[ARGS_VARIABLE])]
 
 
-def _signature(payload: bytes, key: str) -> str:
-    return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
+def worker_packages() -> tuple[str, ...]:
+    """The top-level packages whose classes and functions a worker may import by name:
+    ``incasem``, and those listed (comma-separated) in ``INCASEM_WORKER_PACKAGES`` of the
+    environment the driver and its workers share (the test suite adds its own)."""
+    extra = os.environ.get(PACKAGES_VARIABLE, "")
+    return (*WORKER_PACKAGES, *(name.strip() for name in extra.split(",") if name.strip()))
 
 
-def write_block_function(function: Callable[[Any], None], folder: Path) -> tuple[Path, str]:
-    """Write ``function`` (cloudpickled, signed with a new random key) into ``folder``; returns
-    the file and the key its workers need in ``INCASEM_WORKER_KEY``."""
-    import cloudpickle
+def import_path(obj: Any) -> str:
+    """``module:QualName`` of a module-level class or function, or of an instance's class,
+    by which a worker imports it again (`import_named`).
 
-    key = secrets.token_hex(32)
-    payload = cloudpickle.dumps(function)
-    path = folder / "block_function.pickle"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(_signature(payload, key).encode() + b"\n" + payload)
-    return path, key
-
-
-def read_block_function(path: str | os.PathLike, key: str | None) -> Callable[[Any], None]:
-    """The block function in ``path``, only if its signature matches ``key``."""
-    import pickle
-
-    data = Path(path).read_bytes()
-    signature, _, payload = data.partition(b"\n")
-    expected = _signature(payload, key) if key else ""
-    if not key or not hmac.compare_digest(signature.decode(errors="replace"), expected):
-        raise IncasemError(
-            f"{path}: not signed by this job's driver ({KEY_VARIABLE} missing or different); "
-            "refusing to load it"
-        )
-    return pickle.loads(payload)  # noqa: S301 -- signed by our own driver, see above
-
-
-def serve_blocks(function: Callable[[Any], None]) -> None:
-    """Process blocks from daisy's scheduler (``DAISY_CONTEXT``) until there are none left.
-
-    An exception marks the block failed (daisy retries it) and ends this worker with it, as
-    daisy's own workers do.
+    Raises `IncasemError` (one line) when it cannot be imported by that name (defined in
+    ``__main__`` or inside a function) or lies outside `worker_packages`.
     """
-    import daisy.v2 as daisy
+    target = obj if isinstance(obj, type) or inspect.isroutine(obj) else type(obj)
+    path = f"{target.__module__}:{target.__qualname__}"
+    if target.__module__ == "__main__" or "<" in target.__qualname__:
+        raise IncasemError(
+            f"block function {path}: a worker imports it by name, so it must be defined at "
+            "the top level of an importable module (or run it with num_workers=0)"
+        )
+    _check_allowed(path)
+    return path
 
-    client = daisy.Client()
-    while True:
-        with client.acquire_block() as block:
-            if block is None:
-                return
-            function(block)
+
+def import_named(path: str) -> Any:
+    """The class or function named ``module:QualName``, imported only from `worker_packages`.
+
+    Raises `IncasemError` (one line, naming ``path``) for any other module, before importing
+    anything: a worker never imports an arbitrary module from its environment.
+    """
+    module, _, qualname = path.partition(":")
+    if not module or not qualname:
+        raise IncasemError(f"block function {path!r}: not of the form 'module:QualName'")
+    _check_allowed(path)
+    target: Any = importlib.import_module(module)
+    for name in qualname.split("."):
+        target = getattr(target, name)
+    return target
+
+
+def _check_allowed(path: str) -> None:
+    packages = worker_packages()
+    if path.split(":")[0].split(".")[0] not in packages:
+        raise IncasemError(
+            f"block function {path}: workers import block functions only from the packages "
+            f"{', '.join(packages)} (more through {PACKAGES_VARIABLE}); refusing to import it"
+        )
 
 
 @dataclass(frozen=True)
 class ModuleWorker:
     """daisy's 0-argument worker function: ``python -m MODULE ARGS``, run here or elsewhere.
 
-    Without a template the module's ``main(args)`` runs in daisy's worker process (one process
-    per worker, as daisy starts them); with one, the command is started through it and waited
-    for (`run_through_template`). Either way the worker finds the scheduler through
-    ``DAISY_CONTEXT`` and processes blocks until none are left.
+    The only thing daisy serialises to start a worker: a module name and JSON or path
+    arguments, never the job's code. Without a template the module's ``main(args)`` runs in
+    daisy's worker process (one process per worker, as daisy starts them); with one, the command
+    is started through it and waited for (`run_through_template`). Either way the worker finds
+    the scheduler through ``DAISY_CONTEXT`` and processes blocks until none are left.
 
     Args:
         module (str): a module with ``main(argv: list[str]) -> int``.
         args (tuple[str, ...]): its arguments.
         template (str | None): the worker command template, or None to run here. Default None.
-        environment (tuple[tuple[str, str], ...]): variables set for the worker (e.g. a job's
-            signing key). Default none.
     """
 
     module: str
     args: tuple[str, ...]
     template: str | None = None
-    environment: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> None:
-        os.environ.update(dict(self.environment))
         if self.template is not None:
             run_through_template(self.module, self.args, self.template)
             return
         code = importlib.import_module(self.module).main(list(self.args))
         if code:
             raise SystemExit(code)
-
-
-def block_function_worker(function_file: Path, key: str, template: str) -> ModuleWorker:
-    """The worker that serves a signed block function file (`write_block_function`) through
-    ``template``: ``python -m incasem.launch FILE`` with the job's key in the environment."""
-    return ModuleWorker("incasem.launch", (str(function_file),), template, ((KEY_VARIABLE, key),))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m incasem.launch FILE``: a blockwise worker started through a template."""
-    argv = worker_arguments(argv)
-    if len(argv) != 1:
-        print("usage: python -m incasem.launch BLOCK_FUNCTION_FILE", file=sys.stderr)
-        return 2
-    serve_blocks(read_block_function(argv[0], os.environ.get(KEY_VARIABLE)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,9 @@ from incasem.phantom import write_cell
 from incasem.training.config import TrainingConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
+# Workers import block functions by name from incasem only; the tests' own block functions
+# (`tests.prepare.test_blockwise_runner`) are allowed through the explicit list.
+os.environ["INCASEM_WORKER_PACKAGES"] = "tests"
 SHARED_DATA = Path(os.environ.get("INCASEM_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -16,7 +16,7 @@ evenly spaced quantiles so that a fit is reproducible.
 The cost of a class at a voxel is the negative log likelihood of its feature value under that
 class's model. Models are evaluated through a lookup table over `TABLE_SIZE` bins spanning the
 seeded values' range (values outside clamp to the edge bins), which keeps the per-voxel cost one
-indexing operation and makes a model a few kilobytes that pickles cheaply to worker processes.
+indexing operation and makes a model a few kilobytes.
 """
 
 from __future__ import annotations

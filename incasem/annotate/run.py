@@ -22,8 +22,11 @@ whatever lies outside the annotated box) appear under their names only when both
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +41,15 @@ from incasem.annotate.seeds import (
     ORGANELLE,
     Seeds,
     check_seeds,
+    load_seeds,
+    save_seeds,
     seeds_from_array,
     seeds_from_dataset,
     seeds_from_planes,
 )
 from incasem.annotate.settings import CutSettings
 from incasem.annotate.unary import Unary, fit_forest, fit_intensity_unary
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.roi import format_roi_voxels
@@ -84,30 +89,49 @@ class _Energy:
 
 @dataclass(frozen=True)
 class _CutBlock:
-    """Cuts one block (read with context, clipped to the ROI) and writes its inner part."""
+    """Cuts one block (read with context, clipped to the ROI) and writes its inner part.
+
+    Holds paths and numbers only, so that workers rebuild it from JSON: the ROI (nm), the seeds
+    file (`save_seeds`) and the settings; each process loads the seeds and fits the energy once
+    (`fitted`; the fit is seeded, so every process fits the same terms as the driver).
+    """
 
     container: str
     raw: str
     output: str
-    roi: Roi
-    seeds: Seeds
-    energy: _Energy
+    roi_offset: tuple[int, int, int]
+    roi_shape: tuple[int, int, int]
+    seeds_file: str
     settings: CutSettings = field(default_factory=CutSettings)
+
+    @property
+    def roi(self) -> Roi:
+        """The annotated ROI (nm)."""
+        return Roi(self.roi_offset, self.roi_shape)
+
+    @property
+    def fitted(self) -> tuple[Seeds, _Energy]:
+        """The seeds and the energy fitted to them (`fitted_energy`, once per process)."""
+        return fitted_energy(
+            self.container, self.raw, self.roi_offset, self.roi_shape, self.seeds_file,
+            self.settings,
+        )  # fmt: skip
 
     def __call__(self, block: Any) -> None:
         raw_array = open_array(self.container, self.raw)
         out = open_array(self.container, self.output, "r+")
         voxel_size = raw_array.voxel_size
+        seeds_of_roi, energy = self.fitted
         read = block.read_roi.intersect(self.roi)
-        margin = Coordinate((self.energy.unary.margin,) * 3) * voxel_size
+        margin = Coordinate((energy.unary.margin,) * 3) * voxel_size
         wide = read.grow(margin, margin).intersect(self.roi)
         wide_raw = np.asarray(raw_array[wide])
         begin, size = (read.offset - wide.offset) / voxel_size, read.shape / voxel_size
         interior = tuple(slice(b, b + n) for b, n in zip(begin, size, strict=True))
         raw = wide_raw[interior]
         start = (read.offset - self.roi.offset) / voxel_size
-        seeds = self.seeds.dense(start, raw.shape)
-        costs = self.energy.unary.costs(wide_raw, interior, voxel_size)
+        seeds = seeds_of_roi.dense(start, raw.shape)
+        costs = energy.unary.costs(wide_raw, interior, voxel_size)
         edges = smoothed(raw, self.settings.edge_sigma, voxel_size)
         pairwise = (self.settings.pairwise_weight, self.settings.contrast, tuple(voxel_size))
         if self.settings.supervoxels:
@@ -117,16 +141,34 @@ class _CutBlock:
             )
         else:
             organelle = cut_voxels(edges, costs, seeds, *pairwise)
-        if self.energy.boundary is not None:
+        if energy.boundary is not None:
             band = boundary_band_seeds(organelle, seeds, self.settings.refine_width)
-            gray = self.energy.boundary.costs(wide_raw, interior, voxel_size)
+            gray = energy.boundary.costs(wide_raw, interior, voxel_size)
             organelle = cut_voxels(edges, gray, band, *pairwise)
-        if self.energy.outlier_cost is not None:
-            organelle &= ~((costs[0] > self.energy.outlier_cost) & (seeds != ORGANELLE))
+        if energy.outlier_cost is not None:
+            organelle &= ~((costs[0] > energy.outlier_cost) & (seeds != ORGANELLE))
         begin = (block.write_roi.offset - read.offset) / voxel_size
         end = begin + block.write_roi.shape / voxel_size
         inner = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
         out[block.write_roi] = organelle[inner].astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def fitted_energy(
+    container: str,
+    raw: str,
+    roi_offset: tuple[int, int, int],
+    roi_shape: tuple[int, int, int],
+    seeds_file: str,
+    settings: CutSettings,
+) -> tuple[Seeds, _Energy]:
+    """The seeds in ``seeds_file`` (`save_seeds`) and the energy fitted to them over the ROI
+    ``roi_offset``/``roi_shape`` (nm, z, y, x) of ``container/raw``; kept for the next call with
+    the same arguments, so a process fits once (the driver before its blocks, each worker
+    before its first block; the fit is seeded, so they all fit the same terms)."""
+    seeds = load_seeds(seeds_file)
+    raw_array = open_array(container, raw)
+    return seeds, _fit_energy(raw_array, Roi(roi_offset, roi_shape), seeds, settings)
 
 
 def _fit_energy(raw_array: Any, roi: Roi, seeds: Seeds, settings: CutSettings) -> _Energy:
@@ -267,32 +309,28 @@ def annotate_graphcut(
         100 * sum(counts) / np.prod(shape),
         roi_text,
     )
-    energy = _fit_energy(raw_array, roi, loaded, settings)
     attrs = _provenance(raw, source, start, shape, settings)
     attrs |= carried_voxel_size_attrs(container, raw)
     raw_shape = raw_array.roi.shape / voxel_size
-    with (
-        staged_dataset(
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=".incasem-seeds-", dir=container)
+        )
+        seeds_file = save_seeds(loaded, Path(folder) / "seeds.npz")
+        where = (str(container), raw, tuple(roi.offset), tuple(roi.shape))
+        fitted_energy(*where, seeds_file, settings)  # before any output exists
+        labels = stack.enter_context(staged_dataset(
             container, output, shape, voxel_size, roi.offset, np.uint8, overwrite=overwrite,
             attrs=attrs,
-        ) as labels,
-        staged_dataset(
+        ))  # fmt: skip
+        mask_out = stack.enter_context(staged_dataset(
             container, mask, raw_shape, voxel_size, raw_array.roi.offset, np.uint8,
             overwrite=overwrite, attrs=attrs,
-        ) as mask_out,
-    ):  # fmt: skip
+        ))  # fmt: skip
         run_blockwise(
-            _CutBlock(
-                str(container),
-                raw,
-                labels.staging_name,
-                roi,
-                loaded,
-                energy,
-                settings,
-            ),
+            _CutBlock(*where[:2], labels.staging_name, *where[2:], seeds_file, settings),
             roi,
-            aligned_block_shape(labels.array.chunk_shape),
+            None,
             voxel_size,
             context=settings.context,
             output=labels.array,

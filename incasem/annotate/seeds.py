@@ -68,6 +68,20 @@ class Seeds:
         return out
 
 
+def save_seeds(seeds: Seeds, path: str | os.PathLike) -> str:
+    """Write ``seeds`` to ``path`` (``.npz``: arrays only, read by `load_seeds` without
+    unpickling anything), for the graph cut's worker processes; returns the path."""
+    np.savez(path, coords=seeds.coords, values=seeds.values, shape=np.array(seeds.shape))
+    return str(path)
+
+
+def load_seeds(path: str | os.PathLike) -> Seeds:
+    """The seeds `save_seeds` wrote to ``path``."""
+    with np.load(path, allow_pickle=False) as data:
+        shape = tuple(int(s) for s in data["shape"])
+        return Seeds(data["coords"], data["values"], shape)
+
+
 def _from_dense(data: np.ndarray, start: Sequence[int], source: str) -> tuple[np.ndarray, ...]:
     bad = (data != UNMARKED) & (data != ORGANELLE) & (data != BACKGROUND)
     if bad.any():

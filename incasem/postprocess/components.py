@@ -43,7 +43,7 @@ import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import create_array, default_chunks, open_array, physical_voxel_size
 from incasem.io.metadata import exact_voxel_size_attrs
@@ -307,7 +307,6 @@ def _label_pieces(
     source: BinarySource,
     scratch: Path,
     roi: Roi,
-    block_shape: Coordinate,
     chunks: Sequence[int],
     common: dict[str, Any],
 ) -> str:
@@ -333,7 +332,7 @@ def _label_pieces(
             tuple(voxel_size),
         ),
         roi,
-        block_shape,
+        None,
         output=provisional,
         name="instances-label",
         **common,
@@ -341,7 +340,7 @@ def _label_pieces(
     run_blockwise(
         _FacePairs(scratch_container, "provisional", str(scratch / "pairs")),
         roi,
-        block_shape,
+        None,
         name="instances-faces",
         **common,
     )
@@ -392,10 +391,15 @@ def connected_components(
     per_voxel = math.prod(physical.nm) if size_unit == "nm3" else 1
     shape = roi.shape / voxel_size
     chunks = default_chunks(shape)
-    block_shape = aligned_block_shape(chunks, block_edge)
     with scratch_folder(out_container, prefix=".incasem-instances-") as scratch:
-        common = {"voxel_size": voxel_size, "num_workers": num_workers, "progress": progress}
-        scratch_container = _label_pieces(source, scratch, roi, block_shape, chunks, common)
+        # every pass cuts the same blocks: the chunks' (the same for all outputs) by block_edge
+        common = {
+            "voxel_size": voxel_size,
+            "block_edge": block_edge,
+            "num_workers": num_workers,
+            "progress": progress,
+        }
+        scratch_container = _label_pieces(source, scratch, roi, chunks, common)
         pieces, piece_object, first_ids, sizes, boxes = _union(
             load_parts(scratch / "pieces"), load_parts(scratch / "pairs")
         )
@@ -435,7 +439,7 @@ def connected_components(
                     staged.staging_name,
                 ),
                 roi,
-                block_shape,
+                None,
                 output=staged.array,
                 name="instances-relabel",
                 **common,

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Roi
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import default_chunks, open_array
+from incasem.io import open_array
 from incasem.io.roi import roi_inside
 from incasem.metrics import level_for_threshold, scores
 from incasem.postprocess.components import connected_components
@@ -179,14 +179,14 @@ def _object_scores(
     predicted: BinarySource,
     true: BinarySource,
     roi: Roi,
-    block_shape: Sequence[int],
+    block_edge: int,
     voxel_size: Sequence[int],
     num_workers: int,
     progress: bool,
 ) -> dict[str, float]:
     with scratch_folder(prefix="incasem-evaluate-") as scratch:
         container = str(scratch / "objects.zarr")
-        run = {"block_edge": max(block_shape), "num_workers": num_workers, "progress": progress}
+        run = {"block_edge": block_edge, "num_workers": num_workers, "progress": progress}
         p = connected_components(predicted, container, "predicted", **run)
         # The truth may be larger than the prediction: label only the evaluated ROI of it.
         true = replace(true, region=(tuple(roi.offset), tuple(roi.shape)))
@@ -195,8 +195,9 @@ def _object_scores(
         run_blockwise(
             _OverlapBlock(container, "predicted", "true", str(scratch / "overlaps")),
             roi,
-            block_shape,
+            None,
             voxel_size,
+            block_edge=block_edge,
             num_workers=num_workers,
             name="evaluate-objects",
             progress=progress,
@@ -360,15 +361,14 @@ def evaluate(
     if probability:
         uint8 = predicted.dtype == np.uint8
         cuts = tuple(float(level_for_threshold(t)) if uint8 else t for t in thresholds)
-    chunks = default_chunks(roi.shape / voxel_size)
-    block_shape = aligned_block_shape(chunks, block_edge)
     masks = tuple(masks)
     with scratch_folder(prefix="incasem-evaluate-") as scratch:
         run_blockwise(
             _CountBlock(prediction, truth, masks, cuts, truth_class, str(scratch)),
             roi,
-            block_shape,
+            None,
             voxel_size,
+            block_edge=block_edge,
             num_workers=num_workers,
             name="evaluate",
             progress=progress,
@@ -390,7 +390,7 @@ def evaluate(
         object_sources = _label_scores(report, parts, truth_class, attrs, sources)
     if objects:
         report["objects"] = {
-            name: _object_scores(p, t, roi, block_shape, voxel_size, num_workers, progress)
+            name: _object_scores(p, t, roi, block_edge, voxel_size, num_workers, progress)
             for name, (p, t) in object_sources.items()
         }
     return report

@@ -52,9 +52,9 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import PhysicalVoxelSize, default_chunks, physical_voxel_size
+from incasem.io import PhysicalVoxelSize, physical_voxel_size
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
 from incasem.postprocess.sources import (
     DatasetRef,
@@ -345,7 +345,6 @@ def measure(
         check_probability_dtype(
             probabilities, check_covers(instances, roi, voxel_size, probabilities)
         )
-    chunks = default_chunks(roi.shape / voxel_size)
     with scratch_folder(prefix="incasem-measure-") as scratch:
         run_blockwise(
             _MomentsBlock(
@@ -357,8 +356,9 @@ def measure(
                 str(scratch),
             ),
             roi,
-            aligned_block_shape(chunks, block_edge),
+            None,
             voxel_size,
+            block_edge=block_edge,
             num_workers=num_workers,
             name="measure",
             progress=progress,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, format_roi_nm, open_array
 from incasem.io.staging import staged_dataset
@@ -228,9 +228,10 @@ def merge(
                 str(scratch),
             ),
             roi,
-            aligned_block_shape(chunks, block_edge),
+            None,
             voxel_size,
             output=staged.array,
+            block_edge=block_edge,
             num_workers=num_workers,
             name="merge",
             progress=progress,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, open_array
 from incasem.io.staging import staged_dataset
@@ -83,9 +83,10 @@ def segment(
         run_blockwise(
             _Threshold(source, str(out_container), staged.staging_name, value),
             roi,
-            aligned_block_shape(chunks, block_edge),
+            None,
             voxel_size,
             output=staged.array,
+            block_edge=block_edge,
             num_workers=num_workers,
             name="segment",
             progress=progress,

@@ -42,7 +42,7 @@ from funlib.persistence import Array
 
 from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
-from incasem.io import create_array, open_array
+from incasem.io import create_array, default_chunks, open_array
 from incasem.io.arrays import read_checked
 from incasem.io.data_config import DataEntry
 from incasem.predict.geometry import BlockLayout
@@ -52,8 +52,6 @@ from incasem.prepare.pyramid import DownsampleBlock
 
 #: Sub-group of an entry with the model-voxel-size input and prediction.
 MODEL_GROUP = "model_voxel_size"
-#: Edge of the downsampling blocks, voxels.
-_BLOCK_EDGE = 64
 
 
 @dataclass(frozen=True)
@@ -182,7 +180,7 @@ def downsample_input(
     level = raw.roi.snap_to_grid(voxel_size, mode="shrink")
     region = roi.grow(context * voxel_size, context * voxel_size).intersect(level)
     shape = region.shape / voxel_size
-    chunks = Coordinate(min(_BLOCK_EDGE, s) for s in shape)
+    chunks = Coordinate(default_chunks(shape))  # one block per chunk
     dataset = model_raw(outputs)
     array = create_array(
         outputs.container,

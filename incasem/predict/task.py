@@ -3,8 +3,9 @@
 Prediction runs on the engine every blockwise command shares (`incasem.blockwise.run_job`);
 what is its own is described here. Its worker is 0-argument (`incasem.launch.ModuleWorker` of
 ``python -m incasem.predict.worker SPEC.json``) so that each worker process loads the model once
-and then pulls blocks itself, reading one ahead and writing one behind (a block function would
-be called per block, with the model reloaded or kept in a global). Without a worker command
+and then pulls blocks through the one client loop of every blockwise job
+(`incasem.blockwise.worker.serve`), reading one ahead and writing one behind (a block function
+would be called per block, with the model reloaded or kept in a global). Without a worker command
 template the worker runs in daisy's worker process; with one (``srun``, ``bsub``, ``bash -c``, a
 container) it is started through it, as every blockwise command's workers are.
 
@@ -31,7 +32,7 @@ from incasem.predict.geometry import BlockLayout
 _SECONDS_PER_VOXEL_FMAP2 = 1e-8
 #: Safety factor of the block timeout over that estimate.
 _TIMEOUT_FACTOR = 10
-#: Blocks a worker holds at once (`incasem.predict.overlap`: one computing, one read ahead, one
+#: Blocks a worker holds at once (`incasem.blockwise.overlap`: one computing, one read ahead, one
 #: written behind).
 _BLOCKS_HELD = 3
 

@@ -9,11 +9,13 @@ The GPU is chosen from the worker id (worker i gets ``gpus[i % len(gpus)]``) by 
 ``CUDA_VISIBLE_DEVICES`` before torch touches CUDA. On the CPU, torch gets the worker's share of
 the cores, so N workers do not oversubscribe the machine.
 
-While a block is on the network, the next one is read and the previous one written by two
-threads (`incasem.predict.overlap`), so a worker's time per block approaches the longest of
+Blocks come through the one client loop of every blockwise job (`incasem.blockwise.worker`):
+while a block is on the network, the next one is read and the previous one written by two
+threads (`incasem.blockwise.overlap`), so a worker's time per block approaches the longest of
 read, compute and write rather than their sum. A block that raises is reported to the scheduler
-with its ROI and error (it is retried up to the task's ``max_retries``, then counted as failed)
-and the worker moves on to the next block with its model still loaded. A worker that dies
+with its ROI in voxels and its error, in the wording of every blockwise job (it is retried up to
+the task's ``max_retries``, then counted as failed) and the worker moves on to the next block
+with its model still loaded. A worker that dies
 (killed, out of memory) is restarted by daisy, and its unfinished blocks are handed out again.
 """
 
@@ -23,7 +25,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,16 @@ import daisy.v2 as daisy
 import numpy as np
 from funlib.geometry import Roi
 
-from incasem.blockwise import BlockError, BlockFailures
+from incasem.blockwise.failures import BlockFailures, block_subject
+from incasem.blockwise.overlap import BlockStages
+from incasem.blockwise.worker import serve, worker_context
 from incasem.digest import file_sha256
 from incasem.errors import IncasemError
-from incasem.io import format_roi_voxels, open_array
+from incasem.io import open_array
 from incasem.io.data_config import DataEntry
 from incasem.launch import worker_arguments
 from incasem.predict.block import forward_block, read_block_input
 from incasem.predict.geometry import BlockLayout
-from incasem.predict.overlap import BlockStages, run_blocks
 from incasem.predict.store import BlockStore
 
 logger = logging.getLogger("incasem.predict.worker")
@@ -114,7 +116,7 @@ def _select_device(spec: WorkerSpec, worker_id: int) -> str:
 class BlockProcessor:
     """Reads, predicts, writes and (optionally) scores blocks of one entry.
 
-    The three stages are separate methods so that `incasem.predict.overlap.run_blocks` can run
+    The three stages are separate methods so that `incasem.blockwise.overlap.run_blocks` can run
     them for consecutive blocks at the same time (read ahead, compute, write behind).
 
     Args:
@@ -161,11 +163,10 @@ class BlockProcessor:
         """Classify, store probabilities and classes, and the block's metric counts."""
         self.store.write(block.write_roi.intersect(self.roi), probabilities, block.block_id[1])
 
-    def describe(self, write_roi: Roi) -> str:
-        """``[z0:z1, y0:y1, x0:x1]`` (voxels) of a block's write ROI clipped to the entry."""
-        roi = write_roi.intersect(self.roi)
-        voxel_size = self.layout.voxel_size
-        return format_roi_voxels(roi.begin / voxel_size, roi.shape / voxel_size)
+    def subject(self, write_roi: Roi) -> str:
+        """How a failure names a block: its write ROI clipped to the entry, in voxels
+        (`incasem.blockwise.failures.block_subject`)."""
+        return block_subject(write_roi.intersect(self.roi), self.layout.voxel_size)
 
     def stages(self) -> BlockStages[daisy.Block]:
         """The read, compute and write stages for `run_blocks`."""
@@ -186,90 +187,18 @@ def _load_model(spec: WorkerSpec, device: str) -> Any:
     return place_model(checkpoint.model, device).eval()
 
 
-class _DaisyLease:
-    """A block acquired through one of the pool's connections, released later and once.
-
-    A failure is recorded (`BlockFailures`) and re-raised inside daisy's ``acquire_block``
-    context manager as a `BlockError` naming the block's ROI, so the scheduler retries the
-    block.
-    """
-
-    def __init__(
-        self, pool: _ClientPool, client: daisy.Client, context: Any, block: daisy.Block
-    ) -> None:
-        self._pool, self._client, self._context = pool, client, context
-        self.block = block
-
-    def release(self, error: BaseException | None) -> None:
-        try:
-            if error is None:
-                self._context.__exit__(None, None, None)
-                return
-            subject = (
-                f"block {self.block.block_id[1]} at "
-                f"{self._pool.describe(self.block.write_roi)} (voxels, z y x)"
-            )
-            logger.error("%s failed", subject, exc_info=error)
-            message = self._pool.failures.record(subject, error)
-            try:
-                raise BlockError(message) from None
-            except BlockError as failed:
-                self._context.__exit__(BlockError, failed, failed.__traceback__)
-        finally:
-            self._pool.idle.append(self._client)
-
-
-class _ClientPool:
-    """Scheduler connections for a worker that holds several blocks at a time.
-
-    daisy's server treats a connection whose request finds no block left as finished and
-    reclaims every block that connection still holds ("block lost"). A worker that reads ahead
-    and writes behind asks for a block while holding others, so each request goes through a
-    connection that holds nothing: one per block in flight, opened when first needed.
-    """
-
-    def __init__(
-        self, context: Any, describe: Callable[[Roi], str], failures: BlockFailures
-    ) -> None:
-        self._context = context
-        self.describe = describe
-        self.failures = failures
-        self.idle: list[daisy.Client] = []
-
-    def acquire(self) -> _DaisyLease | None:
-        """The next block, or None when the scheduler has none left."""
-        client = self.idle.pop() if self.idle else daisy.Client(self._context)
-        context = client.acquire_block()
-        block = context.__enter__()
-        if block is None:
-            context.__exit__(None, None, None)
-            self.idle.append(client)
-            return None
-        return _DaisyLease(self, client, context, block)
-
-
 def run_worker(spec: WorkerSpec) -> None:
-    """Connect to the daisy scheduler (``DAISY_CONTEXT``) and process blocks until none are left.
-
-    One block is read ahead and one written behind while a block computes
-    (`incasem.predict.overlap`).
-    """
-    context = daisy.Context.from_env()
-    worker_id = int(context["worker_id"])
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s worker {worker_id} %(levelname)s: %(message)s",
-    )
+    """Connect to the daisy scheduler (``DAISY_CONTEXT``) and process blocks until none are left,
+    in the one client loop of every blockwise job (`incasem.blockwise.worker.serve`): one block
+    is read ahead and one written behind while a block computes."""
+    context, worker_id = worker_context()
     failures = BlockFailures(spec.failures_dir)
     try:
         processor = _start(spec, worker_id)
     except Exception as e:  # recorded for the driver's one line, then daisy restarts the worker
         failures.record(f"worker {worker_id}", e)
         raise
-    pool = _ClientPool(context, processor.describe, failures)
-    times = run_blocks(pool.acquire, processor.stages())
-    logger.info("%s", times.summary())
+    serve(context, processor.stages(), processor.subject, failures)
 
 
 def _start(spec: WorkerSpec, worker_id: int) -> BlockProcessor:

@@ -32,13 +32,18 @@ from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
 from incasem.io.staging import staged_dataset
+from incasem.prepare.hdf5 import Hdf5Volume
+from incasem.prepare.multiscale import ZarrVolume
+from incasem.prepare.stacks import SliceStack
 
 #: Default cap on the voxels (in MB of the larger of input and output dtype) one block holds.
 DEFAULT_BLOCK_MB = 256
 
 
 class VolumeSource(Protocol):
-    """Anything `import_volume` can copy: a picklable description of a 3D volume on disk."""
+    """Anything `import_volume` can copy: a description of a 3D volume on disk (paths and
+    numbers). Worker processes rebuild `SliceStack`, `Hdf5Volume` and `ZarrVolume` from JSON;
+    another source is copied with ``num_workers=0``."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -107,7 +112,7 @@ def copy_block_shape(
 
 @dataclass(frozen=True)
 class _CopyBlock:
-    source: Any
+    source: SliceStack | Hdf5Volume | ZarrVolume  # the sources a worker rebuilds from JSON
     container: str
     dataset: str
     dtype: str
@@ -142,7 +147,8 @@ def import_volume(
     """Write ``source`` into a new zarr dataset, blockwise; returns ``container/dataset``.
 
     Args:
-        source: the volume to copy (e.g. `incasem.prepare.stacks.SliceStack`).
+        source: the volume to copy (`incasem.prepare.stacks.SliceStack`,
+            `incasem.prepare.hdf5.Hdf5Volume`, `incasem.prepare.multiscale.ZarrVolume`).
         container: output ``.zarr`` container (created if missing).
         dataset: output dataset path, e.g. ``volumes/raw``.
         voxel_size: nm, z, y, x.

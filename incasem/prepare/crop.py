@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import (
     carried_voxel_size_attrs,
@@ -121,7 +121,7 @@ def crop(
             run_blockwise(
                 _CopyPadded(str(container), dataset, str(out_container), staged.staging_name),
                 box,
-                aligned_block_shape(chunks),
+                None,
                 source.voxel_size,
                 output=staged.array,
                 num_workers=num_workers,

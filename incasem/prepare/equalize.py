@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.budget import array_bytes, check_disk
@@ -347,9 +347,10 @@ def equalize(
                     str(container), dataset, staged.staging_name, maps_path, kernel, nbins
                 ),
                 staged.array.roi,
-                aligned_block_shape(raw.chunk_shape, block_edge),
+                None,
                 raw.voxel_size,
                 output=staged.array,
+                block_edge=block_edge,
                 num_workers=num_workers,
                 name="clahe-voxels",
                 progress=progress,

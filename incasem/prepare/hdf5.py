@@ -4,7 +4,7 @@ ilastik, the usual tool for quick sparse annotations, exports HDF5 with a traili
 and records the axis order in a JSON ``axistags`` attribute; we honour that attribute, fall back to
 ``zyx`` / ``zyxc`` for plain files, and let the user state the order (``--axes``) otherwise. HDF5
 reads only the chunks a region touches, so blocks stay small however large the file is. Each read
-opens the file afresh: h5py handles cannot be pickled into daisy's worker processes.
+opens the file afresh: a volume is a path and numbers, which workers rebuild from JSON.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, read_clipped, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, read_clipped, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array, physical_voxel_size
 from incasem.io.staging import staged_dataset
@@ -182,10 +182,11 @@ def _run_filter(
         run_blockwise(
             _FilterBlock(str(container), dataset, staged.staging_name, kind, parameters),
             staged.array.roi,
-            aligned_block_shape(source.chunk_shape, block_edge),
+            None,
             source.voxel_size,
             context=context,
             output=staged.array,
+            block_edge=block_edge,
             num_workers=num_workers,
             name=kind,
             progress=progress,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import BLOCK_EDGE, aligned_block_shape, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import check_new_dataset, staged_dataset
@@ -186,9 +186,10 @@ def scale_pyramid(
                     method,
                 ),
                 roi,
-                aligned_block_shape(chunks, block_edge),
+                None,
                 voxel_size,
                 output=staged.array,
+                block_edge=block_edge,
                 num_workers=num_workers,
                 name=f"pyramid-{output.rsplit('/', 1)[-1]}",
                 progress=progress,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import aligned_block_shape, run_blockwise
+from incasem.blockwise import run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import staged_dataset
@@ -149,7 +149,7 @@ def relabel(
                 out_dtype.str,
             ),
             staged.array.roi,
-            aligned_block_shape(source.chunk_shape),
+            None,
             source.voxel_size,
             output=staged.array,
             num_workers=num_workers,

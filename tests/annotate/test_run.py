@@ -158,3 +158,17 @@ def test_lambda_and_refine_default_to_the_unarys_own():
         CutSettings(refine=-1).check()
     with pytest.raises(IncasemError, match="--lambda -1.0 must be >= 0"):
         CutSettings(smoothness=-1.0).check()
+
+
+@pytest.mark.slow
+def test_worker_processes_rebuild_the_cut_from_json_and_cut_the_same_labels(cell):
+    """Workers get paths and numbers only (no pickled forest): each loads the seeds and fits the
+    seeded forest itself, and cuts exactly what the cut in this process cuts."""
+    for workers in (0, 1):
+        annotate_graphcut(
+            cell, "volumes/raw", "volumes/seeds/mito", f"volumes/labels/w{workers}",
+            roi_offset=(16, 0, 0), roi_shape=(48, 96, 96), num_workers=workers, progress=False,
+        )  # fmt: skip
+    here, workers = (open_array(cell, f"volumes/labels/w{n}")[:] for n in (0, 1))
+    assert here.any() and np.array_equal(here, workers)
+    assert not list(cell.glob(".incasem-seeds-*"))  # the seeds file is gone

@@ -48,12 +48,13 @@ def test_failed_block_is_reported_and_resumed(tmp_path):
     assert failed.returncode != 0
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith("predict: error: 1 of 8 blocks failed (first: block")
-    assert "at [10:50, 10:50, 0:40]" in error and "--resume 1" in error
-    # the cause the worker recorded, not only which block failed
-    assert "at [10:50, 10:50, 0:40] (voxels, z y x): " in error
+    assert "block [10:50, 10:50, 0:40]" in error and "--resume 1" in error
+    # the cause the worker recorded, not only which block failed, in the words of every
+    # blockwise job (`incasem.blockwise.failures.block_subject`)
+    assert "block [10:50, 10:50, 0:40] (voxels): " in error
     group = cell / "volumes/predictions/model/predict_0001/roi"
     log = "".join(p.read_text() for p in (group / ".daisy/logs").rglob("worker_*.err"))
-    assert "at [10:50, 10:50, 0:40] (voxels, z y x) failed" in log
+    assert "block [10:50, 10:50, 0:40] (voxels) failed" in log
     assert zarr.open_group(str(cell), "r")[str(group.relative_to(cell))].attrs["status"] == (
         "incomplete"
     )

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from incasem.blockwise.overlap import BlockStages, run_blocks
 from incasem.io import open_array
-from incasem.predict.overlap import BlockStages, run_blocks
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "predict_overlap.py"
 

@@ -5,22 +5,29 @@ has the same needs, so they live here once:
 
 * **Chunk-aligned writes.** Two workers writing parts of one zarr chunk silently lose data (a
   read-modify-write race that daisy cannot see), so write blocks start at the output's first voxel
-  and their shape must be a multiple of the output's chunk shape. `run_blockwise` checks this when
-  it is given the output array instead of trusting every caller to remember.
+  and their shape must be a multiple of the output's chunk shape. `run_blockwise` takes the block
+  shape from the output's chunks (`aligned_block_shape`, one default edge `BLOCK_EDGE`) and
+  checks a given one, instead of trusting every caller to remember.
 * **Context.** A block may read more than it writes (``read_roi`` = ``write_roi`` grown by
   ``context``) so that filters see their whole neighbourhood and blockwise results equal a
   single-pass result. At the volume's faces the read ROI reaches outside the data; daisy's
   ``fit="shrink"`` clips the last blocks to the volume and process functions clip what they read
   (`read_clipped`).
-* **Worker processes.** daisy 2 always runs distributed workers as spawned subprocesses with the
-  process function cloudpickled, so process functions must be module-level callables (e.g. frozen
-  dataclasses holding paths, not open arrays). ``num_workers=0`` runs every block in this process,
-  which is what debuggers and profilers need.
+* **Worker processes, rebuilt from JSON.** daisy 2 runs distributed workers as spawned
+  subprocesses and serialises the process function it is given, so it is only ever given a
+  small `incasem.launch.ModuleWorker`: a block function (a frozen dataclass of paths and numbers
+  in an ``incasem`` module) reaches its workers as JSON, its import path and fields
+  (`incasem.blockwise.worker.WorkerTask`), and no pickle crosses a process boundary.
+  ``num_workers=0`` runs every block in this process, which is what debuggers and profilers
+  need.
 * **Timeouts from the block size.** daisy's watchdog kills a block after its timeout (600 s when
   unset), which a large CPU block can exceed; `block_timeout` (the one rule, prediction's too)
   grows it with the read volume.
+* **One client loop.** Every worker, prediction's included, pulls its blocks through
+  `incasem.blockwise.worker.serve`: the next block is fetched (and read) while one computes.
 * **Failures are reported, not swallowed.** A failing block is recorded by its worker as a small
-  JSON file (`BlockFailures`: the block's ROI in voxels and its error) in the task's log folder;
+  JSON file (`BlockFailures`: ``block [z0:z1, y0:y1, x0:x1] (voxels): <error>``, the one wording
+  of `incasem.blockwise.failures`) in the task's log folder;
   the driver turns the first one into one `IncasemError` line and keeps the worker logs.
   Nothing is parsed out of daisy's traceback text, whose format is daisy's to change.
 * **One description per job.** A job is described before it runs (`BlockwiseJob`: name, block
@@ -31,8 +38,8 @@ has the same needs, so they live here once:
   for debuggers), local worker processes, or a worker command template
   (``--worker-command "srun ... {command}"``) through which each worker is started, on a cluster
   node or in a container (`incasem.launch`). A job's worker is either a block function (called
-  per block) or a `incasem.launch.ModuleWorker` that loads what it needs once and pulls blocks
-  itself (prediction's model).
+  per block) or a `incasem.launch.ModuleWorker` of its own that loads what it needs once
+  (prediction's model).
 * **Logs out of the user's way.** daisy writes worker logs to ``./daisy_logs`` by default; we put
   them in ``<output container>.logs/<task>-<time>-<id>/`` beside the output (a temporary folder
   when there is no output container), delete them after success and keep (and name) them after a
@@ -47,7 +54,6 @@ half-written result is never mistaken for a finished one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -67,15 +73,35 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat
 
-from incasem.errors import IncasemError
-from incasem.io.arrays import array_container
-from incasem.io.roi import format_roi_voxels
-from incasem.launch import (
-    block_function_worker,
-    check_template,
-    current_template,
-    write_block_function,
+from incasem.blockwise.failures import (
+    BlockError,
+    BlockFailures,
+    block_subject,
+    describe_roi,
+    one_line,
 )
+from incasem.errors import IncasemError
+from incasem.io.arrays import array_container, default_chunks
+from incasem.launch import ModuleWorker, check_template, current_template
+
+__all__ = [
+    "BLOCK_EDGE",
+    "BlockError",
+    "BlockFailures",
+    "BlockwiseJob",
+    "GuardedBlockFunction",
+    "JobOutcome",
+    "aligned_block_shape",
+    "block_subject",
+    "block_timeout",
+    "ctrl_c_held",
+    "describe_roi",
+    "one_line",
+    "read_clipped",
+    "run_blockwise",
+    "run_job",
+    "scheduler_stderr_to",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,57 +109,8 @@ logger = logging.getLogger(__name__)
 _MIN_TIMEOUT_S = 600.0
 #: Seconds every block gets on top of its size-dependent budget (start-up, first reads).
 _BASE_TIMEOUT_S = 120.0
-
-
-class BlockError(RuntimeError):
-    """Raised inside a worker when a block fails; its message names the block (voxels)."""
-
-
-class BlockFailures:
-    """The failed blocks of one task, recorded by the workers as one JSON file each.
-
-    Why files: daisy hands the driver a worker's failure as traceback text only; a record
-    written where the block failed keeps the block, its ROI and the error as data, whichever
-    process (local, cluster node, container) the worker ran in, as long as it shares the file
-    system with the driver (the log folder's requirement anyway).
-
-    Args:
-        folder (str | Path | None): where the records go (created when the first is written);
-            None keeps none (`first` is then always None).
-    """
-
-    def __init__(self, folder: str | os.PathLike | None) -> None:
-        self.folder = Path(folder) if folder is not None else None
-
-    def record(self, subject: str, error: BaseException) -> str:
-        """Record that ``subject`` (e.g. ``block [0:8, 0:8, 0:8] (voxels)``) failed with
-        ``error``; returns the one-line message ``<subject>: <error>``."""
-        if isinstance(error, IncasemError):
-            reason = str(error)
-        else:
-            reason = f"{type(error).__name__}: {error}"
-        message = f"{subject}: {one_line(reason)}"
-        if self.folder is None:
-            return message
-        record = {"message": message, "time": time.time()}
-        with contextlib.suppress(OSError):  # a full disk must not hide the block's own error
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"failure-{os.getpid()}-{time.monotonic_ns()}.json"
-            path.write_text(json.dumps(record))
-        return message
-
-    def clear(self) -> None:
-        """Forget earlier records (a resumed task writes into the same folder)."""
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-    def first(self) -> str | None:
-        """The message of the earliest recorded failure, or None if no block failed."""
-        records = []
-        for path in self.folder.glob("failure-*.json") if self.folder is not None else ():
-            with contextlib.suppress(OSError, ValueError):
-                records.append(json.loads(path.read_text()))
-        return min(records, key=lambda r: r["time"])["message"] if records else None
+#: Blocks a block-function worker holds at once: the one computing and the next, fetched ahead.
+_BLOCKS_HELD = 2
 
 
 def block_timeout(read_voxels: float, seconds_per_voxel: float, blocks_held: int = 1) -> float:
@@ -153,8 +130,9 @@ class GuardedBlockFunction:
     """A block function for `run_job` that calls ``function`` and records any failure
     (`BlockFailures`) before raising it again as a `BlockError`, one line with the ROI.
 
-    Runs in the worker processes, so it must stay picklable: it only holds the user's function,
-    the voxel size and the failure folder.
+    In this process (``num_workers=0``) it is daisy's process function; for worker processes
+    `run_job` hands its three fields to the workers as JSON (`incasem.blockwise.worker`), whose
+    one client loop records and words failures the same way.
 
     Args:
         function (Callable): the process function, called with each daisy block.
@@ -170,20 +148,8 @@ class GuardedBlockFunction:
         try:
             self.function(block)
         except Exception as e:
-            where = describe_roi(block.write_roi, self.voxel_size)
-            message = BlockFailures(self.failures).record(f"block {where}", e)
-            raise BlockError(message) from e
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of white space (newlines included) made one space."""
-    return " ".join(text.split())
-
-
-def describe_roi(roi: Roi, voxel_size: Sequence[int]) -> str:
-    """``[z0:z1, y0:y1, x0:x1] (voxels)`` for a world ROI (nm) on the grid of ``voxel_size``."""
-    voxel_size = Coordinate(voxel_size)
-    return format_roi_voxels(roi.offset / voxel_size, roi.shape / voxel_size) + " (voxels)"
+            subject = block_subject(block.write_roi, self.voxel_size)
+            raise BlockError(BlockFailures(self.failures).record(subject, e)) from e
 
 
 def read_clipped(array: Array, roi: Roi) -> tuple[np.ndarray, Roi]:
@@ -375,6 +341,8 @@ class BlockwiseJob(BaseModel):
         max_retries (int): attempts per block after the first. Default 1.
         done_markers (Path | None): daisy's block tracking folder: blocks marked done there
             by an earlier run are skipped (resume). Default None (every block runs).
+        worker_command (str | None): the template block-function workers are started
+            through (`incasem.launch`); None starts them as local processes. Default None.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
@@ -388,6 +356,53 @@ class BlockwiseJob(BaseModel):
     timeout_s: PositiveFloat
     max_retries: NonNegativeInt = 1
     done_markers: Path | None = None
+    worker_command: str | None = None
+
+    @classmethod
+    def for_volume(
+        cls,
+        name: str,
+        total_roi: Roi,
+        voxel_size: Sequence[int],
+        *,
+        block_shape: Sequence[int] | None = None,
+        block_edge: int = BLOCK_EDGE,
+        context: Sequence[int] | int = 0,
+        output: Array | None = None,
+        seconds_per_megavoxel: float = 10.0,
+        num_workers: int = 1,
+        worker_command: str | None = None,
+    ) -> BlockwiseJob:
+        """The job of `run_blockwise` (see its arguments): write blocks of ``block_shape``
+        voxels (default: the output's chunks by ``block_edge``, `aligned_block_shape`) from
+        ``total_roi``'s offset (nm), read blocks grown by ``context`` voxels, checked against the
+        output's chunk grid, and the timeout of their read volume (`block_timeout`)."""
+        voxel_size = Coordinate(voxel_size)
+        dims = voxel_size.dims
+        if block_shape is None:
+            chunks = (
+                _spatial_chunks(output)
+                if output is not None
+                else default_chunks(total_roi.shape / voxel_size)
+            )
+            block_shape = aligned_block_shape(chunks, block_edge)
+        block_shape = Coordinate(block_shape)
+        context = Coordinate((context,) * dims if isinstance(context, int) else context)
+        if output is not None:
+            _check_alignment(output, total_roi, block_shape, voxel_size, name)
+        context_nm = context * voxel_size
+        seconds_per_voxel = seconds_per_megavoxel / 1e6
+        return cls(
+            name=name,
+            total_roi=total_roi.grow(context_nm, context_nm),
+            read_roi=Roi((0,) * dims, block_shape * voxel_size + context_nm * 2),
+            write_roi=Roi(context_nm, block_shape * voxel_size),
+            num_workers=num_workers,
+            timeout_s=block_timeout(
+                math.prod(block_shape + context * 2), seconds_per_voxel, _BLOCKS_HELD
+            ),
+            worker_command=worker_command,
+        )
 
 
 @dataclass
@@ -415,14 +430,19 @@ def run_job(
     progress: Any = True,
     host: str = "127.0.0.1",
 ) -> JobOutcome:
-    """Run ``job`` with ``worker``: a picklable block function (called with each daisy block)
-    or a 0-argument worker function (`incasem.launch.ModuleWorker`) that pulls blocks itself.
+    """Run ``job`` with ``worker``: a block function (called with each daisy block; wrap it in
+    `GuardedBlockFunction` to record failures) or a 0-argument `incasem.launch.ModuleWorker`
+    that pulls blocks itself (prediction's).
 
-    The one place that turns a job description into a daisy task; serial jobs
-    (``num_workers=0``) re-raise a block's `BlockError` to the caller.
+    The one place that turns a job description into a daisy task. With worker processes a
+    block function travels to them as JSON (`incasem.blockwise.worker.WorkerTask`: its import
+    path and fields; `IncasemError` here, before any worker starts, if it cannot) and is served
+    by the one client loop; serial jobs (``num_workers=0``) call it in this process and
+    re-raise a block's `BlockError` to the caller.
     """
     import daisy.v2 as daisy
 
+    process_function = _process_function(job, worker)
     tracking = {"tracking_path": str(job.done_markers)} if job.done_markers is not None else {}
     with ctrl_c_held():
         task = daisy.Task(
@@ -430,7 +450,7 @@ def run_job(
             total_roi=job.total_roi,
             read_roi=job.read_roi,
             write_roi=job.write_roi,
-            process_function=worker,
+            process_function=process_function,
             read_write_conflict=False,
             fit=job.fit,
             max_workers=max(1, job.num_workers),
@@ -443,14 +463,29 @@ def run_job(
     return JobOutcome(state, one_line(error) if error else None, failed)
 
 
+def _process_function(job: BlockwiseJob, worker: Callable[..., None]) -> Callable[..., None]:
+    """daisy's process function for ``worker``: itself in this process or when it is a
+    `ModuleWorker`; else the `ModuleWorker` that rebuilds the block function from JSON."""
+    if job.num_workers == 0 or isinstance(worker, ModuleWorker):
+        return worker
+    from incasem.blockwise.worker import WorkerTask, block_function_worker
+
+    if isinstance(worker, GuardedBlockFunction):
+        task = WorkerTask.describe(worker.function, worker.voxel_size, worker.failures)
+    else:
+        task = WorkerTask.describe(worker)
+    return block_function_worker(task, job.worker_command)
+
+
 def run_blockwise(
     process_block: Callable[[Any], None],
     total_roi: Roi,
-    block_shape: Sequence[int],
+    block_shape: Sequence[int] | None,
     voxel_size: Sequence[int],
     *,
     context: Sequence[int] | int = 0,
     output: Array | None = None,
+    block_edge: int = BLOCK_EDGE,
     num_workers: int = 1,
     name: str = "incasem",
     seconds_per_megavoxel: float = 10.0,
@@ -460,24 +495,30 @@ def run_blockwise(
     """Call ``process_block(block)`` for every block of ``total_roi``; raise if any block failed.
 
     Args:
-        process_block: a picklable callable (module-level function or instance of a module-level
-            class) taking a daisy block. ``block.write_roi`` is the part it must write and
+        process_block: the block function: an instance of a frozen dataclass (paths and
+            numbers) defined at the top level of an ``incasem`` module, taking a daisy block;
+            worker processes rebuild it from its import path and fields as JSON
+            (`incasem.blockwise.worker`). ``block.write_roi`` is the part it must write and
             ``block.read_roi`` the part it may read (``write_roi`` grown by ``context``, clipped
             at ``total_roi`` grown by ``context``); both are world ROIs in nm, z, y, x.
             Neighbouring blocks run at the same time, so it must not read what other blocks
             write (read from one dataset, write to another).
         total_roi: the region to write, in nm (z, y, x); usually the output array's ROI. Blocks
             start at its offset; the last blocks along each axis are shrunk to fit.
-        block_shape: write block shape in voxels (z, y, x).
+        block_shape: write block shape in voxels (z, y, x); None: the output's chunks (without
+            an output, `incasem.io.default_chunks` of ``total_roi``), as many as make at least
+            ``block_edge`` voxels along each axis (`aligned_block_shape`).
         voxel_size: nm (z, y, x) of the grid the blocks live on.
         context: voxels (z, y, x, or one number for all axes) read on each side of a write block.
         output: the array the blocks write to. If given, the block shape and start are checked
             against its chunk grid (raises ``ValueError``, a programming error, if misaligned).
+        block_edge: voxels; see ``block_shape``. Default `BLOCK_EDGE`.
         num_workers: worker processes; ``0`` runs all blocks serially in this process.
         name: task name shown in the progress bar and in errors.
         seconds_per_megavoxel: per-block timeout budget; a block is killed after
-            `block_timeout` of its read voxels (``120 s + seconds_per_megavoxel * read
-            megavoxels``, at least 600 s) and retried.
+            `block_timeout` of its read voxels (``120 s + 2 × seconds_per_megavoxel × read
+            megavoxels``, at least 600 s: a worker holds the next block while one computes)
+            and retried.
         progress: show daisy's progress bar.
         worker_command: start each worker through this shell template (``{command}`` is
             replaced by the worker's command, e.g. ``"srun --mem=8G {command}"``; see
@@ -487,45 +528,32 @@ def run_blockwise(
 
     Raises:
         IncasemError: one line naming how many blocks failed, the first failing block's write
-            ROI in voxels and its error, and where the worker logs are.
+            ROI in voxels and its error, and where the worker logs are; or, before any block
+            runs, why a worker could not rebuild ``process_block`` from JSON.
     """
-
-    voxel_size = Coordinate(voxel_size)
-    dims = voxel_size.dims
-    block_shape = Coordinate(block_shape)
-    context = Coordinate((context,) * dims if isinstance(context, int) else context)
-    if output is not None:
-        _check_alignment(output, total_roi, block_shape, voxel_size, name)
-
-    context_nm = context * voxel_size
-    job = BlockwiseJob(
-        name=name,
-        total_roi=total_roi.grow(context_nm, context_nm),
-        read_roi=Roi((0,) * dims, block_shape * voxel_size + context_nm * 2),
-        write_roi=Roi(context_nm, block_shape * voxel_size),
-        num_workers=num_workers,
-        timeout_s=block_timeout(math.prod(block_shape + context * 2), seconds_per_megavoxel / 1e6),
-    )
     template = worker_command or current_template()
     check_template(template)
+    job = BlockwiseJob.for_volume(
+        name, total_roi, voxel_size, block_shape=block_shape, block_edge=block_edge,
+        context=context, output=output, seconds_per_megavoxel=seconds_per_megavoxel,
+        num_workers=num_workers, worker_command=template,
+    )  # fmt: skip
     log_dir = _log_dir(name, output)
     failures = BlockFailures(log_dir / "failures")
-    worker: Callable = GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
-    if template is not None and num_workers > 0:
-        worker = block_function_worker(*write_block_function(worker, log_dir), template)
+    worker = GuardedBlockFunction(process_block, tuple(voxel_size), str(failures.folder))
     start = time.monotonic()
     try:
         outcome = run_job(job, worker, log_dir, progress=progress)
         state, error = (None, outcome.error) if outcome.error else (outcome.state, None)
     except BlockError:  # serial mode re-raises the block's exception here
         state, error = None, failures.first()
+    except IncasemError:  # the block function cannot travel to workers: nothing ran
+        _remove_logs(log_dir)
+        raise
     if state is not None:
         failed = state.total_block_count - state.completed_count
         if failed == 0:
-            shutil.rmtree(log_dir, ignore_errors=True)
-            if log_dir.parent.name.endswith(".logs"):
-                with contextlib.suppress(OSError):
-                    log_dir.parent.rmdir()  # the container's .logs folder, if now empty
+            _remove_logs(log_dir)
             logger.info(
                 "%s: %d blocks done in %.1f s",
                 name,
@@ -536,3 +564,11 @@ def run_blockwise(
         reason = failures.first() or "no error recorded"
         error = f"{failed} of {state.total_block_count} blocks failed; first: {reason}"
     raise IncasemError(f"{name}: {error} (worker logs: {log_dir})")
+
+
+def _remove_logs(log_dir: Path) -> None:
+    """Delete a job's log folder, and the container's ``.logs`` folder if now empty."""
+    shutil.rmtree(log_dir, ignore_errors=True)
+    if log_dir.parent.name.endswith(".logs"):
+        with contextlib.suppress(OSError):
+            log_dir.parent.rmdir()

@@ -1,4 +1,5 @@
-"""Overlap a worker's reading, computing and writing of consecutive blocks.
+"""Overlap a worker's reading, computing and writing of consecutive blocks: the loop of every
+blockwise worker (`incasem.blockwise.worker.serve`).
 
 A worker that reads a block, runs the network, then writes the result spends the sum of the
 three per block; on a GPU the network is the short part and the accelerator waits for I/O. Here
@@ -11,7 +12,8 @@ results waiting for their write), so a worker holds at most ``read_ahead + write
 blocks in memory and in the scheduler's "processing" state. A block is released to the
 scheduler only after its write finished, so a block counted as done is on disk, and a block
 whose stage raised is reported failed (the others go on). All scheduler calls stay on the
-calling thread; the worker threads only run the read and write stages.
+calling thread; the worker threads only run the read and write stages. A block function (every
+job but prediction) is a compute stage alone: the next block is fetched while it computes.
 """
 
 from __future__ import annotations
