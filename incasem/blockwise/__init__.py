@@ -94,7 +94,7 @@ __all__ = [
     "aligned_block_shape",
     "block_subject",
     "block_timeout",
-    "ctrl_c_held",
+    "ctrl_c_kept",
     "describe_roi",
     "one_line",
     "read_clipped",
@@ -201,26 +201,36 @@ def _check_alignment(
 
 
 @contextlib.contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
+def ctrl_c_kept() -> Iterator[None]:
+    """Make a Ctrl-C (SIGINT) during the block end it with ``KeyboardInterrupt``, always.
 
-    daisy's task constructor is compiled code that reads its arguments through Python; a
-    KeyboardInterrupt raised while it does is replaced by a ``TypeError`` about its ROI
-    argument, so a Ctrl-C at that moment became a traceback instead of the command's one
-    interrupted line. Outside the main thread (where no signal handler can be set) this does
-    nothing.
+    daisy's compiled code calls back into Python (reading its arguments, starting workers,
+    its progress bar); a ``KeyboardInterrupt`` raised in such a call came out as another error
+    (a ``TypeError`` about daisy's ROI argument) or was dropped, and the job then ran to its
+    end as if nobody had pressed Ctrl-C. Here each SIGINT is recorded as well as raised: an
+    error that follows one becomes ``KeyboardInterrupt``, and a block that returns after one
+    raises it. Outside the main thread (where no signal handler can be set) this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    pressed: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
+    except Exception as error:
+        if pressed:
+            raise KeyboardInterrupt from error
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
-        if caught:
-            signal.raise_signal(signal.SIGINT)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -444,7 +454,7 @@ def run_job(
 
     process_function = _process_function(job, worker)
     tracking = {"tracking_path": str(job.done_markers)} if job.done_markers is not None else {}
-    with ctrl_c_held():
+    with ctrl_c_kept():
         task = daisy.Task(
             job.name,
             total_roi=job.total_roi,
@@ -458,7 +468,7 @@ def run_job(
             timeout=job.timeout_s,
             **tracking,
         )
-    state, error = _run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
+        state, error = _run_task(task, log_dir, host, progress, multiprocessing=job.num_workers > 0)
     failed = [(int(b.block_id[1]), b.write_roi) for b in task.failed_blocks()] if tracking else []
     return JobOutcome(state, one_line(error) if error else None, failed)
 

@@ -19,7 +19,7 @@ from incasem.blockwise import (
     BlockwiseJob,
     GuardedBlockFunction,
     block_timeout,
-    ctrl_c_held,
+    ctrl_c_kept,
     describe_roi,
     run_blockwise,
     run_job,
@@ -174,15 +174,31 @@ def test_one_timeout_rule():
     assert block_timeout(100e6, 10 / 1e6, blocks_held=3) == pytest.approx(120 + 3000)
 
 
-def test_ctrl_c_held_is_delivered_after_the_block_not_inside_it():
-    """daisy's compiled task constructor turns a KeyboardInterrupt raised while it reads its
-    arguments into a TypeError (seen in CI as a traceback after Ctrl-C); `ctrl_c_held` keeps it
-    out of the block and raises it right after."""
-    inside_finished = False
+def _press_ctrl_c_inside_daisy(outcome: type[BaseException] | None) -> None:
+    """What daisy's compiled code did with a Ctrl-C raised in one of its Python calls: turned
+    it into ``outcome`` (a TypeError about its ROI argument, seen in CI) or, with None, dropped
+    it and went on."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+        sum(range(100_000))  # bytecode runs: the handler fires here
+    except KeyboardInterrupt as e:
+        if outcome is not None:
+            raise outcome("argument 'total_roi': expected a Roi") from e
+
+
+@pytest.mark.parametrize("outcome", [None, TypeError])
+def test_a_ctrl_c_that_daisy_drops_or_rewords_still_ends_the_job(outcome):
     with pytest.raises(KeyboardInterrupt):
-        with ctrl_c_held():
-            signal.raise_signal(signal.SIGINT)
-            sum(range(100_000))  # bytecode runs: an undeferred handler would fire here
-            inside_finished = True
-    assert inside_finished
+        with ctrl_c_kept():
+            _press_ctrl_c_inside_daisy(outcome)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_without_ctrl_c_errors_and_results_pass_through_unchanged():
+    with pytest.raises(TypeError, match="total_roi"):
+        with ctrl_c_kept():
+            raise TypeError("argument 'total_roi': expected a Roi")
+    with ctrl_c_kept():
+        result = sum(range(10))
+    assert result == 45
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
