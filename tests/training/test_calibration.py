@@ -119,4 +119,5 @@ def test_training_stops_at_max_minutes_with_a_calibrated_final_checkpoint(
     # warm-up then cosine decay, logged per iteration
     rates = logged["learning_rate"]
     assert rates[1] == pytest.approx(5e-4)
-    assert rates[last] <= rates[2] <= 1e-3  # decays over the 3 s budget after the warm-up
+    if last >= 2:  # a loaded machine may fit only one iteration into the 3 s
+        assert rates[last] <= rates[2] <= 1e-3  # decays over the 3 s budget after the warm-up
