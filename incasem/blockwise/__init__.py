@@ -209,9 +209,12 @@ def ctrl_c_kept() -> Iterator[None]:
     (a ``TypeError`` about daisy's ROI argument) or was dropped, and the job then ran to its
     end as if nobody had pressed Ctrl-C. Here each SIGINT is recorded as well as raised: an
     error that follows one becomes ``KeyboardInterrupt``, and a block that returns after one
-    raises it. Outside the main thread (where no signal handler can be set) this does nothing.
+    raises it. It does nothing outside the main thread (where no signal handler can be set)
+    and where SIGINT has another handler or none (a job started in the background with SIGINT
+    ignored stays deaf to it).
     """
-    if threading.current_thread() is not threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
     pressed: list[int] = []

@@ -18,7 +18,13 @@ def test_ctrl_c_during_predict_is_one_line_with_the_resume_command(tmp_path):
                str(checkpoint), "--input", str(cell), "--device", "cpu", "--input_size",
                "84", "84", "84", "--no-progress"]  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # as from a terminal: pytest-xdist's workers and background jobs ignore SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     for line in process.stderr:  # wait until the blocks are being computed

@@ -186,15 +186,35 @@ def _press_ctrl_c_inside_daisy(outcome: type[BaseException] | None) -> None:
             raise outcome("argument 'total_roi': expected a Roi") from e
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Python's own SIGINT handler, as in a command started from a terminal (pytest-xdist's
+    workers and background jobs ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("outcome", [None, TypeError])
-def test_a_ctrl_c_that_daisy_drops_or_rewords_still_ends_the_job(outcome):
+def test_a_ctrl_c_that_daisy_drops_or_rewords_still_ends_the_job(outcome, ctrl_c_interrupts):
     with pytest.raises(KeyboardInterrupt):
         with ctrl_c_kept():
             _press_ctrl_c_inside_daisy(outcome)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_without_ctrl_c_errors_and_results_pass_through_unchanged():
+def test_an_ignored_ctrl_c_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with ctrl_c_kept():
+            signal.raise_signal(signal.SIGINT)
+            result = sum(range(100_000))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result == sum(range(100_000))
+
+
+def test_without_ctrl_c_errors_and_results_pass_through_unchanged(ctrl_c_interrupts):
     with pytest.raises(TypeError, match="total_roi"):
         with ctrl_c_kept():
             raise TypeError("argument 'total_roi': expected a Roi")
