@@ -27,15 +27,19 @@ lint: $(STAMP)
 # The napari painter tests need a display: a virtual one (Xvfb) when there is none.
 XVFB := $(if $(DISPLAY),,$(shell command -v xvfb-run >/dev/null 2>&1 && echo xvfb-run -a))
 
+# Test files run in parallel (pytest-xdist), each file whole on one worker so that its
+# module-scoped fixtures are built once; TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(XVFB) $(PY) -m pytest -q -ra --durations=10
+	$(XVFB) $(PY) -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile
 
 # The documentation site (docs/, Sphinx + MyST) into docs/_build/html; warnings are errors.
 docs: $(STAMP)
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 clean-demo:
 	rm -rf $(DEMO)
