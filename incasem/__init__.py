@@ -24,6 +24,8 @@ import types as _types
 import warnings as _warnings
 from typing import Any as _Any
 
+from incasem.lazy import lazy_exports as _lazy_exports
+
 # sacred 0.8.7 imports pkg_resources, which setuptools < 81 marks deprecated on every start;
 # the pin is deliberate (see setup.cfg), so the warning tells users nothing they can act on.
 _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
@@ -49,10 +51,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "predict"])
 
 
-def __getattr__(name: str) -> _Any:
-    if name in _EXPORTS:
-        return getattr(_importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, _EXPORTS)
 
 
 class _CallablePredictPackage(_types.ModuleType):

@@ -9,8 +9,7 @@ without importing torch and gunpowder.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from incasem.lazy import lazy_exports
 
 _EXPORTS = {
     "ExtraNode": "incasem.pipeline.extra_nodes",
@@ -24,9 +23,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,8 +9,7 @@ use, so that daisy worker processes importing this package do not pay for what t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from incasem.lazy import lazy_exports
 
 _EXPORTS = {
     "BlockLayout": "incasem.predict.geometry",
@@ -32,9 +31,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -159,8 +159,8 @@ class PredictionSettings(Settings):
     )  # fmt: skip
     worker_command: WorkerCommand | None = setting(
         None,
-        "launch each worker through this template, e.g. 'srun --gpus=1 {command}' ({command}: "
-        "the shell-quoted worker command)",
+        "launch each worker through this template, e.g. 'srun --gpus=1 {command}' ({command}, "
+        "a word of its own, becomes the worker's command; no shell runs it)",
         key="prediction.worker_command",
     )  # fmt: skip
     scheduler_host: str = setting(

@@ -8,8 +8,9 @@ block sizes) does not pay for importing torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from incasem.lazy import lazy_exports
 from incasem.torch.models.shapes import (
     DEFAULT_DOWNSAMPLE_FACTORS,
     context,
@@ -30,16 +31,14 @@ if TYPE_CHECKING:
         place_model,
     )
 
-_NETWORK_NAMES = frozenset(
-    {
-        "ASEMUNet",
-        "ConvPass",
-        "UNet",
-        "Upsample",
-        "initialise_weights",
-        "load_model_state",
-        "place_model",
-    }
+_NETWORK_NAMES = (
+    "ASEMUNet",
+    "ConvPass",
+    "UNet",
+    "Upsample",
+    "initialise_weights",
+    "load_model_state",
+    "place_model",
 )
 
 __all__ = [
@@ -59,9 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NETWORK_NAMES:
-        from incasem.torch.models import unet
-
-        return getattr(unet, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_NETWORK_NAMES, "incasem.torch.models.unet"))
