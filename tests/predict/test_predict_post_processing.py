@@ -1,0 +1,70 @@
+"""The model card's post-processing (hole filling, minimum object size) is applied to a
+two-class segmentation by default, on the whole volume after the blockwise pass, and said;
+``post_processing=False`` turns it off."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from incasem.postprocess.cleanup import PostProcessing
+from incasem.predict import predict
+
+from .conftest import VOXEL_SIZE, read_dataset, write_cell, write_checkpoint
+
+ROI = [10, 10, 0, 32, 48, 48]  # voxels: offset, shape
+MIN_VOXELS = 64
+MIN_NM3 = MIN_VOXELS * float(np.prod(VOXEL_SIZE))
+
+
+def _object_sizes(segmentation: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(segmentation, structure=np.ones((3, 3, 3), bool))
+    return np.bincount(labels.ravel())[1:]
+
+
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("post")
+    cell = write_cell(folder / "cell.zarr")
+    checkpoint = write_checkpoint(
+        folder / "model.pt", "unet3", threshold=0.52, fill_holes=True, min_object_nm3=MIN_NM3
+    )
+    common = {"checkpoint": str(checkpoint), "input": str(cell), "roi": ROI, "progress": False,
+              "input_size_voxels": [132, 132, 132], "device": "cpu"}  # fmt: skip
+    return cell, {
+        "default": predict(output_group="default", **common),
+        "off": predict(output_group="off", post_processing=False, **common),
+    }
+
+
+def test_the_cards_post_processing_is_applied_and_said(predictions, caplog):
+    cell, results = predictions
+    default = read_dataset(cell, results["default"].entries[0].datasets[-1])
+    off = read_dataset(cell, results["off"].entries[0].datasets[-1])
+    # the raw prediction has objects below the card's minimum size and holes
+    assert (_object_sizes(off) < MIN_VOXELS).any()
+    assert (ndimage.binary_fill_holes(off) != off).any()
+    # the default one has neither, and is exactly the card's post-processing of the raw one
+    assert (_object_sizes(default) >= MIN_VOXELS).all() and default.any()
+    np.testing.assert_array_equal(ndimage.binary_fill_holes(default), default > 0)
+    expected = PostProcessing(True, MIN_NM3).apply(off == 1, VOXEL_SIZE)
+    np.testing.assert_array_equal(default, expected.astype(np.uint8))
+    said = f"post-processing: fill holes, remove objects < {MIN_NM3:,.0f} nm³"
+    assert f"{said} (from the model card)" in results["default"].summary()
+    assert "post-processing: none (turned off by --no-post-processing)" in (
+        results["off"].summary()
+    )
+
+
+def test_the_log_says_the_post_processing(tmp_path, caplog):
+    cell = write_cell(tmp_path / "cell.zarr")
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "unet3", min_object_nm3=MIN_NM3)
+    with caplog.at_level(logging.INFO, logger="incasem.predict"):
+        predict(checkpoint=str(checkpoint), input=str(cell), roi=[10, 10, 0, 8, 8, 8],
+                progress=False, input_size_voxels=[132, 132, 132], device="cpu")  # fmt: skip
+    assert f"post-processing: remove objects < {MIN_NM3:,.0f} nm³ (from the model card)" in (
+        caplog.text
+    )
