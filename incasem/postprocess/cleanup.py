@@ -16,6 +16,10 @@ from scipy import ndimage
 
 from incasem.metrics.confusion import scores
 
+#: The largest volume (voxels) post-processing holds in memory (its labels take 4 bytes per
+#: voxel); prediction leaves a larger segmentation as predicted and validation does not choose.
+MAX_VOXELS = 2**29
+
 #: Minimum object sizes (in voxels, converted to nm³ with the voxel size) validation tries.
 CANDIDATE_MIN_VOXELS = (0, 8, 64, 512)
 

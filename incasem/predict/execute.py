@@ -21,7 +21,7 @@ from funlib.geometry import Roi
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.errors import IncasemError, Interrupted
 from incasem.io import format_roi_voxels, open_array
-from incasem.postprocess.cleanup import PostProcessing
+from incasem.postprocess.cleanup import MAX_VOXELS, PostProcessing
 from incasem.predict.block_metrics import load_metrics, metrics_path
 from incasem.predict.evaluate import entry_scores
 from incasem.predict.geometry import BlockLayout
@@ -248,27 +248,22 @@ def _run_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
     return result
 
 
-#: The largest segmentation (voxels) post-processing holds in memory (its labels take 4 bytes
-#: per voxel); larger ones are left as predicted, with a warning.
-MAX_POST_PROCESSING_VOXELS = 2**29
-
-
 def post_process(outputs: EntryOutputs, post_processing: PostProcessing, name: str) -> None:
     """Apply ``post_processing`` to the entry's whole class-1 segmentation, in place.
 
     Objects and holes span blocks, so this runs once on the whole volume after the blockwise
-    pass (never per block); a segmentation over `MAX_POST_PROCESSING_VOXELS` is skipped with a
+    pass (never per block); a segmentation over `MAX_VOXELS` is skipped with a
     warning. Records what was done in the segmentation's ``post_processing`` attribute.
     """
     if not post_processing.active:
         return
     segmentation = open_array(outputs.container, outputs.segmentation, "r+")
     voxels = int(np.prod(segmentation.roi.shape / segmentation.voxel_size))
-    if voxels > MAX_POST_PROCESSING_VOXELS:
+    if voxels > MAX_VOXELS:
         logger.warning(
             "%s: post-processing (%s) skipped: %s voxels do not fit the whole-volume step "
             "(at most %s); the segmentation is as predicted",
-            name, post_processing.describe(), f"{voxels:,}", f"{MAX_POST_PROCESSING_VOXELS:,}",
+            name, post_processing.describe(), f"{voxels:,}", f"{MAX_VOXELS:,}",
         )  # fmt: skip
         return
     foreground = segmentation[segmentation.roi] == 1
