@@ -20,6 +20,7 @@ from incasem.metrics.confusion import scores
 #: voxel); prediction leaves a larger segmentation as predicted and validation does not choose.
 MAX_VOXELS = 2**29
 
+
 #: Minimum object sizes (in voxels, converted to nm³ with the voxel size) validation tries.
 CANDIDATE_MIN_VOXELS = (0, 8, 64, 512)
 
@@ -57,6 +58,10 @@ class PostProcessing:
         if self.fill_holes:
             result = ndimage.binary_fill_holes(result)
         return result
+
+
+#: Nothing after thresholding.
+NO_POST_PROCESSING = PostProcessing()
 
 
 def _remove_small(foreground: np.ndarray, min_voxels: float) -> np.ndarray:
