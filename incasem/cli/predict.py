@@ -39,7 +39,7 @@ _FLAG_GROUPS = {
                "probability_dtype", "threshold", "post_processing", "log_metrics"],
     "execution": ["num_workers", "gpus", "workers_per_gpu", "precision", "device",
                   "worker_command", "scheduler_host", "input_size_voxels", "output_size_voxels",
-                  "deterministic", "block_timeout", "max_retries"],
+                  "deterministic", "flips", "block_timeout", "max_retries"],
 }  # fmt: skip
 
 

@@ -141,6 +141,7 @@ def _worker_spec(
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
         precision=settings.precision,
         failures_dir=str(failures.folder),
+        flips=settings.flips,
     )
 
 
