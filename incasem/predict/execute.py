@@ -11,6 +11,7 @@ changes nothing in it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from funlib.geometry import Roi
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.errors import IncasemError, Interrupted
 from incasem.io import format_roi_voxels, open_array
+from incasem.io.data_config import DataEntry
 from incasem.postprocess.cleanup import MAX_VOXELS, PostProcessing
 from incasem.predict.block_metrics import load_metrics, metrics_path
 from incasem.predict.evaluate import entry_scores
@@ -40,6 +42,7 @@ from incasem.predict.results import EntryResult, PredictionFailed, PredictionRes
 from incasem.predict.resume import tracking_path
 from incasem.predict.settings import PredictionSettings
 from incasem.predict.task import prediction_block_timeout, prediction_job, prediction_worker
+from incasem.predict.truth import EntryTruth
 from incasem.predict.worker import WorkerSpec
 
 logger = logging.getLogger("incasem.predict")
@@ -244,20 +247,27 @@ def _run_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
     elif settings.log_metrics:
         logger.info("%s: no labels, so no metrics", entry.name)
     if result.ok:
-        post_process(outputs, plan.post_processing, entry.name)
+        post_process(outputs, plan.post_processing, entry, p.data_root)
     _record_outcome(outputs, result)
     return result
 
 
-def post_process(outputs: EntryOutputs, post_processing: PostProcessing, name: str) -> None:
+def post_process(
+    outputs: EntryOutputs,
+    post_processing: PostProcessing,
+    entry: DataEntry,
+    data_root: str | os.PathLike | None,
+) -> None:
     """Apply ``post_processing`` to the entry's whole class-1 segmentation, in place.
 
     Objects and holes span blocks, so this runs once on the whole volume after the blockwise
-    pass (never per block); a segmentation over `MAX_VOXELS` is skipped with a
-    warning. Records what was done in the segmentation's ``post_processing`` attribute.
+    pass (never per block); a segmentation over `MAX_VOXELS` is skipped with a warning. Filled
+    holes stay inside the entry's mask. Records what was done in the segmentation's
+    ``post_processing`` attribute.
     """
     if not post_processing.active:
         return
+    name = entry.name
     segmentation = open_array(outputs.container, outputs.segmentation, "r+")
     voxels = int(np.prod(segmentation.roi.shape / segmentation.voxel_size))
     if voxels > MAX_VOXELS:
@@ -269,6 +279,7 @@ def post_process(outputs: EntryOutputs, post_processing: PostProcessing, name: s
         return
     foreground = segmentation[segmentation.roi] == 1
     cleaned = post_processing.apply(foreground, segmentation.voxel_size)
+    cleaned &= EntryTruth(entry, data_root).read_mask(segmentation.roi)
     segmentation[segmentation.roi] = cleaned.astype(np.uint8)
     segmentation.attrs["post_processing"] = post_processing.describe()
 
@@ -318,8 +329,10 @@ def _run_resampled_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
         result.group, result.datasets = outputs.group, outputs.datasets()
         result.roi_voxels = p.entry.roi_voxels
     if result.ok:
-        final = outputs if resampling.upsamples else at_model
-        post_process(final, plan.post_processing, p.entry.name)
+        if resampling.upsamples:
+            post_process(outputs, plan.post_processing, p.entry, p.data_root)
+        else:
+            post_process(at_model, plan.post_processing, entry, p.data_root)
         delete_input(outputs)
     result.seconds = time.monotonic() - started
     voxels = int(np.prod(p.entry.shape))

@@ -68,3 +68,25 @@ def test_the_log_says_the_post_processing(tmp_path, caplog):
     assert f"post-processing: remove objects < {MIN_NM3:,.0f} nm³ (from the model card)" in (
         caplog.text
     )
+
+
+def test_filled_holes_stay_inside_the_mask(tmp_path):
+    from incasem.io import create_array
+
+    from .conftest import OFFSET, SHAPE, write_config
+
+    cell = write_cell(tmp_path / "cell.zarr")
+    mask = np.ones(SHAPE, np.uint8)
+    mask[2:6, 4:12, 20:28] = 0  # masked out, inside the entry (array voxels)
+    array = create_array(cell, "volumes/mask_hole", SHAPE, VOXEL_SIZE, OFFSET, chunks=(32,) * 3)
+    array[array.roi] = mask
+    config = write_config(tmp_path / "config.json", {"a": {"offset": [10, 10, 16],
+                          "shape": [8, 16, 16], "mask": "volumes/mask_hole"}})  # fmt: skip
+    # threshold 0.4: nearly every voxel is foreground, so the masked box is enclosed
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "unet3", threshold=0.4, fill_holes=True)
+    result = predict(checkpoint=str(checkpoint), data=str(config), data_root=str(tmp_path),
+                     progress=False, input_size_voxels=[132] * 3, device="cpu")  # fmt: skip
+    segmentation = read_dataset(cell, result.entries[0].datasets[-1])
+    # all foreground around the masked box, which is enclosed and yet not filled
+    np.testing.assert_array_equal(segmentation, mask[0:8, 0:16, 16:32])
+    assert not segmentation[2:6, 4:12, 4:12].any()
