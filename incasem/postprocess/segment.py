@@ -20,7 +20,7 @@ from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, open_array
 from incasem.io.staging import staged_dataset
 from incasem.postprocess.cleanup import MAX_VOXELS, NO_POST_PROCESSING, PostProcessing
-from incasem.postprocess.sources import BinarySource
+from incasem.postprocess.sources import BinarySource, region_mask
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ def segment(
     """Write ``value`` where ``source`` is True (p >= threshold, inside the masks), else 0.
 
     ``post_processing`` (hole filling, minimum object size in nm³) then runs once on the whole
-    segmentation, in memory (objects span blocks), before it takes its final name.
+    segmentation, in memory (objects span blocks), before it takes its final name; filled holes
+    stay inside the masks.
 
     Args:
         source: probabilities with a threshold (or labels) and masks.
@@ -108,5 +109,8 @@ def segment(
         if post_processing.active:
             out = staged.array
             cleaned = post_processing.apply(out[out.roi] > 0, voxel_size)
+            region = region_mask(source.masks, out.roi)
+            if region is not None:  # filled holes stay inside the masks
+                cleaned &= region
             out[out.roi] = np.where(cleaned, np.uint8(value), np.uint8(0))
     return f"{Path(out_container)}/{out_dataset}"

@@ -78,6 +78,13 @@ def test_segment_post_processes_the_whole_volume_across_blocks(write, capsys):
     assert PostProcessing(True, 2 * voxel_nm3).apply(foreground, VOXEL_SIZE).sum() == (
         expected.sum()
     )
+    mask = np.ones(SHAPE, np.uint8)
+    mask[9:11, 14:16, 16:20] = 0  # inside the hole: filling keeps it out
+    write("mask", mask)
+    masked = ["--mask", "mask", "--fill-holes"]
+    assert main(["segment", container, "-d", "p", "--out-dataset", "m", *run, *masked]) == 0
+    filled = expected | foreground  # holes filled, the speck kept
+    np.testing.assert_array_equal(open_array(container, "m")[:], filled & (mask > 0))
     assert main(["segment", container, "-d", "p", "--out-dataset", "x", *run,
                  "--min-object-nm3", "-1"]) == 2  # fmt: skip
     assert "--min-object-nm3 -1 must be >= 0" in capsys.readouterr().err
