@@ -12,8 +12,9 @@ from scipy import ndimage
 
 from incasem.postprocess.cleanup import PostProcessing
 from incasem.predict import predict
+from incasem.torch.models import shapes
 
-from .conftest import VOXEL_SIZE, read_dataset, write_cell, write_checkpoint
+from .conftest import NETWORKS, SHAPE, VOXEL_SIZE, read_dataset, write_cell, write_checkpoint
 
 ROI = [10, 10, 0, 32, 48, 48]  # voxels: offset, shape
 MIN_VOXELS = 64
@@ -73,7 +74,7 @@ def test_the_log_says_the_post_processing(tmp_path, caplog):
 def test_filled_holes_stay_inside_the_mask(tmp_path):
     from incasem.io import create_array
 
-    from .conftest import OFFSET, SHAPE, write_config
+    from .conftest import OFFSET, write_config
 
     cell = write_cell(tmp_path / "cell.zarr")
     mask = np.ones(SHAPE, np.uint8)
@@ -90,3 +91,22 @@ def test_filled_holes_stay_inside_the_mask(tmp_path):
     # all foreground around the masked box, which is enclosed and yet not filled
     np.testing.assert_array_equal(segmentation, mask[0:8, 0:16, 16:32])
     assert not segmentation[2:6, 4:12, 4:12].any()
+
+
+@pytest.mark.slow  # two predictions of three blockwise passes each
+def test_a_resampled_prediction_is_post_processed_at_the_data_voxel_size(tmp_path):
+    model_voxel_size = tuple(2 * v for v in VOXEL_SIZE)
+    cell = write_cell(tmp_path / "cell.zarr")
+    min_nm3 = 64 * float(np.prod(VOXEL_SIZE))
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "unet2", voxel_size=model_voxel_size,
+                                  threshold=0.52, min_object_nm3=min_nm3)  # fmt: skip
+    size = list(shapes.input_shape_for_output([12] * 3, NETWORKS["unet2"]["downsample_factors"]))
+    common = {"checkpoint": str(checkpoint), "input": str(cell), "progress": False,
+              "input_size_voxels": size, "device": "cpu"}  # fmt: skip
+    on = predict(output_group="on", **common).entries[0].datasets[-1]
+    off = predict(output_group="off", post_processing=False, **common).entries[0].datasets[-1]
+    raw, cleaned = read_dataset(cell, off), read_dataset(cell, on)
+    assert raw.shape == cleaned.shape == SHAPE
+    expected = PostProcessing(False, min_nm3).apply(raw == 1, VOXEL_SIZE)
+    np.testing.assert_array_equal(cleaned, expected.astype(np.uint8))
+    assert (raw != cleaned).any()  # there were small objects at the data's voxel size
