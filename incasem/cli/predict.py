@@ -36,10 +36,10 @@ _FLAG_GROUPS = {
     "model": ["checkpoint", "run_id", "iteration", "runs_dir"],
     "data": ["data", "data_root", "input", "dataset", "roi"],
     "output": ["output", "output_group", "output_voxel_size", "resume", "overwrite",
-               "probability_dtype", "threshold", "log_metrics"],
+               "probability_dtype", "threshold", "post_processing", "log_metrics"],
     "execution": ["num_workers", "gpus", "workers_per_gpu", "precision", "device",
                   "worker_command", "scheduler_host", "input_size_voxels", "output_size_voxels",
-                  "deterministic", "block_timeout", "max_retries"],
+                  "deterministic", "flips", "block_timeout", "max_retries"],
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import argparse
 
 from incasem.blockwise import BLOCK_EDGE
 from incasem.cli.common import add_run_arguments
+from incasem.errors import IncasemError
 
 DATASET_HELP = (
     "datasets are DATASET (inside CONTAINER) or OTHER.zarr/DATASET; append @C for channel C of "
@@ -91,12 +92,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrated one), else 0.5",
     )
     parser.add_argument("--value", type=int, default=1, help="foreground value (default: 1)")
+    parser.add_argument(
+        "--fill-holes", action="store_true", help="fill holes in 3D (whole volume, in memory)"
+    )
+    parser.add_argument(
+        "--min-object-nm3",
+        type=float,
+        default=0.0,
+        help="remove 26-connected objects smaller than this volume in nm³ (default: 0, keep all)",
+    )
     add_postprocess_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from incasem.postprocess.cleanup import PostProcessing
     from incasem.postprocess.segment import segment
+
+    if args.min_object_nm3 < 0:
+        raise IncasemError(f"--min-object-nm3 {args.min_object_nm3:g} must be >= 0")
 
     path = segment(
         binary_source(args, threshold_required=True),
@@ -107,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         overwrite=args.overwrite,
         progress=args.progress,
+        post_processing=PostProcessing(args.fill_holes, args.min_object_nm3),
     )
     print(f"wrote {path}")
     return 0

@@ -19,7 +19,8 @@ from incasem.blockwise import BLOCK_EDGE, run_blockwise
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, open_array
 from incasem.io.staging import staged_dataset
-from incasem.postprocess.sources import BinarySource
+from incasem.postprocess.cleanup import MAX_VOXELS, NO_POST_PROCESSING, PostProcessing
+from incasem.postprocess.sources import BinarySource, region_mask
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,13 @@ def segment(
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    post_processing: PostProcessing = NO_POST_PROCESSING,
 ) -> str:
     """Write ``value`` where ``source`` is True (p >= threshold, inside the masks), else 0.
+
+    ``post_processing`` (hole filling, minimum object size in nm³) then runs once on the whole
+    segmentation, in memory (objects span blocks), before it takes its final name; filled holes
+    stay inside the masks.
 
     Args:
         source: probabilities with a threshold (or labels) and masks.
@@ -59,6 +65,7 @@ def segment(
         num_workers: worker processes (0: every block in this process).
         overwrite: replace an existing output (only once the new one is complete).
         progress: show a progress bar.
+        post_processing: what to do after thresholding (default: nothing).
 
     Returns ``container/dataset`` of the output.
     """
@@ -66,8 +73,16 @@ def segment(
         raise IncasemError(f"--value {value} must lie in 1..255")
     roi, voxel_size = source.check()
     shape = roi.shape / voxel_size
+    if post_processing.active and int(np.prod(shape)) > MAX_VOXELS:
+        raise IncasemError(
+            f"{source.data.container}/{source.data.dataset}: {int(np.prod(shape)):,} voxels are "
+            f"too many to post-process in memory (at most {MAX_VOXELS:,}); crop it or drop "
+            "--fill-holes and --min-object-nm3"
+        )
     chunks = default_chunks(shape)
     attrs = {"incasem_segment": {**source.describe(), "value": value}}
+    if post_processing.active:
+        attrs["post_processing"] = post_processing.describe()
     attrs |= carried_voxel_size_attrs(source.data.container, source.data.dataset)
     with staged_dataset(
         out_container,
@@ -91,4 +106,11 @@ def segment(
             name="segment",
             progress=progress,
         )
+        if post_processing.active:
+            out = staged.array
+            cleaned = post_processing.apply(out[out.roi] > 0, voxel_size)
+            region = region_mask(source.masks, out.roi)
+            if region is not None:  # filled holes stay inside the masks
+                cleaned &= region
+            out[out.roi] = np.where(cleaned, np.uint8(value), np.uint8(0))
     return f"{Path(out_container)}/{out_dataset}"

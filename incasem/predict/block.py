@@ -19,7 +19,8 @@ ROIs are in nm, arrays (channel,) z, y, x.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,6 +105,14 @@ def read_block_input(
     return np.ascontiguousarray(normalise(read_mirrored(raw, read_roi), normalisation))
 
 
+def flip_axes(voxel_size: Sequence[int]) -> list[tuple[int, ...]]:
+    """The flips test-time augmentation averages over, as tuples of flipped axes (0 = z,
+    1 = y, 2 = x): all 8 combinations for isotropic voxels, the 4 of y and x when z's voxel
+    size (nm) differs (sections are z). The first, ``()``, is no flip."""
+    axes = (0, 1, 2) if len(set(voxel_size)) == 1 else (1, 2)
+    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
+
+
 def forward_block(
     model: torch.nn.Module,
     x: np.ndarray | torch.Tensor,
@@ -111,6 +120,7 @@ def forward_block(
     layout: BlockLayout,
     device: str | torch.device = "cpu",
     precision: str = "float32",
+    flips: Sequence[tuple[int, ...]] = ((),),
 ) -> np.ndarray:
     """Class probabilities (softmax) for one block's input, float32 (classes, z, y, x).
 
@@ -122,27 +132,49 @@ def forward_block(
         device: where to run the network.
         precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the network under
             torch autocast (convolutions in 16 bits, softmax in float32).
+        flips: test-time augmentation: the probabilities are the mean over these flips of
+            the input (tuples of flipped axes, see `flip_axes`), each flipped back before
+            averaging; default ``((),)``, the input as it is.
     """
     import torch
 
     tensor = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
-    device_type = torch.device(device).type
     with torch.inference_mode():
         tensor = tensor[None, None].to(device, non_blocking=True)
-        if precision == "float32":
-            logits = model(tensor)
-        else:
-            with torch.autocast(device_type, dtype=getattr(torch, precision)):
-                logits = model(tensor)
-        expected = (1, *layout.output_shape)
-        if logits.shape[0] != 1 or tuple(logits.shape[2:]) != tuple(expected[1:]):
-            raise IncasemError(
-                f"the network returned {tuple(logits.shape)} for an input of "
-                f"{tuple(layout.input_shape)}; expected an output of {tuple(layout.output_shape)}"
-            )
-        probabilities = torch.softmax(logits[0].float(), dim=0)
+        total = None
+        for axes in flips:
+            flipped = tensor.flip([a + 2 for a in axes]) if axes else tensor
+            probabilities = _probabilities(model, flipped, layout, device, precision)
+            probabilities = probabilities.flip([a + 1 for a in axes]) if axes else probabilities
+            total = probabilities if total is None else total + probabilities
+        assert total is not None
+        mean = total / len(flips) if len(flips) > 1 else total
         z, y, x_ = write_roi.shape / layout.voxel_size
-        return probabilities[:, :z, :y, :x_].cpu().numpy()
+        return mean[:, :z, :y, :x_].cpu().numpy()
+
+
+def _probabilities(
+    model: torch.nn.Module,
+    tensor: torch.Tensor,
+    layout: BlockLayout,
+    device: str | torch.device,
+    precision: str,
+) -> torch.Tensor:
+    """Softmax (classes, z, y, x) of the network's whole output for a (1, 1, z, y, x) input."""
+    import torch
+
+    if precision == "float32":
+        logits = model(tensor)
+    else:
+        with torch.autocast(torch.device(device).type, dtype=getattr(torch, precision)):
+            logits = model(tensor)
+    expected = (1, *layout.output_shape)
+    if logits.shape[0] != 1 or tuple(logits.shape[2:]) != tuple(expected[1:]):
+        raise IncasemError(
+            f"the network returned {tuple(logits.shape)} for an input of "
+            f"{tuple(layout.input_shape)}; expected an output of {tuple(layout.output_shape)}"
+        )
+    return torch.softmax(logits[0].float(), dim=0)
 
 
 def predict_block(

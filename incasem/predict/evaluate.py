@@ -10,10 +10,11 @@ more than one block in memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from funlib.geometry import Roi
 
 from incasem.errors import IncasemError
 from incasem.io import open_array
@@ -75,11 +76,14 @@ def score_entry(
     normalisation: Mapping[str, Any],
     device: str = "cpu",
     threshold: float = 0.5,
+    collect: Callable[[Roi, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[ConfusionCounts, ThresholdHistograms]:
     """Predict an entry's whole ROI block by block; its counts at ``threshold`` and histograms.
 
     Counts and histograms are additive, so the scores of several entries (or a threshold sweep
-    over all of them) follow from their sums. Arguments as in `evaluate_entry`.
+    over all of them) follow from their sums. ``collect``, if given, is called with each
+    block's write ROI (nm), probabilities (classes, z, y, x), true class ids and region
+    (z, y, x). Other arguments as in `evaluate_entry`.
     """
     import torch
 
@@ -106,6 +110,8 @@ def score_entry(
             for write_roi in layout.write_rois(entry.roi):
                 probabilities = predict_block(model, raw, write_roi, layout, normalisation, device)
                 class_ids, region = truth.read(write_roi)
+                if collect is not None:
+                    collect(write_roi, probabilities, class_ids, region)
                 scores = block_scores(
                     probabilities, classify(probabilities, threshold), class_ids, region
                 )

@@ -11,6 +11,7 @@ changes nothing in it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,9 @@ from funlib.geometry import Roi
 
 from incasem.blockwise import BlockFailures, JobOutcome, run_job
 from incasem.errors import IncasemError, Interrupted
-from incasem.io import format_roi_voxels
+from incasem.io import format_roi_voxels, open_array
+from incasem.io.data_config import DataEntry
+from incasem.postprocess.cleanup import MAX_VOXELS, PostProcessing
 from incasem.predict.block_metrics import load_metrics, metrics_path
 from incasem.predict.evaluate import entry_scores
 from incasem.predict.geometry import BlockLayout
@@ -39,6 +42,7 @@ from incasem.predict.results import EntryResult, PredictionFailed, PredictionRes
 from incasem.predict.resume import tracking_path
 from incasem.predict.settings import PredictionSettings
 from incasem.predict.task import prediction_block_timeout, prediction_job, prediction_worker
+from incasem.predict.truth import EntryTruth
 from incasem.predict.worker import WorkerSpec
 
 logger = logging.getLogger("incasem.predict")
@@ -58,6 +62,9 @@ def execute_plan(
             raise IncasemError("the prediction's settings changed after it was planned")
         plan = replace(plan, settings=settings)
     logger.info("foreground threshold %g (%s)", plan.threshold, plan.threshold_origin)
+    logger.info(
+        "post-processing: %s (%s)", plan.post_processing.describe(), plan.post_processing_origin
+    )
     plan = reserve_outputs(plan)
     assert plan.group is not None
     logger.info(
@@ -83,6 +90,7 @@ def execute_plan(
         entries=results,
         threshold=plan.threshold,
         threshold_origin=plan.threshold_origin,
+        post_processing=f"{plan.post_processing.describe()} ({plan.post_processing_origin})",
     )
     logger.info("%s", result.summary())
     if not result.ok:
@@ -136,6 +144,7 @@ def _worker_spec(
         metrics_dir=str(metrics_dir) if metrics_dir is not None else None,
         precision=settings.precision,
         failures_dir=str(failures.folder),
+        flips=settings.flips,
     )
 
 
@@ -237,8 +246,42 @@ def _run_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
         _score(result, plan, metrics_dir, result.blocks)
     elif settings.log_metrics:
         logger.info("%s: no labels, so no metrics", entry.name)
+    if result.ok:
+        post_process(outputs, plan.post_processing, entry, p.data_root)
     _record_outcome(outputs, result)
     return result
+
+
+def post_process(
+    outputs: EntryOutputs,
+    post_processing: PostProcessing,
+    entry: DataEntry,
+    data_root: str | os.PathLike | None,
+) -> None:
+    """Apply ``post_processing`` to the entry's whole class-1 segmentation, in place.
+
+    Objects and holes span blocks, so this runs once on the whole volume after the blockwise
+    pass (never per block); a segmentation over `MAX_VOXELS` is skipped with a warning. Filled
+    holes stay inside the entry's mask. Records what was done in the segmentation's
+    ``post_processing`` attribute.
+    """
+    if not post_processing.active:
+        return
+    name = entry.name
+    segmentation = open_array(outputs.container, outputs.segmentation, "r+")
+    voxels = int(np.prod(segmentation.roi.shape / segmentation.voxel_size))
+    if voxels > MAX_VOXELS:
+        logger.warning(
+            "%s: post-processing (%s) skipped: %s voxels do not fit the whole-volume step "
+            "(at most %s); the segmentation is as predicted",
+            name, post_processing.describe(), f"{voxels:,}", f"{MAX_VOXELS:,}",
+        )  # fmt: skip
+        return
+    foreground = segmentation[segmentation.roi] == 1
+    cleaned = post_processing.apply(foreground, segmentation.voxel_size)
+    cleaned &= EntryTruth(entry, data_root).read_mask(segmentation.roi)
+    segmentation[segmentation.roi] = cleaned.astype(np.uint8)
+    segmentation.attrs["post_processing"] = post_processing.describe()
 
 
 def _record_outcome(outputs: EntryOutputs, result: EntryResult) -> None:
@@ -274,7 +317,9 @@ def _run_resampled_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
     if settings.log_metrics and not resampling.upsamples:
         logger.info("%s: metrics need the labels' voxel size: no metrics", p.entry.name)
     result = _run_entry(
-        replace(plan, settings=settings.replace(log_metrics=False)),
+        replace(
+            plan, settings=settings.replace(log_metrics=False), post_processing=PostProcessing()
+        ),
         replace(p, entry=entry, outputs=at_model, resampling=None),
     )
     if resampling.upsamples:
@@ -284,6 +329,10 @@ def _run_resampled_entry(plan: PredictionPlan, p: EntryPlan) -> EntryResult:
         result.group, result.datasets = outputs.group, outputs.datasets()
         result.roi_voxels = p.entry.roi_voxels
     if result.ok:
+        if resampling.upsamples:
+            post_process(outputs, plan.post_processing, p.entry, p.data_root)
+        else:
+            post_process(at_model, plan.post_processing, entry, p.data_root)
         delete_input(outputs)
     result.seconds = time.monotonic() - started
     voxels = int(np.prod(p.entry.shape))

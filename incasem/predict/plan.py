@@ -25,6 +25,7 @@ from incasem.digest import file_sha256
 from incasem.errors import IncasemError
 from incasem.io.budget import check_disk
 from incasem.metrics import class_names_for
+from incasem.postprocess.cleanup import PostProcessing
 from incasem.predict.block_size import block_layout
 from incasem.predict.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from incasem.predict.device import resolve_device
@@ -104,6 +105,8 @@ class PredictionPlan:
         entries: one plan per entry, in the data config's order.
         threshold: the foreground threshold on p(class 1).
         threshold_origin: where the threshold comes from, for messages.
+        post_processing: what is done to a two-class segmentation after the blockwise pass.
+        post_processing_origin: where it comes from, for messages.
     """
 
     settings: PredictionSettings
@@ -124,6 +127,8 @@ class PredictionPlan:
     entries: tuple[EntryPlan, ...]
     threshold: float = 0.5
     threshold_origin: str = "0.5"
+    post_processing: PostProcessing = PostProcessing()
+    post_processing_origin: str = "the model card has none"
 
     @property
     def reserved(self) -> bool:
@@ -183,6 +188,7 @@ def plan_prediction(settings: PredictionSettings) -> PredictionPlan:
         entries=plans,
         threshold=threshold,
         threshold_origin=threshold_origin,
+        **_post_processing(settings, card, num_classes),
     )
 
 
@@ -349,6 +355,20 @@ def _check_disk(plans: tuple[EntryPlan, ...], num_classes: int, probabilities: s
             names.setdefault(p.container, []).append(f"{p.entry.path(p.data_root)}/{p.entry.raw}")
     for container, size in need.items():
         check_disk(f"predict {', '.join(names[container])}", container, size)
+
+
+def _post_processing(
+    settings: PredictionSettings, card: ModelCard, num_classes: int
+) -> dict[str, Any]:
+    """The post-processing of the segmentation (the model card's unless turned off) and
+    where it comes from (for the log), as `PredictionPlan` fields."""
+    if num_classes != 2:
+        return {"post_processing_origin": "none: only two-class segmentations are post-processed"}
+    if not settings.post_processing:
+        return {"post_processing_origin": "turned off by --no-post-processing"}
+    chosen = PostProcessing(card.fill_holes, float(card.min_object_nm3))
+    origin = "from the model card" if chosen.active else "the model card has none"
+    return {"post_processing": chosen, "post_processing_origin": origin}
 
 
 def _decision_threshold(

@@ -80,6 +80,7 @@ class PredictionResult:
     entries: list[EntryResult]
     threshold: float = 0.5
     threshold_origin: str = ""
+    post_processing: str = "none"
 
     @property
     def ok(self) -> bool:
@@ -91,6 +92,7 @@ class PredictionResult:
         lines = [
             f"prediction {self.group} with {self.checkpoint}",
             f"  foreground threshold {self.threshold:g} ({self.threshold_origin})",
+            f"  post-processing: {self.post_processing}",
         ]
         for e in self.entries:
             status = "done" if e.ok else "FAILED"

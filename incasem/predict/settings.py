@@ -176,6 +176,14 @@ class PredictionSettings(Settings):
         "else 0.5)",
         key="prediction.threshold",
     )  # fmt: skip
+    flips: bool = setting(
+        False, "average the probabilities over flips of each block (z, y, x: 8 flips; y, x: "
+        "4 when z's voxel size differs); as many times slower", key="prediction.flips",
+    )  # fmt: skip
+    post_processing: bool = setting(
+        True, "apply the model card's post-processing (hole filling, minimum object size) to "
+        "a two-class segmentation", key="prediction.post_processing",
+    )  # fmt: skip
     probability_dtype: ProbabilityDtype = setting(
         "uint8", "probability dtype (uint8 = p*255, rounded)",
         key="prediction.probability_dtype", old=["probabilities"],

@@ -41,7 +41,7 @@ from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.data_config import DataEntry
 from incasem.launch import worker_arguments
-from incasem.predict.block import forward_block, read_block_input
+from incasem.predict.block import flip_axes, forward_block, read_block_input
 from incasem.predict.geometry import BlockLayout
 from incasem.predict.store import BlockStore
 
@@ -72,6 +72,7 @@ class WorkerSpec:
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
         failures_dir: where workers record failed blocks (`incasem.blockwise.BlockFailures`),
             or None for nowhere.
+        flips: average the probabilities over flips of each block (`flip_axes`).
     """
 
     checkpoint: str
@@ -92,6 +93,7 @@ class WorkerSpec:
     metrics_dir: str | None
     precision: str = "float32"
     failures_dir: str | None = None
+    flips: bool = False
 
     def save(self, path: Path) -> None:
         """Write the spec as JSON (workers on other machines read it from a shared folder)."""
@@ -144,6 +146,7 @@ class BlockProcessor:
             spec.metrics_dir,
         )
         self.pin = device.startswith("cuda")
+        self.flips = flip_axes(self.layout.voxel_size) if spec.flips else [()]
 
     def read(self, block: daisy.Block) -> Any:
         """The block's normalised network input (pinned host memory for a GPU)."""
@@ -157,7 +160,9 @@ class BlockProcessor:
     def compute(self, block: daisy.Block, x: Any) -> np.ndarray:
         """Probabilities (classes, z, y, x) of the block's write ROI clipped to the entry."""
         roi = block.write_roi.intersect(self.roi)
-        return forward_block(self.model, x, roi, self.layout, self.device, self.spec.precision)
+        return forward_block(
+            self.model, x, roi, self.layout, self.device, self.spec.precision, self.flips
+        )
 
     def write(self, block: daisy.Block, probabilities: np.ndarray) -> None:
         """Classify, store probabilities and classes, and the block's metric counts."""

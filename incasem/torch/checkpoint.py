@@ -29,8 +29,9 @@ from incasem.atomic import write_atomic
 from incasem.errors import IncasemError
 
 #: Version of the checkpoint layout and its model card: 2 added the card's ``threshold``, 3 its
-#: ``raw_histogram``, 4 its ``training_nodes``.
-FORMAT_VERSION = 4
+#: ``raw_histogram``, 4 its ``training_nodes``, 5 its post-processing (``fill_holes``,
+#: ``min_object_nm3``).
+FORMAT_VERSION = 5
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class ModelCard:
         training_nodes: the user's gunpowder nodes the training pipeline had
             (``training.pipeline.extra_nodes``: class, place, args), so whoever uses the
             model knows what training saw; empty for none (and for older checkpoints).
+        fill_holes: post-processing of the class-1 segmentation chosen by validation with the
+            threshold (two classes only): fill enclosed holes. False for older checkpoints.
+        min_object_nm3: likewise: remove objects smaller than this volume in nm³; 0 keeps
+            every object (and is what older checkpoints read as).
     """
 
     hparams: dict[str, Any]
@@ -77,6 +82,8 @@ class ModelCard:
     threshold: float | None = None
     raw_histogram: list[int] = field(default_factory=list)
     training_nodes: list[dict[str, Any]] = field(default_factory=list)
+    fill_holes: bool = False
+    min_object_nm3: float = 0.0
 
     def decision_threshold(self) -> tuple[float, str]:
         """The threshold prediction uses by default and where it comes from, for messages."""
@@ -307,6 +314,15 @@ def _check_card_values(card: ModelCard, path: str | os.PathLike) -> None:
         raise IncasemError(f"{path}: model card class_names {card.class_names} must be names")
     if not _whole(card.iteration, 0):
         raise IncasemError(f"{path}: model card iteration {card.iteration!r} must be >= 0")
+    if not isinstance(card.fill_holes, bool):
+        raise IncasemError(
+            f"{path}: model card fill_holes {card.fill_holes!r} must be true or false"
+        )
+    size = card.min_object_nm3
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 <= size < float("inf"):
+        raise IncasemError(
+            f"{path}: model card min_object_nm3 {size!r} must be a volume >= 0 (nm³)"
+        )
     histogram = card.raw_histogram
     if histogram and (len(histogram) != 256 or not all(_whole(c, 0) for c in histogram)):
         raise IncasemError(f"{path}: model card raw_histogram must be 256 counts (or empty)")

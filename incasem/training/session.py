@@ -20,7 +20,7 @@ from incasem.tracking.run_folder import checkpoint_path, list_checkpoints, train
 from incasem.training.config import TrainingConfig
 from incasem.training.meters import _BatchWaiting, _LossReader, _TrainingClock
 from incasem.training.signals import TrainingInterrupted
-from incasem.training.validation import _threshold, _Validator
+from incasem.training.validation import _post_processing, _threshold, _Validator
 from incasem.viz.curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,12 @@ class _Session:
         return True
 
     def save(self, iteration: int, metrics: dict[str, float] | None = None) -> None:
-        """Write the checkpoint of ``iteration`` with its validation metrics and threshold."""
+        """Write the checkpoint of ``iteration`` with its validation metrics, threshold and
+        post-processing."""
         self.card.iteration = iteration
         self.card.metrics = dict(metrics or {})
         self.card.threshold = _threshold(self.config, metrics)
+        self.card.fill_holes, self.card.min_object_nm3 = _post_processing(metrics)
         save_checkpoint(
             checkpoint_path(self.run_dir, iteration),
             self.scored,

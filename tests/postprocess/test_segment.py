@@ -10,6 +10,8 @@ from incasem.io import open_array
 from incasem.postprocess.segment import segment
 from incasem.postprocess.sources import BinarySource, DatasetRef, parse_dataset
 
+from .conftest import VOXEL_SIZE
+
 SHAPE = (20, 30, 40)
 
 
@@ -50,3 +52,39 @@ def test_dataset_names():
         parse_dataset("volumes/x")
     with pytest.raises(IncasemError, match="CONTAINER.zarr/DATASET"):
         parse_dataset("b.zarr")
+
+
+def test_segment_post_processes_the_whole_volume_across_blocks(write, capsys):
+    from incasem.cli.main import main
+    from incasem.postprocess.cleanup import PostProcessing
+
+    foreground = np.zeros(SHAPE, bool)
+    foreground[2:18, 4:26, 4:36] = True  # one object over many blocks ...
+    foreground[8:12, 12:18, 14:24] = False  # ... with a hole across a block border
+    foreground[1, 1, 38] = True  # a one-voxel speck
+    container = write("p", np.where(foreground, 200, 20).astype(np.uint8))
+    voxel_nm3 = 10 * 5 * 5
+    run = ["--workers", "0", "--no-progress", "--block-size", "8", "--threshold", "0.5"]
+    for name, extra in (("raw", []), ("clean", ["--fill-holes", "--min-object-nm3", "500"])):
+        assert main(["segment", container, "-d", "p", "--out-dataset", name, *run, *extra]) == 0
+    capsys.readouterr()
+    raw, clean = open_array(container, "raw"), open_array(container, "clean")
+    np.testing.assert_array_equal(raw[:] > 0, foreground)
+    expected = foreground.copy()
+    expected[8:12, 12:18, 14:24] = True
+    expected[1, 1, 38] = False
+    np.testing.assert_array_equal(clean[:], expected.astype(np.uint8))
+    assert clean.attrs["post_processing"] == "fill holes, remove objects < 500 nm³"
+    assert PostProcessing(True, 2 * voxel_nm3).apply(foreground, VOXEL_SIZE).sum() == (
+        expected.sum()
+    )
+    mask = np.ones(SHAPE, np.uint8)
+    mask[9:11, 14:16, 16:20] = 0  # inside the hole: filling keeps it out
+    write("mask", mask)
+    masked = ["--mask", "mask", "--fill-holes"]
+    assert main(["segment", container, "-d", "p", "--out-dataset", "m", *run, *masked]) == 0
+    filled = expected | foreground  # holes filled, the speck kept
+    np.testing.assert_array_equal(open_array(container, "m")[:], filled & (mask > 0))
+    assert main(["segment", container, "-d", "p", "--out-dataset", "x", *run,
+                 "--min-object-nm3", "-1"]) == 2  # fmt: skip
+    assert "--min-object-nm3 -1 must be >= 0" in capsys.readouterr().err

@@ -42,9 +42,12 @@ def write_checkpoint(
     voxel_size: tuple[int, int, int] = VOXEL_SIZE,
     threshold: float | None = None,
     raw_histogram: list[int] | None = None,
+    fill_holes: bool = False,
+    min_object_nm3: float = 0.0,
 ) -> Path:
     """A checkpoint of a random tiny ASEMUNet (2 feature maps) with its model card (and a
-    calibrated ``threshold`` and the training raw's ``raw_histogram`` if given)."""
+    calibrated ``threshold``, the training raw's ``raw_histogram`` and post-processing
+    ``fill_holes`` and ``min_object_nm3`` if given)."""
     torch.manual_seed(seed)
     spec = NETWORKS[network]
     model = ASEMUNet(
@@ -61,6 +64,8 @@ def write_checkpoint(
         normalisation=dict(DEFAULT_NORMALISATION),
         threshold=threshold,
         raw_histogram=list(raw_histogram or []),
+        fill_holes=fill_holes,
+        min_object_nm3=min_object_nm3,
     )
     return save_checkpoint(path, model, card)
 

@@ -33,6 +33,17 @@ def test_keys_from_a_newer_version_are_ignored_with_a_warning(tmp_path, caplog):
     assert "organelle_atlas" in caplog.text
 
 
+def test_post_processing_round_trips_and_older_cards_have_none(tmp_path):
+    path = write_checkpoint(tmp_path / "post.pt", fill_holes=True, min_object_nm3=2e6)
+    card = load_checkpoint(path).card
+    assert card.fill_holes is True and card.min_object_nm3 == 2e6
+    older = _variant(
+        tmp_path, "v4", lambda c: [c["card"].pop("fill_holes"), c["card"].pop("min_object_nm3")]
+    )
+    card = load_checkpoint(older).card
+    assert card.fill_holes is False and card.min_object_nm3 == 0.0
+
+
 BROKEN = {
     "no_card": (
         lambda c: c.pop("card"),
@@ -47,6 +58,14 @@ BROKEN = {
     "bad_threshold": (
         lambda c: c["card"].update(threshold=3),
         "model card threshold 3 is not a probability",
+    ),
+    "bad_fill_holes": (
+        lambda c: c["card"].update(fill_holes="yes"),
+        "model card fill_holes 'yes' must be true or false",
+    ),
+    "bad_min_object": (
+        lambda c: c["card"].update(min_object_nm3=-1.0),
+        "model card min_object_nm3 -1.0 must be a volume >= 0 (nm³)",
     ),
     "bad_hparams": (
         lambda c: c["card"]["hparams"].update(wings=2),

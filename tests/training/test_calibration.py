@@ -114,6 +114,10 @@ def test_training_stops_at_max_minutes_with_a_calibrated_final_checkpoint(
         == logged["validation/best_threshold"][last]
     )
     assert json.loads((run / "best.json").read_text())["threshold"] == card.threshold
+    # and with the post-processing chosen there, on the same validation prediction
+    assert card.fill_holes == bool(card.metrics["post_processing/fill_holes"])
+    assert card.min_object_nm3 == card.metrics["post_processing/min_object_nm3"]
+    assert card.metrics["post_processing/f1"] >= card.metrics["best_f1"] - 1e-6
     assert 3.0 <= logged["time/training_s"][last] < 60.0
     assert logged["time/training_s"][0] == 0.0
     # warm-up then cosine decay, logged per iteration
