@@ -28,7 +28,7 @@ pickle crosses a process boundary, and a worker imports by name only from `worke
 module in one line before importing it.
 
 The command line sets the template for a whole command with `worker_command_scope` (every
-blockwise command takes ``--worker-command``); a library caller passes it to `run_blockwise`.
+blockwise command takes ``--worker-command``); a library caller passes it to `run_in_blocks`.
 This module imports nothing heavy, so ``incasem --help`` stays fast.
 """
 

@@ -49,7 +49,7 @@ from incasem.annotate.seeds import (
 )
 from incasem.annotate.settings import CutSettings
 from incasem.annotate.unary import Unary, fit_forest, fit_intensity_unary
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.roi import format_roi_voxels
@@ -327,7 +327,7 @@ def annotate_graphcut(
             container, mask, raw_shape, voxel_size, raw_array.roi.offset, np.uint8,
             overwrite=overwrite, attrs=attrs,
         ))  # fmt: skip
-        run_blockwise(
+        run_in_blocks(
             _CutBlock(*where[:2], labels.staging_name, *where[2:], seeds_file, settings),
             roi,
             None,

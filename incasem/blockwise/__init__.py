@@ -5,7 +5,7 @@ has the same needs, so they live here once:
 
 * **Chunk-aligned writes.** Two workers writing parts of one zarr chunk silently lose data (a
   read-modify-write race that daisy cannot see), so write blocks start at the output's first voxel
-  and their shape must be a multiple of the output's chunk shape. `run_blockwise` takes the block
+  and their shape must be a multiple of the output's chunk shape. `run_in_blocks` takes the block
   shape from the output's chunks (`aligned_block_shape`, one default edge `BLOCK_EDGE`) and
   checks a given one, instead of trusting every caller to remember.
 * **Context.** A block may read more than it writes (``read_roi`` = ``write_roi`` grown by
@@ -32,7 +32,7 @@ has the same needs, so they live here once:
   Nothing is parsed out of daisy's traceback text, whose format is daisy's to change.
 * **One description per job.** A job is described before it runs (`BlockwiseJob`: name, block
   geometry in nm, workers, timeout, retries, done-markers) and run by `run_job`, the one place
-  that builds a daisy task. `run_blockwise` (every data-preparation and post-processing command)
+  that builds a daisy task. `run_in_blocks` (every data-preparation and post-processing command)
   and prediction (`incasem.predict.task`) both describe their jobs this way.
 * **Workers anywhere.** Three launchers, chosen per job: in this process (``num_workers=0``,
   for debuggers), local worker processes, or a worker command template
@@ -46,7 +46,7 @@ has the same needs, so they live here once:
   failure.
 
 Done-markers (daisy's block tracking) are used where resume matters (prediction's ``--resume``,
-`BlockwiseJob.done_markers`); `run_blockwise`'s callers write into staged datasets that only
+`BlockwiseJob.done_markers`); `run_in_blocks`'s callers write into staged datasets that only
 appear under their final name once every block succeeded, so a rerun starts clean and a
 half-written result is never mistaken for a finished one.
 """
@@ -99,6 +99,7 @@ __all__ = [
     "one_line",
     "read_clipped",
     "run_blockwise",
+    "run_in_blocks",
     "run_job",
     "scheduler_stderr_to",
 ]
@@ -386,7 +387,7 @@ class BlockwiseJob(BaseModel):
         num_workers: int = 1,
         worker_command: str | None = None,
     ) -> BlockwiseJob:
-        """The job of `run_blockwise` (see its arguments): write blocks of ``block_shape``
+        """The job of `run_in_blocks` (see its arguments): write blocks of ``block_shape``
         voxels (default: the output's chunks by ``block_edge``, `aligned_block_shape`) from
         ``total_roi``'s offset (nm), read blocks grown by ``context`` voxels, checked against the
         output's chunk grid, and the timeout of their read volume (`block_timeout`)."""
@@ -490,7 +491,7 @@ def _process_function(job: BlockwiseJob, worker: Callable[..., None]) -> Callabl
     return block_function_worker(task, job.worker_command)
 
 
-def run_blockwise(
+def run_in_blocks(
     process_block: Callable[[Any], None],
     total_roi: Roi,
     block_shape: Sequence[int] | None,
@@ -577,6 +578,13 @@ def run_blockwise(
         reason = failures.first() or "no error recorded"
         error = f"{failed} of {state.total_block_count} blocks failed; first: {reason}"
     raise IncasemError(f"{name}: {error} (worker logs: {log_dir})")
+
+
+def run_blockwise(*args: Any, **kwargs: Any) -> None:
+    """The old name of `run_in_blocks` (it was also the name of daisy's own scheduler call,
+    which `run_in_blocks` uses); logs a deprecation line and runs `run_in_blocks`."""
+    logger.warning("incasem.blockwise.run_blockwise is deprecated: use run_in_blocks")
+    run_in_blocks(*args, **kwargs)
 
 
 def _remove_logs(log_dir: Path) -> None:

@@ -279,7 +279,7 @@ def _integral(values: tuple[float, ...], what: str, option: str, where: str) -> 
 
 
 def run_n5_to_zarr(args: argparse.Namespace) -> int:
-    from incasem.prepare.multiscale import open_multiscale_volume
+    from incasem.prepare.n5_ome_zarr import open_multiscale_volume
 
     volume, placement = open_multiscale_volume(
         args.input, args.source_dataset, scale=args.scale, channel=args.channel

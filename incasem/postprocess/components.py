@@ -43,7 +43,7 @@ import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import create_array, default_chunks, open_array, physical_voxel_size
 from incasem.io.metadata import exact_voxel_size_attrs
@@ -321,7 +321,7 @@ def _label_pieces(
     )
     (scratch / "pieces").mkdir()
     (scratch / "pairs").mkdir()
-    run_blockwise(
+    run_in_blocks(
         _LabelPieces(
             source,
             scratch_container,
@@ -337,7 +337,7 @@ def _label_pieces(
         name="instances-label",
         **common,
     )
-    run_blockwise(
+    run_in_blocks(
         _FacePairs(scratch_container, "provisional", str(scratch / "pairs")),
         roi,
         None,
@@ -430,7 +430,7 @@ def connected_components(
             overwrite=overwrite,
             attrs=attrs,
         ) as staged:
-            run_blockwise(
+            run_in_blocks(
                 _Relabel(
                     scratch_container,
                     "provisional",

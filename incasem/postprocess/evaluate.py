@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Roi
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.io.roi import roi_inside
@@ -192,7 +192,7 @@ def _object_scores(
         true = replace(true, region=(tuple(roi.offset), tuple(roi.shape)))
         t = connected_components(true, container, "true", **run)
         (scratch / "overlaps").mkdir()
-        run_blockwise(
+        run_in_blocks(
             _OverlapBlock(container, "predicted", "true", str(scratch / "overlaps")),
             roi,
             None,
@@ -363,7 +363,7 @@ def evaluate(
         cuts = tuple(float(level_for_threshold(t)) if uint8 else t for t in thresholds)
     masks = tuple(masks)
     with scratch_folder(prefix="incasem-evaluate-") as scratch:
-        run_blockwise(
+        run_in_blocks(
             _CountBlock(prediction, truth, masks, cuts, truth_class, str(scratch)),
             roi,
             None,

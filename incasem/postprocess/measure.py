@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import PhysicalVoxelSize, physical_voxel_size
 from incasem.postprocess.partials import load_parts, save_part, scratch_folder
@@ -346,7 +346,7 @@ def measure(
             probabilities, check_covers(instances, roi, voxel_size, probabilities)
         )
     with scratch_folder(prefix="incasem-measure-") as scratch:
-        run_blockwise(
+        run_in_blocks(
             _MomentsBlock(
                 instances,
                 probabilities,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, format_roi_nm, open_array
 from incasem.io.staging import staged_dataset
@@ -217,7 +217,7 @@ def merge(
             attrs=attrs,
         ) as staged,
     ):
-        run_blockwise(
+        run_in_blocks(
             _MergeBlock(
                 tuple(inputs),
                 order,

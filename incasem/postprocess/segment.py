@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, default_chunks, open_array
 from incasem.io.staging import staged_dataset
@@ -95,7 +95,7 @@ def segment(
         overwrite=overwrite,
         attrs=attrs,
     ) as staged:
-        run_blockwise(
+        run_in_blocks(
             _Threshold(source, str(out_container), staged.staging_name, value),
             roi,
             None,

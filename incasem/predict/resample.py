@@ -40,7 +40,7 @@ import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import create_array, default_chunks, open_array
 from incasem.io.arrays import read_checked
@@ -170,7 +170,7 @@ def downsample_input(
         resampling: its `Resampling`.
         context: network context per side, voxels at the model's voxel size.
         outputs: the entry's outputs; the raw goes to `model_raw` of them (replaced if there).
-        num_workers, worker_command, progress: as for `incasem.blockwise.run_blockwise`.
+        num_workers, worker_command, progress: as for `incasem.blockwise.run_in_blocks`.
 
     Returns the entry to predict at the model's voxel size: the averaged raw over
     ``resampling.roi``, without labels and masks.
@@ -199,7 +199,7 @@ def downsample_input(
             }
         },
     )
-    run_blockwise(
+    run_in_blocks(
         DownsampleBlock(
             str(entry.path(data_root)),
             entry.raw,
@@ -346,7 +346,7 @@ def upsample_outputs(
     the number of blocks."""
     entry = DataEntry(**block.entry)
     voxel_size = Coordinate(entry.voxel_size)
-    run_blockwise(
+    run_in_blocks(
         block,
         entry.roi,
         chunks,

@@ -28,12 +28,12 @@ from typing import Any, Protocol
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import default_chunks, open_array
 from incasem.io.staging import staged_dataset
 from incasem.prepare.hdf5 import Hdf5Volume
-from incasem.prepare.multiscale import ZarrVolume
+from incasem.prepare.n5_ome_zarr import ZarrVolume
 from incasem.prepare.stacks import SliceStack
 
 #: Default cap on the voxels (in MB of the larger of input and output dtype) one block holds.
@@ -148,7 +148,7 @@ def import_volume(
 
     Args:
         source: the volume to copy (`incasem.prepare.stacks.SliceStack`,
-            `incasem.prepare.hdf5.Hdf5Volume`, `incasem.prepare.multiscale.ZarrVolume`).
+            `incasem.prepare.hdf5.Hdf5Volume`, `incasem.prepare.n5_ome_zarr.ZarrVolume`).
         container: output ``.zarr`` container (created if missing).
         dataset: output dataset path, e.g. ``volumes/raw``.
         voxel_size: nm, z, y, x.
@@ -186,7 +186,7 @@ def import_volume(
         attrs={"incasem_source": source.name}
         | ({"voxel_size_exact_nm": list(exact_voxel_size)} if exact_voxel_size else {}),
     ) as staged:
-        run_blockwise(
+        run_in_blocks(
             _CopyBlock(source, str(staged.container), staged.staging_name, out_dtype.str, invert),
             staged.array.roi,
             block_shape,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import (
     carried_voxel_size_attrs,
@@ -118,7 +118,7 @@ def crop(
             attrs={"incasem_crop": {"source": f"{container}/{dataset}"}}
             | carried_voxel_size_attrs(container, dataset),
         ) as staged:
-            run_blockwise(
+            run_in_blocks(
                 _CopyPadded(str(container), dataset, str(out_container), staged.staging_name),
                 box,
                 None,

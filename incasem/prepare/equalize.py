@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.budget import array_bytes, check_disk
@@ -333,7 +333,7 @@ def equalize(
                 dtype=np.uint16,
             )
             tile_block = Coordinate(t * k for t, k in zip(tiles_per_block, kernel, strict=True))
-            run_blockwise(
+            run_in_blocks(
                 _TileMappingBlock(str(container), dataset, maps_path, kernel, clip_limit, nbins),
                 Roi(raw.roi.offset, Coordinate(tiles) * Coordinate(kernel) * raw.voxel_size),
                 tile_block,
@@ -342,7 +342,7 @@ def equalize(
                 name="clahe-tiles",
                 progress=progress,
             )
-            run_blockwise(
+            run_in_blocks(
                 _MapVoxelsBlock(
                     str(container), dataset, staged.staging_name, maps_path, kernel, nbins
                 ),

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import BLOCK_EDGE, read_clipped, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, read_clipped, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array, physical_voxel_size
 from incasem.io.staging import staged_dataset
@@ -179,7 +179,7 @@ def _run_filter(
         overwrite=overwrite,
         attrs=attrs | carried_voxel_size_attrs(container, dataset),
     ) as staged:
-        run_blockwise(
+        run_in_blocks(
             _FilterBlock(str(container), dataset, staged.staging_name, kind, parameters),
             staged.array.roi,
             None,

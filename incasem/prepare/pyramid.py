@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from funlib.geometry import Coordinate
 
-from incasem.blockwise import BLOCK_EDGE, run_blockwise
+from incasem.blockwise import BLOCK_EDGE, run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import check_new_dataset, staged_dataset
@@ -176,7 +176,7 @@ def scale_pyramid(
             }
             | carried_voxel_size_attrs(container, dataset, scale),
         ) as staged:
-            run_blockwise(
+            run_in_blocks(
                 DownsampleBlock(
                     previous_container,
                     previous,

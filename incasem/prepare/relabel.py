@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import carried_voxel_size_attrs, open_array
 from incasem.io.staging import staged_dataset
@@ -138,7 +138,7 @@ def relabel(
         }
         | carried_voxel_size_attrs(container, dataset),
     ) as staged:
-        run_blockwise(
+        run_in_blocks(
             _RelabelBlock(
                 str(container),
                 dataset,

@@ -27,7 +27,7 @@ import numpy as np
 from funlib.geometry import Coordinate
 
 from incasem.atomic import atomic_folder, check_new_file
-from incasem.blockwise import run_blockwise
+from incasem.blockwise import run_in_blocks
 from incasem.errors import IncasemError
 from incasem.io import open_array
 from incasem.prepare.convert import DEFAULT_BLOCK_MB, copy_block_shape
@@ -163,7 +163,7 @@ def export_tiff_stack(
         chunks = array.chunk_shape[-3:]
         itemsize = max(dtype.itemsize, np.dtype(array.dtype).itemsize)
         block_shape = copy_block_shape(shape, chunks, itemsize, max_block_mb)
-        run_blockwise(
+        run_in_blocks(
             _WriteRows(
                 str(container),
                 dataset,

@@ -21,7 +21,7 @@ from incasem.blockwise import (
     block_timeout,
     ctrl_c_kept,
     describe_roi,
-    run_blockwise,
+    run_in_blocks,
     run_job,
 )
 from incasem.errors import IncasemError
@@ -68,7 +68,7 @@ def test_blocks_tile_the_volume_once_with_clipped_context(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     out = _output(tmp_path)
     log = tmp_path / "blocks.jsonl"
-    run_blockwise(
+    run_in_blocks(
         _Record(str(log), str(tmp_path / "c.zarr")),
         out.roi,
         (8, 16, 16),
@@ -94,7 +94,7 @@ def test_a_failing_block_is_one_line_with_its_roi(tmp_path: Path, workers: int):
     out = _output(tmp_path, shape=(16, 16, 16))
     bad = (100 + 8 * 10, 50, 0)  # second block along z
     with pytest.raises(IncasemError) as info:
-        run_blockwise(
+        run_in_blocks(
             _FailAt(str(tmp_path / "c.zarr"), bad),
             out.roi,
             (8, 8, 8),
@@ -117,10 +117,10 @@ def test_a_failing_block_is_one_line_with_its_roi(tmp_path: Path, workers: int):
 def test_blocks_must_align_with_the_output_chunks(tmp_path: Path):
     out = _output(tmp_path)
     with pytest.raises(ValueError, match="not a multiple of the output chunk"):
-        run_blockwise(print, out.roi, (8, 12, 8), VOXEL, output=out, num_workers=0)
+        run_in_blocks(print, out.roi, (8, 12, 8), VOXEL, output=out, num_workers=0)
     shifted = Roi(out.roi.offset + Coordinate(40, 0, 0), (80, 150, 200))
     with pytest.raises(ValueError, match="not on its chunk grid"):
-        run_blockwise(print, shifted, (8, 8, 8), VOXEL, output=out, num_workers=0)
+        run_in_blocks(print, shifted, (8, 8, 8), VOXEL, output=out, num_workers=0)
 
 
 def test_describe_roi_is_in_voxels():
@@ -222,3 +222,16 @@ def test_without_ctrl_c_errors_and_results_pass_through_unchanged(ctrl_c_interru
         result = sum(range(10))
     assert result == 45
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_old_name_run_blockwise_still_runs_and_says_it_is_deprecated(tmp_path: Path, caplog):
+    from incasem.blockwise import run_blockwise
+
+    out = _output(tmp_path)
+    with caplog.at_level("WARNING", logger="incasem.blockwise"):
+        run_blockwise(
+            _FailAt(str(tmp_path / "c.zarr"), (-1, -1, -1)), out.roi, (8, 8, 8), VOXEL,
+            output=out, num_workers=0, progress=False,
+        )  # fmt: skip
+    assert out[out.roi].min() == 1
+    assert "run_blockwise is deprecated: use run_in_blocks" in caplog.text

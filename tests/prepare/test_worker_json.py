@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from funlib.geometry import Roi
 
-from incasem.blockwise import BlockFailures, run_blockwise
+from incasem.blockwise import BlockFailures, run_in_blocks
 from incasem.blockwise.worker import WORKER_MODULE, WorkerTask, block_function_worker
 from incasem.errors import IncasemError
 from incasem.io import create_array, open_array
@@ -100,13 +100,13 @@ def test_the_driver_refuses_a_block_function_workers_could_not_import(tmp_path: 
     function = _FailAt(str(tmp_path / "c.zarr"), (-1, -1, -1))
     monkeypatch.delenv(PACKAGES_VARIABLE)
     with pytest.raises(IncasemError) as info:
-        run_blockwise(function, out.roi, None, VOXEL, output=out, progress=False)
+        run_in_blocks(function, out.roi, None, VOXEL, output=out, progress=False)
     assert str(info.value) == (
         "block function tests.prepare.test_worker_json:_FailAt: workers import block functions "
         f"only from the packages incasem (more through {PACKAGES_VARIABLE}); refusing to import it"
     )
     assert not list(tmp_path.glob("*.logs"))  # nothing started, nothing left
-    run_blockwise(function, out.roi, None, VOXEL, output=out, num_workers=0, progress=False)
+    run_in_blocks(function, out.roi, None, VOXEL, output=out, num_workers=0, progress=False)
     assert (out[out.roi] == 1).all()  # in this process nothing travels: no import path needed
 
 
@@ -121,7 +121,7 @@ def _overlap_benchmark():
 def test_a_prediction_block_and_a_prepare_block_fail_in_the_same_words(tmp_path: Path):
     out = create_array(tmp_path / "p.zarr", "out", (16, 16, 16), VOXEL, chunks=(8, 8, 8))
     with pytest.raises(IncasemError) as info:
-        run_blockwise(
+        run_in_blocks(
             _FailAt(str(tmp_path / "p.zarr"), (80, 0, 0)), out.roi, None, VOXEL, output=out,
             block_edge=8, name="prepare", progress=False,
         )  # fmt: skip
