@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from incasem.metrics.confusion import scores
+from incasem.metrics.confusion import ConfusionCounts
 
 #: The largest volume (voxels) post-processing holds in memory (its labels take 4 bytes per
 #: voxel); prediction leaves a larger segmentation as predicted and validation does not choose.
@@ -100,13 +100,11 @@ def choose_post_processing(
     """
     best, best_f1 = PostProcessing(), -1.0
     for candidate in candidates(voxel_size):
-        tp = fp = fn = 0
+        counts = ConfusionCounts.zeros(2)
         for foreground, truth, region in volumes:
             cleaned = candidate.apply(foreground, voxel_size)
-            tp += int(np.count_nonzero(cleaned & truth & region))
-            fp += int(np.count_nonzero(cleaned & ~truth & region))
-            fn += int(np.count_nonzero(~cleaned & truth & region))
-        f1 = scores(tp, fp, fn)["f1"]
+            counts += ConfusionCounts.from_arrays(cleaned, truth, region, num_classes=2)
+        f1 = counts.class_scores(1)["f1"]
         if f1 > best_f1:
             best, best_f1 = candidate, f1
     return best, best_f1
