@@ -14,15 +14,19 @@ The parts:
   (`incasem.annotate.unary.fit_forest`) on class-balanced voxels of the training labels;
 * `lucchi_unet` (``--method unet``): a training recipe for ``--minutes``, validated on the slab,
   ``--scale 2`` for the 10 nm recipe, its checkpoints scored at 5 nm;
-* `lucchi_report`: ``<out>.json`` (merged: a run replaces only its own method/label),
+* `lucchi_report`: ``<out>.json`` (merged: a run replaces only its own method/label and its
+  own seeds, so ``--seeds 0`` and later ``--seeds 1`` under one label make a two-seed row),
   ``<out>.md`` and ``<out>.png``.
 
 Run from anywhere::
 
     python benchmarks/lucchi_accuracy.py --method forest --seeds 0 1 \\
-        --out benchmarks/results/lucchi_slab_forest
+        --out benchmarks/results/lucchi_slab
     python benchmarks/lucchi_accuracy.py --method unet --recipe configs/lucchi_cpu.yaml \\
-        --scale 2 --minutes 60 --validate-minutes 5 --seeds 0 1 --label cpu_10nm
+        --scale 2 --minutes 60 --validate-minutes 5 --seeds 0 --label cpu_10nm \\
+        --run-dir runs/lucchi --out benchmarks/results/lucchi_slab
+    # later, the second seed joins the same row
+    python benchmarks/lucchi_accuracy.py ... --seeds 1 --label cpu_10nm ...
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lucchi_forest import forest_row, run_forest_seed  # noqa: E402
-from lucchi_report import write_report  # noqa: E402
+from lucchi_report import merge_seeds, write_report  # noqa: E402
 from lucchi_scoring import DATA_ROOT, REPO  # noqa: E402
 from lucchi_unet import run_unet  # noqa: E402
 
 from incasem.annotate.features import DEFAULT_SIGMAS  # noqa: E402
+from incasem.training.allocator import exec_with_allocator_settings  # noqa: E402
 
 
 def _run_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,18 +148,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the chosen methods and merge their rows into the report."""
     args = parse_args(argv)
+    if args.method in ("unet", "both"):
+        # Train as `incasem train` does: glibc keeps freed step buffers (no page-fault churn).
+        exec_with_allocator_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.method in ("forest", "both"):
         runs: list[dict[str, Any]] = []
         for seed in args.seeds:  # the report is rewritten after each seed
             runs.append(run_forest_seed(args, seed))
             forest = {**forest_row(args, runs), **_run_info(args)}
-            write_report(args.out, lambda results, row=forest: results.__setitem__("forest", row))
+            write_report(
+                args.out,
+                lambda results, row=forest: results.__setitem__(
+                    "forest", merge_seeds(results.get("forest"), row)
+                ),
+            )
     if args.method in ("unet", "both"):
         unet = {**run_unet(args), **_run_info(args)}
-        write_report(
-            args.out, lambda results: results.setdefault("unet", {}).__setitem__(args.label, unet)
-        )
+
+        def add_unet(results: dict[str, Any]) -> None:
+            rows = results.setdefault("unet", {})
+            rows[args.label] = merge_seeds(rows.get(args.label), unet)
+
+        write_report(args.out, add_unet)
 
 
 if __name__ == "__main__":

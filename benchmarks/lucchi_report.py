@@ -143,8 +143,40 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"{forest['machine']['load_average_1_5_15_min']}.",
         ]
     lines += ["", "Commands:", ""]
-    lines += [f"- `{r['command']}`" for r in _records(results)]
+    lines += [
+        f"- `{command}`" for r in _records(results) for command in r.get("commands", [r["command"]])
+    ]
     return "\n".join(lines) + "\n"
+
+
+# What a row records about where and when its runs ran, not how: rows that differ only here
+# are the same method, and their runs of different seeds belong together.
+_RUN_INFO_KEYS = ("runs", "command", "commands", "date", "machine", "seeds")
+
+
+def merge_seeds(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The row of ``new``'s runs together with ``old``'s runs of the seeds ``new`` did not run.
+
+    A budget of two 60-minute seeds does not fit one sitting, so seeds are run one command at a
+    time under the same label; a run of a seed that is already there replaces it. ``old`` is
+    dropped when its settings differ (any key but `_RUN_INFO_KEYS`): then it measured something
+    else.
+    """
+    if old is None or _settings(old) != _settings(new):
+        return {**new, "commands": [new["command"]]}
+    seeds = {run["seed"] for run in new["runs"]}
+    runs = [r for r in old["runs"] if r["seed"] not in seeds] + new["runs"]
+    commands = [c for c in old.get("commands", [old["command"]]) if c != new["command"]]
+    return {
+        **new,
+        "runs": sorted(runs, key=lambda r: r["seed"]),
+        "seeds": sorted(r["seed"] for r in runs),
+        "commands": [*commands, new["command"]],
+    }
+
+
+def _settings(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in _RUN_INFO_KEYS}
 
 
 def _records(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ import logging
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,12 +321,18 @@ def scaled_data(scale: int, cache: Path, data_root: Path) -> tuple[Path, dict[st
     return root, configs
 
 
-def _coarse_probabilities(checkpoint: Any, entry: DataEntry, data_root: Path) -> np.ndarray:
+def coarse_probabilities(
+    checkpoint: Any,
+    entry: DataEntry,
+    data_root: Path,
+    flips: Sequence[tuple[int, ...]] = ((),),
+) -> np.ndarray:
     """Foreground probabilities (float32, z, y, x) of ``entry``'s ROI, predicted block by block
-    with the training input size."""
+    with the training input size; averaged over test-time ``flips`` (see
+    `incasem.predict.block.flip_axes`; default none)."""
     import torch
 
-    from incasem.predict.block import predict_block
+    from incasem.predict.block import forward_block, read_block_input
     from incasem.predict.evaluate import layout_for_model
 
     model, card = checkpoint.model.eval(), checkpoint.card
@@ -335,7 +342,8 @@ def _coarse_probabilities(checkpoint: Any, entry: DataEntry, data_root: Path) ->
     probabilities = np.zeros(tuple(entry.roi.shape / voxel_size), np.float32)
     with torch.no_grad():
         for write_roi in layout.write_rois(entry.roi):
-            block = predict_block(model, raw, write_roi, layout, card.normalisation)
+            x = read_block_input(raw, write_roi, layout, card.normalisation)
+            block = forward_block(model, x, write_roi, layout, flips=flips)
             begin = (write_roi.offset - entry.roi.offset) / voxel_size
             end = begin + write_roi.shape / voxel_size
             probabilities[tuple(slice(b, e) for b, e in zip(begin, end, strict=True))] = block[
@@ -378,7 +386,7 @@ def score_checkpoints(
             results[which] = done
             continue
         checkpoint = load_checkpoint(path)
-        p = _coarse_probabilities(checkpoint, coarse, Path(config.directories.data))
+        p = coarse_probabilities(checkpoint, coarse, Path(config.directories.data))
         if scale > 1:
             p = ndimage.zoom(p, scale, order=1, grid_mode=True, mode="nearest")
         boxes = BoxScores(

@@ -31,6 +31,7 @@ from sacred.utils import set_by_dotted_path
 from incasem.errors import IncasemError
 from incasem.predict.checkpoints import resolve_checkpoint
 from incasem.torch.checkpoint import ModelCard, load_checkpoint
+from incasem.torch.models.unet import ARCHITECTURE_DEFAULTS
 from incasem.tracking.experiment import (
     new_experiment,
     resolve_config,
@@ -142,7 +143,8 @@ def _plan_auto_sizes(config_updates: dict[str, Any], files: Sequence[str]) -> No
 def _card_config(card: ModelCard) -> dict[str, Any]:
     """The config a fine-tuning run takes from its checkpoint's model card (dotted keys):
     the network, its classes, voxel size (nm) and training input/output sizes (voxels)."""
-    network = {key: card.hparams[name] for name, key in HPARAM_CONFIG_KEYS.items()}
+    hparams = {**ARCHITECTURE_DEFAULTS, **card.hparams}  # a card names only other options
+    network = {key: hparams[name] for name, key in HPARAM_CONFIG_KEYS.items()}
     return {
         **network,
         "data.class_names": list(card.class_names),

@@ -286,6 +286,9 @@ class Model(_Section):
     downsample_factors: list[Size3] = [[2, 2, 2], [2, 2, 2], [2, 2, 2]]
     constant_upsample: bool = True
     initialisation: Literal["kaiming", "pytorch"] = "kaiming"
+    # Recipe options; the defaults are ASEM's network (published weights load only into it).
+    normalisation: Literal["none", "batch", "instance", "group"] = "none"
+    residual: bool = False
 
     @field_validator("type")
     @classmethod

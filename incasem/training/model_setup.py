@@ -34,6 +34,8 @@ def build_model(config: TrainingConfig) -> ASEMUNet:
         fmap_inc_factor=config.model.fmap_inc_factor,
         downsample_factors=config.model.downsample_factors,
         constant_upsample=config.model.constant_upsample,
+        normalisation=config.model.normalisation,
+        residual=config.model.residual,
     )
     return initialise_weights(model, config.model.initialisation)
 
@@ -45,6 +47,8 @@ HPARAM_CONFIG_KEYS = {
     "fmap_inc_factor": "model.fmap_inc_factor",
     "downsample_factors": "model.downsample_factors",
     "constant_upsample": "model.constant_upsample",
+    "normalisation": "model.normalisation",
+    "residual": "model.residual",
 }
 
 

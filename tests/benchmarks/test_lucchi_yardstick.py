@@ -141,3 +141,24 @@ def test_report_gives_mean_and_spread_over_seeds(tmp_path):
         json.loads((tmp_path / "r.json").read_text())["results"]["forest"]["runs"][1]["seed"] == 1
     )
     assert (tmp_path / "r.png").is_file()
+
+
+def test_seeds_run_one_at_a_time_make_one_row():
+    from lucchi_report import merge_seeds
+
+    def row(seeds, trees=3):
+        return {
+            "fit_forest": {"trees": trees},
+            "runs": [{"seed": s, "minutes": float(s)} for s in seeds],
+            "command": f"forest --seeds {' '.join(map(str, seeds))}",
+            "machine": {"cpus": 2},
+        }
+
+    first = merge_seeds(None, row([0]))
+    both = merge_seeds(first, row([1]))
+    assert [r["seed"] for r in both["runs"]] == [0, 1]
+    assert both["commands"] == ["forest --seeds 0", "forest --seeds 1"]
+    # Seed 0 again replaces its run; other settings replace the row.
+    again = merge_seeds(both, {**row([0]), "runs": [{"seed": 0, "minutes": 9.0}]})
+    assert [(r["seed"], r["minutes"]) for r in again["runs"]] == [(0, 9.0), (1, 1.0)]
+    assert [r["seed"] for r in merge_seeds(both, row([1], trees=50))["runs"]] == [1]

@@ -231,3 +231,75 @@ def test_place_model_runs_channels_last_on_the_cpu_with_the_same_values() -> Non
     plain = ASEMUNet(num_fmaps=2)
     plain.load_state_dict(placed.state_dict())
     assert not plain.channels_last
+
+
+@pytest.mark.parametrize(
+    ("normalisation", "residual", "layer"),
+    [
+        ("batch", False, torch.nn.BatchNorm3d),
+        ("instance", False, torch.nn.InstanceNorm3d),
+        ("group", True, torch.nn.GroupNorm),
+        ("none", True, None),
+    ],
+)
+def test_recipe_options_keep_the_geometry_and_describe_themselves(
+    normalisation: str, residual: bool, layer: type | None
+) -> None:
+    """Normalisation layers and residual passes: same output size, rebuilt from the card."""
+    torch.manual_seed(0)
+    model = initialise_weights(
+        ASEMUNet(num_fmaps=4, downsample_factors=TWO_LEVELS, normalisation=normalisation,
+                 residual=residual)
+    ).eval()  # fmt: skip
+    plain = ASEMUNet(num_fmaps=4, downsample_factors=TWO_LEVELS)
+    assert spatial_output(model, (60, 60, 60)) == spatial_output(plain, (60, 60, 60))
+    layers = [m for m in model.modules() if layer is not None and isinstance(m, layer)]
+    assert len(layers) == (2 * 5 if layer is not None else 0)  # 2 convolutions x 5 passes
+    if layer is torch.nn.GroupNorm:
+        assert [layers[i].num_groups for i in (0, 2, 4)] == [1, 2, 4]  # 4, 8, 16 channels
+    hparams = json.loads(json.dumps(model.hparams()))
+    rebuilt = ASEMUNet(**hparams)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.rand(1, 1, 60, 60, 60)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), model(x))
+    assert {k: hparams.get(k) for k in ("normalisation", "residual")} == {
+        "normalisation": None if normalisation == "none" else normalisation,
+        "residual": residual or None,
+    }
+
+
+def test_asem_network_is_unchanged_by_the_recipe_options() -> None:
+    """The default network's card and parameter names are those published weights carry."""
+    model = ASEMUNet()
+    assert "normalisation" not in model.hparams() and "residual" not in model.hparams()
+    assert "unet.l_conv.0.conv_pass.2.weight" in model.state_dict()
+    assert not any("skip" in key for key in model.state_dict())
+    with pytest.raises(ValueError, match="unknown normalisation 'layer'"):
+        ASEMUNet(normalisation="layer")
+
+
+def test_residual_pass_adds_its_cropped_input() -> None:
+    """With zero convolutions a residual pass returns relu(its input, centre-cropped by 2)."""
+    from incasem.torch.models.unet import ConvPass
+
+    conv = ConvPass(3, 3, (3, 3), "ReLU", residual=True)
+    for parameter in conv.conv_pass.parameters():
+        torch.nn.init.zeros_(parameter)
+    x = torch.randn(1, 3, 9, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), torch.relu(x[..., 2:7, 2:7, 2:7]))
+
+
+def test_batch_normalised_network_stays_translation_equivariant() -> None:
+    """Eval-mode batch normalisation uses running statistics: tiles reproduce one pass."""
+    torch.manual_seed(2)
+    model = initialise_weights(ASEMUNet(num_fmaps=2, normalisation="batch", residual=True))
+    with torch.no_grad():
+        model.train()(torch.rand(1, 1, 100, 100, 100))  # running statistics that are not 0/1
+    model.eval()
+    x = torch.rand(1, 1, 100, 100, 124) * 2 - 1
+    with torch.no_grad():
+        whole = model(x)
+        tile = model(x.narrow(4, 8, 116))
+    torch.testing.assert_close(tile, whole.narrow(4, 8, 22), rtol=0, atol=1e-5)

@@ -79,3 +79,30 @@ def test_continuing_starts_from_the_last_checkpoints_weights(tmp_path: Path, pha
     assert result.first_iteration == 1 and list(list_checkpoints(run)) == [1, 2]
     checkpoints = list_checkpoints(run)
     _assert_same_tensors(_weights(checkpoints[2]), _weights(checkpoints[1]))
+
+
+def test_recipe_options_train_into_the_card_and_refuse_asem_weights(
+    tmp_path: Path, phantom_training
+):
+    """A run with group normalisation and residual passes writes them into its card, its
+    checkpoint predicts with the same network, and fine-tuning it with ASEM's plain network
+    configured is refused in one line naming the keys."""
+    import pytest
+
+    from incasem.errors import IncasemError
+    from incasem.torch.checkpoint import load_checkpoint
+
+    config = _config(phantom_training)
+    config.model.normalisation = "group"
+    config.model.residual = True
+    run = tmp_path / "runs" / "1"
+    train(config, run, progress=False)
+    checkpoint = load_checkpoint(list_checkpoints(run)[1])
+    assert checkpoint.card.hparams["normalisation"] == "group"
+    assert checkpoint.card.hparams["residual"] is True
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in checkpoint.model.modules())
+
+    config.model.normalisation, config.model.residual = "none", False
+    with pytest.raises(IncasemError, match="normalisation") as refused:
+        train(config, tmp_path / "runs" / "2", start_from=list_checkpoints(run)[1], progress=False)
+    assert "\n" not in str(refused.value)

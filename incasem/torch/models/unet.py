@@ -22,18 +22,47 @@ from torch import nn
 
 from incasem.torch.models import shapes
 
+#: Normalisation layers a U-Net may put after each convolution (`ConvPass`); ``"none"`` is
+#: ASEM's network, whose published weights load.
+NORMALISATIONS = ("none", "batch", "instance", "group")
+#: Channels per group of ``"group"`` normalisation (at least one group).
+GROUP_CHANNELS = 4
+
+
+def _norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer of ``kind`` (`NORMALISATIONS`, not ``"none"``) for ``channels``.
+
+    ``batch`` keeps running statistics and uses them in eval mode, so a prediction does not
+    depend on the block it is computed in; ``instance`` (nnU-Net's choice) and ``group``
+    normalise with the statistics of each input block, so block-wise predictions of the same
+    voxel vary slightly with the block's content.
+    """
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels)
+    raise ValueError(f"unknown normalisation {kind!r}; expected one of {NORMALISATIONS}")
+
 
 class ConvPass(nn.Module):
     """Valid 3D convolutions, each followed by an activation (also the last one).
 
     The activations sit at the odd positions of ``conv_pass``, so the convolutions are
-    ``conv_pass.0``, ``conv_pass.2``, ...: the parameter names of funlib checkpoints.
+    ``conv_pass.0``, ``conv_pass.2``, ...: the parameter names of funlib checkpoints. A
+    normalisation layer, when asked for, sits between each convolution and its activation
+    (then the convolutions are ``conv_pass.0``, ``conv_pass.3``, ...).
 
     Args:
         in_channels: Channels of the input.
         out_channels: Channels of every convolution's output.
         kernel_sizes: Edge length in voxels of each convolution's cubic kernel, in order.
         activation: Name of a ``torch.nn`` module, e.g. ``"ReLU"`` or ``"Identity"``.
+        normalisation: One of `NORMALISATIONS` (default ``"none"``).
+        residual: Add the input, centre-cropped to the output's size (valid convolutions
+            shrink it) and projected by a 1x1x1 convolution (``skip``) when the channels
+            differ, before the last activation (default False).
     """
 
     def __init__(
@@ -42,17 +71,37 @@ class ConvPass(nn.Module):
         out_channels: int,
         kernel_sizes: Sequence[int],
         activation: str,
+        normalisation: str = "none",
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"unknown normalisation {normalisation!r}; expected one of {NORMALISATIONS}"
+            )
+        self.residual = residual
+        self.skip: nn.Module | None = None
+        if residual:
+            self.skip = (
+                nn.Identity()
+                if in_channels == out_channels
+                else nn.Conv3d(in_channels, out_channels, 1)
+            )
         layers: list[nn.Module] = []
         for kernel_size in kernel_sizes:
             layers.append(nn.Conv3d(in_channels, out_channels, kernel_size))
+            if normalisation != "none":
+                layers.append(_norm_layer(normalisation, out_channels))
             layers.append(getattr(nn, activation)())
             in_channels = out_channels
         self.conv_pass = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_pass(x)
+        if self.skip is None:
+            return self.conv_pass(x)
+        y = self.conv_pass[:-1](x)
+        y = y + _center_crop(self.skip(x), y.shape[-3:])
+        return self.conv_pass[-1](y)
 
 
 def _center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -142,6 +191,8 @@ class UNet(nn.Module):
         constant_upsample: Upsample by nearest neighbour (no weights) instead of a transposed
             convolution.
         activation: Name of the ``torch.nn`` activation after every convolution.
+        normalisation: Of every conv pass: one of `NORMALISATIONS` (default ``"none"``).
+        residual: Every conv pass adds its (cropped) input (default False).
     """
 
     def __init__(
@@ -152,6 +203,8 @@ class UNet(nn.Module):
         downsample_factors: Sequence[Sequence[int]] = shapes.DEFAULT_DOWNSAMPLE_FACTORS,
         constant_upsample: bool = True,
         activation: str = "ReLU",
+        normalisation: str = "none",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -165,8 +218,15 @@ class UNet(nn.Module):
             for level in range(num_levels - 1)
         ]
 
+        conv_options = {"normalisation": normalisation, "residual": residual}
         self.l_conv = nn.ModuleList(
-            ConvPass(fmaps[level - 1] if level else in_channels, fmaps[level], kernels, activation)
+            ConvPass(
+                fmaps[level - 1] if level else in_channels,
+                fmaps[level],
+                kernels,
+                activation,
+                **conv_options,
+            )
             for level in range(num_levels)
         )
         self.l_down = nn.ModuleList(
@@ -183,7 +243,9 @@ class UNet(nn.Module):
             for level in range(num_levels - 1)
         )
         decoder_conv = nn.ModuleList(
-            ConvPass(fmaps[level] + fmaps[level + 1], fmaps[level], kernels, activation)
+            ConvPass(
+                fmaps[level] + fmaps[level + 1], fmaps[level], kernels, activation, **conv_options
+            )
             for level in range(num_levels - 1)
         )
         self.r_up = nn.ModuleList([decoder_up])
@@ -209,6 +271,10 @@ class UNet(nn.Module):
         return x
 
 
+#: The recipe options of `ASEMUNet` at the values of ASEM's network.
+ARCHITECTURE_DEFAULTS: dict[str, Any] = {"normalisation": "none", "residual": False}
+
+
 class ASEMUNet(nn.Module):
     """The incasem segmentation network: :class:`UNet` followed by a valid convolution to logits.
 
@@ -228,6 +294,12 @@ class ASEMUNet(nn.Module):
         activation: Name of the ``torch.nn`` activation inside the U-Net.
         head_kernel_size: Edge length in voxels of the final convolution: 3 as in incasem,
             or 1.
+        normalisation: A normalisation layer after every convolution of the U-Net, one of
+            `NORMALISATIONS`: ``"none"`` (default, ASEM's network), ``"batch"`` (running
+            statistics: block-wise prediction stays seam-free), ``"instance"`` or ``"group"``
+            (`GROUP_CHANNELS` channels per group; both use each block's own statistics).
+        residual: Residual conv passes: each adds its input, cropped to its output (default
+            False, ASEM's network).
     """
 
     def __init__(
@@ -240,6 +312,8 @@ class ASEMUNet(nn.Module):
         constant_upsample: bool = True,
         activation: str = "ReLU",
         head_kernel_size: int = 3,
+        normalisation: str = "none",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if head_kernel_size < 1 or head_kernel_size % 2 == 0:
@@ -253,6 +327,8 @@ class ASEMUNet(nn.Module):
         self.constant_upsample = constant_upsample
         self.activation = activation
         self.head_kernel_size = head_kernel_size
+        self.normalisation = normalisation
+        self.residual = residual
         #: Run convolutions in channels-last memory layout (set by `place_model`; not part of the
         #: architecture, so not in `hparams`).
         self.channels_last = False
@@ -263,6 +339,8 @@ class ASEMUNet(nn.Module):
             downsample_factors,
             constant_upsample=constant_upsample,
             activation=activation,
+            normalisation=normalisation,
+            residual=residual,
         )
         self.final_conv_pass = ConvPass(num_fmaps, num_classes, [head_kernel_size], "Identity")
 
@@ -275,8 +353,15 @@ class ASEMUNet(nn.Module):
         """The constructor arguments as a JSON-serialisable dict.
 
         ``ASEMUNet(**model.hparams())`` builds the same architecture, so a checkpoint that stores
-        this dict describes itself.
+        this dict describes itself. The recipe options (``normalisation``, ``residual``) appear
+        only when they differ from ASEM's network, so its cards read as before (and in older
+        versions of incasem).
         """
+        options = {
+            key: value
+            for key, value in (("normalisation", self.normalisation), ("residual", self.residual))
+            if value != ARCHITECTURE_DEFAULTS[key]
+        }
         return {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
@@ -286,6 +371,7 @@ class ASEMUNet(nn.Module):
             "constant_upsample": self.constant_upsample,
             "activation": self.activation,
             "head_kernel_size": self.head_kernel_size,
+            **options,
         }
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, int, int]:
