@@ -115,8 +115,11 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
 
 
 def fmt_summary(values: Sequence[float]) -> str:
-    """``mean ± sd`` of a row's values (``—`` for none), three decimals."""
+    """``mean ± sd`` of a row's values (``—`` for none; the value alone for one), three
+    decimals."""
     if not values:
         return "—"
+    if len(values) == 1:
+        return f"{float(values[0]):.3f}"
     s = summary(values)
     return f"{s['mean']:.3f} ± {s['sd']:.3f}"

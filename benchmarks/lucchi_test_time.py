@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from funlib.geometry import Coordinate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -95,7 +96,7 @@ def score_run(
         coarse_slab = configs["slab"]
     coarse = check_data_config(coarse_slab, data_root=coarse_root, num_classes=2).entries[0]
     fine = box_entries(data_root)
-    voxel_size = fine["slab"].voxel_size
+    voxel_size = Coordinate(fine["slab"].voxel_size)
     truth = EntryTruth(fine["slab"], data_root).read(coarse.roi)
     cuts = {
         name: tuple(

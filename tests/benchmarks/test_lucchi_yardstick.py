@@ -162,3 +162,21 @@ def test_seeds_run_one_at_a_time_make_one_row():
     again = merge_seeds(both, {**row([0]), "runs": [{"seed": 0, "minutes": 9.0}]})
     assert [(r["seed"], r["minutes"]) for r in again["runs"]] == [(0, 9.0), (1, 1.0)]
     assert [r["seed"] for r in merge_seeds(both, row([1], trees=50))["runs"]] == [1]
+
+
+def test_test_time_post_processing_is_scored_per_box():
+    """The card's post-processing removes a speck: slab IoU rises to 1, crop counts its part."""
+    from lucchi_test_time import _mask_scores
+
+    from incasem.postprocess.cleanup import PostProcessing
+
+    truth = np.zeros((4, 8, 8), np.uint8)
+    truth[1:3, 1:5, 1:5] = 1
+    foreground = truth.astype(bool)
+    foreground[0, 7, 7] = True  # one false voxel, far from the object
+    region = np.ones_like(foreground)
+    cuts = {"slab": (slice(None),) * 3, "crop": (slice(None), slice(0, 4), slice(0, 4))}
+    before = _mask_scores(foreground, (truth, region), cuts)
+    assert before["slab"] == pytest.approx(32 / 33) and before["crop"] == 1.0
+    cleaned = PostProcessing(min_object_nm3=2 * 125).apply(foreground, (5, 5, 5))
+    assert _mask_scores(cleaned, (truth, region), cuts) == {"slab": 1.0, "crop": 1.0}
