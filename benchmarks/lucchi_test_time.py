@@ -47,7 +47,7 @@ from lucchi_scoring import (  # noqa: E402
     BoxScores,
     box_entries,
 )
-from lucchi_unet import coarse_probabilities, scaled_data  # noqa: E402
+from lucchi_unet import chosen_checkpoints, coarse_probabilities, scaled_data  # noqa: E402
 
 from incasem.io.data_config import check_data_config  # noqa: E402
 from incasem.metrics import ConfusionCounts, quantise  # noqa: E402
@@ -57,16 +57,6 @@ from incasem.predict.block import flip_axes  # noqa: E402
 from incasem.predict.truth import EntryTruth  # noqa: E402
 
 logger = logging.getLogger("lucchi_test_time")
-
-
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which == "best":
-        best = json.loads((run_dir / "best.json").read_text())
-        return run_dir / "checkpoints" / f"model_checkpoint_{best['iteration']}.pt"
-    return max(
-        (run_dir / "checkpoints").glob("model_checkpoint_*.pt"),
-        key=lambda p: int(p.stem.rsplit("_", 1)[1]),
-    )
 
 
 def _mask_scores(
@@ -109,7 +99,7 @@ def score_run(
         )
         for name, entry in fine.items()
     }
-    path = _checkpoint_path(run_dir, which)
+    path = chosen_checkpoints(run_dir)[which]
     checkpoint = load_checkpoint(path)
     card = checkpoint.card
     threshold, _ = card.decision_threshold()

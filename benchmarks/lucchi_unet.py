@@ -352,6 +352,19 @@ def coarse_probabilities(
     return probabilities
 
 
+def chosen_checkpoints(run_dir: Path) -> dict[str, Path]:
+    """A finished run's ``final`` checkpoint and its ``best`` (``best.json``) one."""
+    checkpoints = sorted(
+        (run_dir / "checkpoints").glob("model_checkpoint_*.pt"),
+        key=lambda p: int(p.stem.rsplit("_", 1)[1]),
+    )
+    best = json.loads((run_dir / "best.json").read_text())
+    return {
+        "final": checkpoints[-1],
+        "best": run_dir / "checkpoints" / f"model_checkpoint_{best['iteration']}.pt",
+    }
+
+
 def score_checkpoints(
     run_dir: Path, config: Any, scale: int, data_root: Path
 ) -> dict[str, dict[str, Any]]:
@@ -369,15 +382,7 @@ def score_checkpoints(
         config.validation.data, data_root=config.directories.data, num_classes=2
     ).entries[0]
     fine = box_entries(data_root)
-    checkpoints = sorted(
-        (run_dir / "checkpoints").glob("model_checkpoint_*.pt"),
-        key=lambda p: int(p.stem.rsplit("_", 1)[1]),
-    )
-    best = json.loads((run_dir / "best.json").read_text())
-    chosen = {
-        "final": checkpoints[-1],
-        "best": run_dir / "checkpoints" / f"model_checkpoint_{best['iteration']}.pt",
-    }
+    chosen = chosen_checkpoints(run_dir)
     results: dict[str, Any] = {}
     class_ids, region = EntryTruth(fine["slab"], data_root).read(coarse.roi)
     for which, path in chosen.items():

@@ -37,13 +37,12 @@ def _norm_layer(kind: str, channels: int) -> nn.Module:
     normalise with the statistics of each input block, so block-wise predictions of the same
     voxel vary slightly with the block's content.
     """
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels)
-    raise ValueError(f"unknown normalisation {kind!r}; expected one of {NORMALISATIONS}")
+    layers = {
+        "batch": lambda: nn.BatchNorm3d(channels),
+        "instance": lambda: nn.InstanceNorm3d(channels, affine=True),
+        "group": lambda: nn.GroupNorm(max(1, channels // GROUP_CHANNELS), channels),
+    }
+    return layers[kind]()
 
 
 class ConvPass(nn.Module):
@@ -79,7 +78,6 @@ class ConvPass(nn.Module):
             raise ValueError(
                 f"unknown normalisation {normalisation!r}; expected one of {NORMALISATIONS}"
             )
-        self.residual = residual
         self.skip: nn.Module | None = None
         if residual:
             self.skip = (
