@@ -26,8 +26,11 @@ def _data(tmp_path: Path, dtype, ignore_value) -> Path:
     shape = (64, 64, 64)
     raw = create_array(tmp_path / "cell.zarr", "volumes/raw", shape, (5, 5, 5))
     raw[raw.roi] = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
-    labels = np.full(shape, -1 if np.dtype(dtype).kind == "i" else 0, dtype)
-    labels[4:60, 4:60, 4:60] = 1
+    # a checkerboard of 4-voxel cells: any part of a 30-voxel output window that lies in the
+    # volume, wherever it lands and however it is turned, holds both kinds of cell
+    z, y, x = np.indices(shape) // 4
+    labels = np.where((z + y + x) % 2 == 0, 1, -1 if np.dtype(dtype).kind == "i" else 0)
+    labels = labels.astype(dtype)
     array = create_array(
         tmp_path / "cell.zarr", "volumes/labels/mito", shape, (5, 5, 5), dtype=dtype
     )
@@ -50,7 +53,8 @@ def test_int64_labels_with_minus_one_train(tmp_path, capsys, ignore_value):
         {
             "directories": {"data": str(tmp_path), "runs": str(tmp_path / "runs")},
             "training": {"data": str(data), "input_size_voxels": [124, 124, 124],
-                         "output_size_voxels": [30, 30, 30], "reject": {"min_masked": 0.0}},
+                         "output_size_voxels": [30, 30, 30],
+                         "reject": {"min_masked": 0.0, "min_valid": 0.2}},
         }
     )  # fmt: skip
     keys = TrainingKeys.create()
