@@ -69,13 +69,18 @@ def test_without_class_balancing_every_annotated_voxel_weighs_one(tmp_path: Path
         pipeline = batch_pipeline(config, check_training_config(config).train, keys, tmp_path)
         seed_everything(0)
         with gp.build(pipeline):
-            batch = pipeline.request_batch(training_request(config, keys))
-        labels, scales = batch[keys.labels].data, batch[keys.scales].data
-        valid = batch[keys.valid].data.astype(bool)
+            # a window may lie inside one mitochondrion: take the first batch with both classes
+            for _ in range(20):
+                batch = pipeline.request_batch(training_request(config, keys))
+                labels, scales = batch[keys.labels].data, batch[keys.scales].data
+                valid = batch[keys.valid].data.astype(bool)
+                if all((valid & (labels == c)).any() for c in (0, 1)):
+                    break
         weights[enabled] = {c: set(np.unique(scales[valid & (labels == c)])) for c in (0, 1)}
         rarer[enabled] = int(np.argmin([(valid & (labels == c)).sum() for c in (0, 1)]))
         assert np.all(scales[~valid] == 0)
     assert weights[False] == {0: {1.0}, 1: {1.0}}
     # The batch's location is random: either class may be the rarer one in it.
+    assert all(weights[True][c] for c in (0, 1)), "no batch held both classes"
     (rare,), (common,) = weights[True][rarer[True]], weights[True][1 - rarer[True]]
     assert rare > 1.0 > common
