@@ -24,7 +24,8 @@ class DeferredLossTrain(gp.torch.Train):
     1: labels, 2: scales}`` (the loss is called as ``loss(prediction, labels, scales)``).
     gunpowder's gradient outputs, intermediate layers and ``spawn_subprocess`` are not
     supported, and the per-step INFO log line is not written. The prediction is copied to the
-    batch only when it is requested (snapshots).
+    batch only when it is requested (snapshots). A model may return a tuple whose first entry
+    is the prediction (deep supervision's extra logits follow it); the loss gets the tuple.
 
     Args:
         model (torch.nn.Module): the network.
@@ -60,8 +61,9 @@ class DeferredLossTrain(gp.torch.Train):
         x = self._to_device(batch[self._input].data)
         targets = [self._to_device(batch[key].data) for key in self._targets]
         self.optimizer.zero_grad()
-        prediction = self.model(x)
-        loss = self.loss(prediction, *targets)
+        output = self.model(x)
+        loss = self.loss(output, *targets)
+        prediction = output[0] if isinstance(output, tuple) else output
         loss.backward()
         self.optimizer.step()
         if self._prediction in request:

@@ -260,14 +260,20 @@ class _OneSample(torch.nn.Module):
     gunpowder batches hold one sample. Adding the axes here rather than with Unsqueeze and
     Squeeze nodes spares the training process two nodes' request handling per iteration
     (about 1 ms together, measured on these CPUs; time in which a GPU waits for the next step).
+
+    With deep supervision (``model.deep_supervision``) the output is ``(logits, [aux logits,
+    ...])``, each without its batch axis.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x[None, None])[0]
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        if not getattr(self.model, "deep_supervision", False):
+            return self.model(x[None, None])[0]
+        logits, aux = self.model.forward_with_aux(x[None, None])
+        return logits[0], [head[0] for head in aux]
 
 
 class _OneSampleLoss(torch.nn.Module):
@@ -278,8 +284,14 @@ class _OneSampleLoss(torch.nn.Module):
         self.loss = loss
 
     def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+        self,
+        logits: torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]],
+        target: torch.Tensor,
+        scale: torch.Tensor,
     ) -> torch.Tensor:
+        if isinstance(logits, tuple):
+            main, aux = logits
+            return self.loss((main[None], [head[None] for head in aux]), target[None], scale[None])
         return self.loss(logits[None], target[None], scale[None])
 
 

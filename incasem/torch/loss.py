@@ -10,6 +10,10 @@ can lie entirely outside the mask; its loss is then a zero that keeps the graph 
 ``loss.type: cross_entropy_dice`` adds a soft Dice term over the organelle classes: cross entropy
 scores every voxel on its own, while Dice scores the overlap that IoU and F1 measure, so it
 pushes the network toward the decision the evaluation rewards (nnU-Net trains with the same sum).
+
+``model.deep_supervision`` adds the same loss on the logits of the network's coarser decoder
+levels (`ASEMUNet.forward_with_aux`), so the gradient reaches them without passing through the
+finer levels first, as nnU-Net trains.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from incasem.torch.models.unet import center_crop
 
 
 def masked_balanced_cross_entropy(
@@ -79,6 +85,39 @@ def masked_soft_dice_loss(
     return 1 - dice.mean()
 
 
+def upsample_logits(
+    logits: torch.Tensor, factor: Sequence[int], shape: Sequence[int]
+) -> torch.Tensor:
+    """Coarse logits brought to the output's voxels: repeated ``factor`` times along z, y, x
+    (nearest neighbour) and centre-cropped to ``shape`` (voxels, z, y, x).
+
+    A coarser decoder level of a valid U-Net covers a larger region than the output, centred
+    on it, so the crop aligns the two to within a coarse voxel.
+
+    Args:
+        logits: (batch, class, z, y, x) at ``factor`` times the output's voxel size.
+        factor: Voxel size ratio per axis, (z, y, x).
+        shape: The output's spatial shape in voxels, (z, y, x).
+
+    Raises:
+        ValueError: If the upsampled logits do not cover ``shape``.
+    """
+    for axis, repeats in zip((2, 3, 4), factor, strict=True):
+        logits = logits.repeat_interleave(repeats, dim=axis)
+    if any(have < want for have, want in zip(logits.shape[2:], shape, strict=True)):
+        raise ValueError(
+            f"upsampled logits {tuple(logits.shape[2:])} do not cover the output {tuple(shape)}"
+        )
+    return center_crop(logits, shape)
+
+
+def deep_supervision_weights(num_aux: int) -> list[float]:
+    """Weights of the output and ``num_aux`` coarser heads: halving per level (1, 1/2, 1/4,
+    ...), normalised to sum to one, as nnU-Net weighs them."""
+    raw = [0.5**level for level in range(num_aux + 1)]
+    return [weight / sum(raw) for weight in raw]
+
+
 class MaskedBalancedCrossEntropy(nn.Module):
     """:func:`masked_balanced_cross_entropy` as the loss of gunpowder's torch ``Train`` node.
 
@@ -90,6 +129,11 @@ class MaskedBalancedCrossEntropy(nn.Module):
             (incasem's ``loss.weight``, default all ones).
         dice: Add :func:`masked_soft_dice_loss` to the cross entropy (``loss.type:
             cross_entropy_dice``); default False.
+        aux_factors: Deep supervision: per coarser head of the network
+            (`ASEMUNet.aux_factors`), its voxel size over the output's, (z, y, x). Then
+            ``forward`` takes ``(logits, [aux logits, ...])`` and returns the
+            `deep_supervision_weights`-weighted sum of the loss of each, the aux logits
+            brought to the output's voxels by `upsample_logits`. Default none.
 
     Attributes:
         empty_batches: Number of batches seen whose scale summed to zero (no voxel contributed to
@@ -98,9 +142,16 @@ class MaskedBalancedCrossEntropy(nn.Module):
 
     class_weights: torch.Tensor | None
 
-    def __init__(self, class_weights: Sequence[float] | None = None, dice: bool = False) -> None:
+    def __init__(
+        self,
+        class_weights: Sequence[float] | None = None,
+        dice: bool = False,
+        aux_factors: Sequence[Sequence[int]] = (),
+    ) -> None:
         super().__init__()
         self.dice = dice
+        self.aux_factors = [tuple(factor) for factor in aux_factors]
+        self.weights = deep_supervision_weights(len(self.aux_factors))
         self.register_buffer(
             "class_weights",
             None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32),
@@ -109,11 +160,29 @@ class MaskedBalancedCrossEntropy(nn.Module):
         self.empty_batches = 0
 
     def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+        self,
+        logits: torch.Tensor | tuple[torch.Tensor, Sequence[torch.Tensor]],
+        target: torch.Tensor,
+        scale: torch.Tensor,
     ) -> torch.Tensor:
-        """Loss for logits (batch, class, z, y, x), target and scale (batch, z, y, x)."""
+        """Loss for logits (batch, class, z, y, x), target and scale (batch, z, y, x); with
+        ``aux_factors``, ``logits`` is ``(logits, [aux logits, ...])``."""
         if not scale.sum() > 0:
             self.empty_batches += 1
+        if not self.aux_factors:
+            return self._loss(logits, target, scale)
+        logits, aux = logits
+        if len(aux) != len(self.aux_factors):
+            raise ValueError(f"expected {len(self.aux_factors)} aux logits, got {len(aux)}")
+        shape = logits.shape[2:]
+        total = self.weights[0] * self._loss(logits, target, scale)
+        for weight, factor, head in zip(self.weights[1:], self.aux_factors, aux, strict=True):
+            total = total + weight * self._loss(upsample_logits(head, factor, shape), target, scale)
+        return total
+
+    def _loss(
+        self, logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         class_weights = None
         if self.class_weights is not None:
             class_weights = self.class_weights.to(device=logits.device, dtype=logits.dtype)

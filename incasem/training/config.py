@@ -289,6 +289,7 @@ class Model(_Section):
     # Recipe options; the defaults are ASEM's network (published weights load only into it).
     normalisation: Literal["none", "batch", "instance", "group"] = "none"
     residual: bool = False
+    deep_supervision: bool = False
 
     @field_validator("type")
     @classmethod

@@ -265,7 +265,9 @@ def train(
         run_dir, model, optimizer, averaged, resume=resume, start_from=start_from
     )
     loss = MaskedBalancedCrossEntropy(
-        config.loss.weight, dice=config.loss.type == "cross_entropy_dice"
+        config.loss.weight,
+        dice=config.loss.type == "cross_entropy_dice",
+        aux_factors=model.aux_factors,
     )
     keys, request, pipeline = _assemble_pipeline(config, data, model, loss, optimizer, run_dir)
     session = _Session(

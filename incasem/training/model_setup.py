@@ -36,6 +36,7 @@ def build_model(config: TrainingConfig) -> ASEMUNet:
         constant_upsample=config.model.constant_upsample,
         normalisation=config.model.normalisation,
         residual=config.model.residual,
+        deep_supervision=config.model.deep_supervision,
     )
     return initialise_weights(model, config.model.initialisation)
 
@@ -49,6 +50,7 @@ HPARAM_CONFIG_KEYS = {
     "constant_upsample": "model.constant_upsample",
     "normalisation": "model.normalisation",
     "residual": "model.residual",
+    "deep_supervision": "model.deep_supervision",
 }
 
 

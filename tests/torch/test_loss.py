@@ -115,3 +115,39 @@ def test_dice_term_is_zero_for_a_confident_perfect_prediction() -> None:
     assert masked_soft_dice_loss(logits, target, torch.ones(1, 2, 2, 1)).item() == pytest.approx(
         0.0, abs=1e-9
     )
+
+
+def test_upsample_logits_repeats_and_centre_crops() -> None:
+    """Each coarse voxel becomes factor³ voxels; the crop keeps the centre."""
+    from incasem.torch.loss import upsample_logits
+
+    coarse = torch.arange(4.0).reshape(1, 1, 1, 1, 4)
+    up = upsample_logits(coarse, (1, 1, 2), (1, 1, 6))
+    assert up.flatten().tolist() == [0, 1, 1, 2, 2, 3]
+    with pytest.raises(ValueError, match="do not cover the output"):
+        upsample_logits(coarse, (1, 1, 2), (1, 1, 9))
+
+
+def test_deep_supervision_loss_is_the_weighted_sum_of_each_heads_loss() -> None:
+    """Output weight 1, heads 1/2 and 1/4, normalised; an empty batch is counted once."""
+    from incasem.torch.loss import deep_supervision_weights, upsample_logits
+
+    assert deep_supervision_weights(2) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 4, 4, 4)
+    aux = [torch.randn(1, 2, 3, 3, 3), torch.randn(1, 2, 2, 2, 2)]
+    target = torch.randint(0, 2, (1, 4, 4, 4))
+    scale = torch.rand(1, 4, 4, 4)
+    factors = [(2, 2, 2), (4, 4, 4)]
+    loss = MaskedBalancedCrossEntropy(aux_factors=factors)
+    heads = [upsample_logits(a, f, (4, 4, 4)) for a, f in zip(aux, factors, strict=True)]
+    expected = (
+        4 * masked_balanced_cross_entropy(logits, target, scale)
+        + 2 * masked_balanced_cross_entropy(heads[0], target, scale)
+        + 1 * masked_balanced_cross_entropy(heads[1], target, scale)
+    ) / 7
+    torch.testing.assert_close(loss((logits, aux), target, scale), expected)
+    loss((logits, aux), target, torch.zeros_like(scale))
+    assert loss.empty_batches == 1
+    with pytest.raises(ValueError, match="expected 2 aux logits, got 1"):
+        loss((logits, aux[:1]), target, scale)

@@ -303,3 +303,33 @@ def test_batch_normalised_network_stays_translation_equivariant() -> None:
         whole = model(x)
         tile = model(x.narrow(4, 8, 116))
     torch.testing.assert_close(tile, whole.narrow(4, 8, 22), rtol=0, atol=1e-5)
+
+
+def test_deep_supervision_heads_sit_on_the_coarser_levels_and_leave_prediction_alone() -> None:
+    """Aux logits come at 2x and 4x the output's voxel size and cover it once upsampled; the
+    network's output is the plain network's with the same weights, and the card rebuilds it."""
+    from incasem.torch.loss import upsample_logits
+
+    torch.manual_seed(3)
+    model = initialise_weights(ASEMUNet(num_fmaps=2, deep_supervision=True)).eval()
+    assert model.aux_factors == [(2, 2, 2), (4, 4, 4)]
+    assert [tuple(head.weight.shape[:2]) for head in model.aux_heads] == [(2, 4), (2, 8)]
+    x = torch.rand(1, 1, 108, 108, 108)
+    with torch.no_grad():
+        logits, aux = model.forward_with_aux(x)
+        plain = ASEMUNet(num_fmaps=2)
+        plain.load_state_dict(
+            {k: v for k, v in model.state_dict().items() if not k.startswith("aux_heads")}
+        )
+        torch.testing.assert_close(model(x), plain.eval()(x))
+        torch.testing.assert_close(logits, plain(x))
+    assert tuple(logits.shape) == (1, 2, 14, 14, 14)
+    for head, factor in zip(aux, model.aux_factors, strict=True):
+        assert head.shape[1] == 2
+        assert all(size * f >= 14 for size, f in zip(head.shape[2:], factor, strict=True))
+        assert tuple(upsample_logits(head, factor, (14, 14, 14)).shape) == (1, 2, 14, 14, 14)
+    hparams = json.loads(json.dumps(model.hparams()))
+    assert hparams["deep_supervision"] is True
+    ASEMUNet(**hparams).load_state_dict(model.state_dict())
+    assert "deep_supervision" not in ASEMUNet().hparams()
+    assert ASEMUNet().forward_with_aux(torch.rand(1, 1, 204, 204, 204))[1] == []

@@ -106,3 +106,26 @@ def test_recipe_options_train_into_the_card_and_refuse_asem_weights(
     with pytest.raises(IncasemError, match="normalisation") as refused:
         train(config, tmp_path / "runs" / "2", start_from=list_checkpoints(run)[1], progress=False)
     assert "\n" not in str(refused.value)
+
+
+def test_deep_supervision_trains_its_heads_and_keeps_them_in_the_card(
+    tmp_path: Path, phantom_training
+):
+    """With ``model.deep_supervision`` the aux heads get gradients (one step at lr 1e-2 moves
+    them away from the seed's initialisation), and the card rebuilds the network."""
+    from incasem.torch.checkpoint import load_checkpoint
+    from incasem.training.model_setup import build_model, seed_everything
+
+    config = _config(phantom_training)
+    config.model.deep_supervision = True
+    run = tmp_path / "runs" / "1"
+    train(config, run, progress=False)
+    checkpoint = load_checkpoint(list_checkpoints(run)[1])
+    assert checkpoint.card.hparams["deep_supervision"] is True
+    seed_everything(config.training.seed)
+    initial = build_model(config).state_dict()
+    trained = _weights(list_checkpoints(run)[1])
+    heads = [key for key in trained if key.startswith("aux_heads")]
+    assert len(heads) == 4  # weight and bias of 2 heads
+    for key in heads:
+        assert (trained[key] - initial[key]).abs().max() > 1e-3, key

@@ -98,11 +98,11 @@ class ConvPass(nn.Module):
         if self.skip is None:
             return self.conv_pass(x)
         y = self.conv_pass[:-1](x)
-        y = y + _center_crop(self.skip(x), y.shape[-3:])
+        y = y + center_crop(self.skip(x), y.shape[-3:])
         return self.conv_pass[-1](y)
 
 
-def _center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """Crop the spatial (z, y, x) axes of ``x`` to ``shape``, dropping the odd voxel at the end."""
     slices = tuple(
         slice((have - want) // 2, (have - want) // 2 + want)
@@ -153,7 +153,7 @@ class Upsample(nn.Module):
             (size - self.conv_crop) // factor * factor + self.conv_crop
             for size, factor in zip(x.shape[-3:], self.crop_factor, strict=True)
         )
-        return torch.cat([_center_crop(skip, shape), _center_crop(x, shape)], dim=1)
+        return torch.cat([center_crop(skip, shape), center_crop(x, shape)], dim=1)
 
 
 def _check_input(
@@ -256,6 +256,18 @@ class UNet(nn.Module):
             ValueError: If the spatial input size is not valid for this network (see
                 :func:`incasem.torch.models.shapes.output_shape`).
         """
+        return self.decoder_features(x)[0]
+
+    def decoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every decoder level for input (batch, in_channels, z, y, x).
+
+        Entry ``l`` is level ``l``'s features, (batch, fmaps of level l, z, y, x) at ``l``'s
+        voxel size (the top level's times the factors above it); entry 0 is `forward`'s
+        output. Deep supervision puts a head on the coarser entries.
+
+        Raises:
+            ValueError: If the spatial input size is not valid for this network.
+        """
         _check_input(x, self.in_channels, self.downsample_factors, head_kernel_size=1)
         skips = []
         for conv, down in zip(self.l_conv, self.l_down, strict=False):
@@ -263,14 +275,20 @@ class UNet(nn.Module):
             skips.append(x)
             x = down(x)
         x = self.l_conv[-1](x)
+        features: list[torch.Tensor] = []
         for level in reversed(range(len(skips))):
             x = self.r_up[0][level](skips[level], x)
             x = self.r_conv[0][level](x)
-        return x
+            features.insert(0, x)
+        return features
 
 
 #: The recipe options of `ASEMUNet` at the values of ASEM's network.
-ARCHITECTURE_DEFAULTS: dict[str, Any] = {"normalisation": "none", "residual": False}
+ARCHITECTURE_DEFAULTS: dict[str, Any] = {
+    "normalisation": "none",
+    "residual": False,
+    "deep_supervision": False,
+}
 
 
 class ASEMUNet(nn.Module):
@@ -298,6 +316,9 @@ class ASEMUNet(nn.Module):
             (`GROUP_CHANNELS` channels per group; both use each block's own statistics).
         residual: Residual conv passes: each adds its input, cropped to its output (default
             False, ASEM's network).
+        deep_supervision: Add a 1x1x1 logits head (``aux_heads``) to every decoder level but
+            the top one, for a training loss at coarser voxel sizes (`forward_with_aux`;
+            default False, ASEM's network). `forward`, and so prediction, does not use them.
     """
 
     def __init__(
@@ -312,6 +333,7 @@ class ASEMUNet(nn.Module):
         head_kernel_size: int = 3,
         normalisation: str = "none",
         residual: bool = False,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         if head_kernel_size < 1 or head_kernel_size % 2 == 0:
@@ -327,6 +349,7 @@ class ASEMUNet(nn.Module):
         self.head_kernel_size = head_kernel_size
         self.normalisation = normalisation
         self.residual = residual
+        self.deep_supervision = deep_supervision
         #: Run convolutions in channels-last memory layout (set by `place_model`; not part of the
         #: architecture, so not in `hparams`).
         self.channels_last = False
@@ -341,6 +364,21 @@ class ASEMUNet(nn.Module):
             residual=residual,
         )
         self.final_conv_pass = ConvPass(num_fmaps, num_classes, [head_kernel_size], "Identity")
+        if deep_supervision:
+            self.aux_heads = nn.ModuleList(
+                nn.Conv3d(num_fmaps * fmap_inc_factor**level, num_classes, 1)
+                for level in range(1, len(self.downsample_factors))
+            )
+
+    @property
+    def aux_factors(self) -> list[tuple[int, int, int]]:
+        """Per head of `forward_with_aux`, its voxel size over the output's, (z, y, x)."""
+        if not self.deep_supervision:
+            return []
+        return [
+            tuple(math.prod(axis) for axis in zip(*self.downsample_factors[:level], strict=True))
+            for level in range(1, len(self.downsample_factors))
+        ]
 
     @property
     def downsample_factors(self) -> tuple[tuple[int, ...], ...]:
@@ -351,13 +389,18 @@ class ASEMUNet(nn.Module):
         """The constructor arguments as a JSON-serialisable dict.
 
         ``ASEMUNet(**model.hparams())`` builds the same architecture, so a checkpoint that stores
-        this dict describes itself. The recipe options (``normalisation``, ``residual``) appear
+        this dict describes itself. The recipe options (``normalisation``, ``residual``,
+        ``deep_supervision``) appear
         only when they differ from ASEM's network, so its cards read as before (and in older
         versions of incasem).
         """
         options = {
             key: value
-            for key, value in (("normalisation", self.normalisation), ("residual", self.residual))
+            for key, value in (
+                ("normalisation", self.normalisation),
+                ("residual", self.residual),
+                ("deep_supervision", self.deep_supervision),
+            )
             if value != ARCHITECTURE_DEFAULTS[key]
         }
         return {
@@ -395,11 +438,31 @@ class ASEMUNet(nn.Module):
         Raises:
             ValueError: If the spatial input size is not valid for this network.
         """
+        return self.final_conv_pass(self.unet(self._prepare(x)))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`forward`'s logits and, with ``deep_supervision``, each aux head's logits.
+
+        Aux head ``i`` gives (batch, num_classes, z, y, x) logits at ``aux_factors[i]`` times
+        the output's voxel size, over a larger region than the output, centred on it (see
+        `incasem.torch.loss.DeepSupervisionLoss`). Without deep supervision the list is empty.
+
+        Raises:
+            ValueError: If the spatial input size is not valid for this network.
+        """
+        if not self.deep_supervision:
+            return self(x), []
+        features = self.unet.decoder_features(self._prepare(x))
+        aux = [head(level) for head, level in zip(self.aux_heads, features[1:], strict=True)]
+        return self.final_conv_pass(features[0]), aux
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked, cast to the weights' type and in the convolutions' memory layout."""
         _check_input(x, self.in_channels, self.downsample_factors, self.head_kernel_size)
         x = x.to(self.final_conv_pass.conv_pass[0].weight.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return self.final_conv_pass(self.unet(x))
+        return x
 
 
 def place_model(model: ASEMUNet, device: str | torch.device) -> ASEMUNet:
