@@ -367,17 +367,19 @@ class ASEMUNet(nn.Module):
         if deep_supervision:
             self.aux_heads = nn.ModuleList(
                 nn.Conv3d(num_fmaps * fmap_inc_factor**level, num_classes, 1)
-                for level in range(1, len(self.downsample_factors))
+                for level in self._aux_levels()
             )
+
+    def _aux_levels(self) -> range:
+        """The decoder levels that carry a deep-supervision head: all but the top one."""
+        return range(1, len(self.downsample_factors)) if self.deep_supervision else range(0)
 
     @property
     def aux_factors(self) -> list[tuple[int, int, int]]:
         """Per head of `forward_with_aux`, its voxel size over the output's, (z, y, x)."""
-        if not self.deep_supervision:
-            return []
         return [
-            tuple(math.prod(axis) for axis in zip(*self.downsample_factors[:level], strict=True))
-            for level in range(1, len(self.downsample_factors))
+            shapes.total_downsampling(self.downsample_factors[:level])
+            for level in self._aux_levels()
         ]
 
     @property
@@ -444,8 +446,9 @@ class ASEMUNet(nn.Module):
         """`forward`'s logits and, with ``deep_supervision``, each aux head's logits.
 
         Aux head ``i`` gives (batch, num_classes, z, y, x) logits at ``aux_factors[i]`` times
-        the output's voxel size, over a larger region than the output, centred on it (see
-        `incasem.torch.loss.DeepSupervisionLoss`). Without deep supervision the list is empty.
+        the output's voxel size, over a larger region than the output, centred on it (the loss
+        aligns them with `incasem.torch.loss.upsample_logits`). Without deep supervision the
+        list is empty.
 
         Raises:
             ValueError: If the spatial input size is not valid for this network.
