@@ -180,3 +180,31 @@ def test_test_time_post_processing_is_scored_per_box():
     assert before["slab"] == pytest.approx(32 / 33) and before["crop"] == 1.0
     cleaned = PostProcessing(min_object_nm3=2 * 125).apply(foreground, (5, 5, 5))
     assert _mask_scores(cleaned, (truth, region), cuts) == {"slab": 1.0, "crop": 1.0}
+
+
+def test_error_split_counts_boundaries_false_objects_and_recall():
+    """A mask one voxel short of a cube's face and one speck far away: the missing face is all
+    boundary error, the speck a false object; recall per labelled object; the ceiling of 2x the
+    voxel size loses only the cube's corners."""
+    from lucchi_errors import ceiling, error_split, object_recall
+
+    truth = np.zeros((8, 8, 8), bool)
+    truth[2:6, 2:6, 2:6] = True  # 64 voxels
+    mask = truth.copy()
+    mask[5] = False  # the top face, 16 voxels, missed
+    mask[0, 7, 7] = True  # a speck touching nothing
+    split = error_split(mask, truth, boundary=1)
+    assert split["false_negatives"] == split["false_negatives_at_boundary"] == 16
+    assert split["false_positives"] == 1 and split["false_positives_at_boundary"] == 0
+    assert (split["predicted_objects"], split["false_objects"]) == (2, 1)
+    assert split["false_object_voxels"] == 1
+    assert split["iou"] == pytest.approx(48 / 65)
+    assert split["shifted_iou"]["axis 0 by +1"] == pytest.approx(48 / 65)  # moves the gap
+    assert split["dilated_iou"] == pytest.approx(64 / 132)  # the gap filled, 68 voxels more
+    instances = np.where(truth, 3, 0).astype(np.uint32)
+    instances[2:6, 2:6, 2] = 7  # a second object: the cube's x = 2 face, all found
+    recall = object_recall(mask, instances)
+    assert recall["7"] == {"voxels": 16, "recall": 0.75}
+    assert recall["3"] == {"voxels": 48, "recall": 0.75}
+    # The cube fills whole 2x2x2 voxels; linear upsampling rounds its 8 corners (0.75³ < 0.5).
+    assert ceiling(truth, 2) == pytest.approx(56 / 64)
