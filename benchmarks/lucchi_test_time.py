@@ -47,7 +47,12 @@ from lucchi_scoring import (  # noqa: E402
     BoxScores,
     box_entries,
 )
-from lucchi_unet import chosen_checkpoints, coarse_probabilities, scaled_data  # noqa: E402
+from lucchi_unet import (  # noqa: E402
+    chosen_checkpoints,
+    coarse_probabilities,
+    scaled_data,
+    upsample,
+)
 
 from incasem.io.data_config import check_data_config  # noqa: E402
 from incasem.metrics import ConfusionCounts, quantise  # noqa: E402
@@ -76,8 +81,6 @@ def score_run(
     run_dir: Path, which: str, scale: int, data_root: Path, cache: Path
 ) -> dict[str, Any]:
     """The four ways of one run's ``which`` (``final`` or ``best``) checkpoint."""
-    from scipy import ndimage
-
     from incasem.torch.checkpoint import load_checkpoint
 
     coarse_root, coarse_slab = data_root, SLAB_DATA
@@ -115,8 +118,7 @@ def score_run(
         start = time.perf_counter()
         p = coarse_probabilities(checkpoint, coarse, coarse_root, flips)
         seconds = time.perf_counter() - start
-        if scale > 1:
-            p = ndimage.zoom(p, scale, order=1, grid_mode=True, mode="nearest")
+        p = upsample(p, scale)
         boxes = BoxScores({n: e.roi for n, e in fine.items()}, voxel_size)
         boxes.add(coarse.roi, p, *truth)
         at_card = boxes.scores(threshold)

@@ -352,6 +352,17 @@ def coarse_probabilities(
     return probabilities
 
 
+def upsample(coarse: np.ndarray, scale: int) -> np.ndarray:
+    """``coarse`` probabilities (z, y, x) brought to ``scale`` times finer voxels by linear
+    interpolation, as ``incasem predict`` writes them at the data's voxel size
+    (`incasem.predict.resample`); unchanged for ``scale`` 1."""
+    from scipy import ndimage
+
+    if scale == 1:
+        return coarse
+    return ndimage.zoom(coarse, scale, order=1, grid_mode=True, mode="nearest")
+
+
 def chosen_checkpoints(run_dir: Path) -> dict[str, Path]:
     """A finished run's ``final`` checkpoint and its ``best`` (``best.json``) one."""
     checkpoints = sorted(
@@ -374,8 +385,6 @@ def score_checkpoints(
     1) and scored with `lucchi_scoring.BoxScores` at 0.5, at the checkpoint's calibrated
     threshold and at the best one.
     """
-    from scipy import ndimage
-
     from incasem.torch.checkpoint import load_checkpoint
 
     coarse = check_data_config(
@@ -391,9 +400,7 @@ def score_checkpoints(
             results[which] = done
             continue
         checkpoint = load_checkpoint(path)
-        p = coarse_probabilities(checkpoint, coarse, Path(config.directories.data))
-        if scale > 1:
-            p = ndimage.zoom(p, scale, order=1, grid_mode=True, mode="nearest")
+        p = upsample(coarse_probabilities(checkpoint, coarse, Path(config.directories.data)), scale)
         boxes = BoxScores(
             {name: entry.roi for name, entry in fine.items()}, fine["slab"].voxel_size
         )
