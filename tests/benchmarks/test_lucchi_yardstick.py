@@ -201,6 +201,8 @@ def test_error_split_counts_boundaries_false_objects_and_recall():
     assert split["iou"] == pytest.approx(48 / 65)
     assert split["shifted_iou"]["axis 0 by +1"] == pytest.approx(48 / 65)  # moves the gap
     assert split["dilated_iou"] == pytest.approx(64 / 132)  # the gap filled, 68 voxels more
+    assert split["iou_without_false_objects"] == pytest.approx(48 / 64)  # the speck gone
+    assert split["iou_without_false_objects_or_boundary_misses"] == 1.0  # and the face back
     instances = np.where(truth, 3, 0).astype(np.uint32)
     instances[2:6, 2:6, 2] = 7  # a second object: the cube's x = 2 face, all found
     recall = object_recall(mask, instances)
