@@ -16,7 +16,9 @@ splits its errors at the card's threshold (all counts in 5 nm voxels):
 * the ceiling of the model's voxel size: the labels averaged to it and upsampled the same way.
 
 Why: the slab score alone does not say which lever could still pay (a finer voxel for the
-boundaries, more training for false objects). Run from anywhere::
+boundaries, more training for false objects). ``--box train`` splits the errors on the training
+half (z < 130) instead: what the run still gets wrong on the data it trained on is a matter of
+fitting, not of generalising. Run from anywhere::
 
     python benchmarks/lucchi_errors.py /work/runs/lever_cpu_10nm_noaug_60min/seed0 \\
         /work/runs/lever_cpu_10nm_noaug_60min/seed1 --scale 2 \\
@@ -39,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lucchi_report import write_text  # noqa: E402
-from lucchi_scoring import DATA_ROOT, FOREGROUND, box_entries  # noqa: E402
+from lucchi_scoring import DATA_ROOT, FOREGROUND, SLAB_DATA, TRAIN_DATA  # noqa: E402
 from lucchi_unet import (  # noqa: E402
     chosen_checkpoints,
     coarse_probabilities,
@@ -55,6 +57,9 @@ from incasem.prepare.pyramid import downsample  # noqa: E402
 
 logger = logging.getLogger("lucchi_errors")
 INSTANCES = "volumes/labels/mitochondria_instances"
+#: The boxes a run's errors can be split on (5 nm data configs): the held-out slab, and the
+#: training half, where the errors say how well the hour fitted the data it saw.
+BOXES = {"slab": SLAB_DATA, "train": TRAIN_DATA}
 
 
 def iou(mask: np.ndarray, truth: np.ndarray) -> float:
@@ -116,54 +121,54 @@ def object_recall(mask: np.ndarray, instances: np.ndarray) -> dict[str, Any]:
     }
 
 
-class Slab(NamedTuple):
-    """The slab as every run is scored on it, read once."""
+class Box(NamedTuple):
+    """The box (``--box``) as every run is scored on it, read once."""
 
     root: Path  #: data root of the model's voxel size
-    coarse: DataEntry  #: the slab at the model's voxel size
+    coarse: DataEntry  #: the box at the model's voxel size
     truth: np.ndarray  #: mitochondria at 5 nm, bool (z, y, x) over ``coarse``'s ROI
     instances: np.ndarray  #: their object ids, same shape
 
 
-def read_slab(args: argparse.Namespace) -> Slab:
-    """The slab's labels at 5 nm over the ROI the runs predict at ``--scale``."""
+def read_box(args: argparse.Namespace) -> Box:
+    """The labels of ``--box`` at 5 nm over the ROI the runs predict at ``--scale``."""
     root, configs = scaled_data(args.scale, args.cache, args.data_root)
-    coarse = check_data_config(configs["slab"], data_root=root, num_classes=2).entries[0]
-    slab = box_entries(args.data_root)["slab"]
-    class_ids, region = EntryTruth(slab, args.data_root).read(coarse.roi)
+    coarse = check_data_config(configs[args.box], data_root=root, num_classes=2).entries[0]
+    fine = check_data_config(BOXES[args.box], data_root=args.data_root, num_classes=2).entries[0]
+    class_ids, region = EntryTruth(fine, args.data_root).read(coarse.roi)
     if not region.all():
         raise SystemExit(
-            f"{slab.raw}: the slab has unlabelled voxels; this split needs dense labels"
+            f"{fine.raw}: the {args.box} box has unlabelled voxels; this split needs dense labels"
         )
-    instances = open_array(slab.path(args.data_root), INSTANCES)[coarse.roi]
-    return Slab(root, coarse, class_ids == FOREGROUND, np.asarray(instances))
+    instances = open_array(fine.path(args.data_root), INSTANCES)[coarse.roi]
+    return Box(root, coarse, class_ids == FOREGROUND, np.asarray(instances))
 
 
-def analyse_run(run_dir: Path, slab: Slab, args: argparse.Namespace) -> dict[str, Any]:
-    """The error split of one run's ``--checkpoint`` on the slab at 5 nm."""
+def analyse_run(run_dir: Path, box: Box, args: argparse.Namespace) -> dict[str, Any]:
+    """The error split of one run's ``--checkpoint`` on ``--box`` at 5 nm."""
     from incasem.torch.checkpoint import load_checkpoint
 
     path = chosen_checkpoints(run_dir)[args.checkpoint]
     checkpoint = load_checkpoint(path)
     threshold, _ = checkpoint.card.decision_threshold()
-    logger.info("%s: predicting the slab with %s", run_dir, path.name)
-    p = upsample(coarse_probabilities(checkpoint, slab.coarse, slab.root), args.scale)
+    logger.info("%s: predicting the %s box with %s", run_dir, args.box, path.name)
+    p = upsample(coarse_probabilities(checkpoint, box.coarse, box.root), args.scale)
     mask = p >= threshold
     return {
         "checkpoint": str(path),
         "iteration": checkpoint.card.iteration,
         "threshold": threshold,
         "voxels": list(mask.shape),
-        "errors": error_split(mask, slab.truth, args.boundary),
-        "at_0.5": iou(p >= 0.5, slab.truth),
-        "objects": object_recall(mask, slab.instances),
+        "errors": error_split(mask, box.truth, args.boundary),
+        "at_0.5": iou(p >= 0.5, box.truth),
+        "objects": object_recall(mask, box.instances),
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     """One table row per run, then every mitochondrion's recall."""
     rows = [
-        "# Lucchi slab: where the errors are",
+        f"# Lucchi {report['box']}: where the errors are",
         "",
         f"{report['command']}",
         "",
@@ -209,6 +214,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
     parser.add_argument("--scale", type=int, default=2, help="the runs' --scale (2: 10 nm)")
     parser.add_argument("--boundary", type=int, default=2, help="boundary band, 5 nm voxels")
+    parser.add_argument(
+        "--box", choices=tuple(BOXES), default="slab", help="held-out slab or training half"
+    )
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "incasem_lucchi_accuracy"
@@ -221,15 +229,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Analyse every run and write the report."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    slab = read_slab(args)
+    box = read_box(args)
     report = {
         "command": "python benchmarks/lucchi_errors.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
+        "box": args.box,
         "boundary": args.boundary,
-        "ceiling": ceiling(slab.truth, args.scale),
-        "runs": {
-            f"{run.parent.name}/{run.name}": analyse_run(run, slab, args) for run in args.runs
-        },
+        "ceiling": ceiling(box.truth, args.scale),
+        "runs": {f"{run.parent.name}/{run.name}": analyse_run(run, box, args) for run in args.runs},
     }
     write_text(args.out.with_name(args.out.name + ".json"), json.dumps(report, indent=2) + "\n")
     write_text(args.out.with_name(args.out.name + ".md"), markdown(report))

@@ -185,8 +185,8 @@ def test_test_time_post_processing_is_scored_per_box():
 def test_error_split_counts_boundaries_false_objects_and_recall():
     """A mask one voxel short of a cube's face and one speck far away: the missing face is all
     boundary error, the speck a false object; recall per labelled object; the ceiling of 2x the
-    voxel size loses only the cube's corners."""
-    from lucchi_errors import ceiling, error_split, object_recall
+    voxel size loses only the cube's corners; the report's row says all of it."""
+    from lucchi_errors import ceiling, error_split, markdown, object_recall
 
     truth = np.zeros((8, 8, 8), bool)
     truth[2:6, 2:6, 2:6] = True  # 64 voxels
@@ -210,3 +210,22 @@ def test_error_split_counts_boundaries_false_objects_and_recall():
     assert recall["3"] == {"voxels": 48, "recall": 0.75}
     # The cube fills whole 2x2x2 voxels; linear upsampling rounds its 8 corners (0.75³ < 0.5).
     assert ceiling(truth, 2) == pytest.approx(56 / 64)
+    # The report names its box and shows what the mask would score without each kind of error.
+    report = {
+        "command": "python benchmarks/lucchi_errors.py runs/seed0 --box train --out x",
+        "box": "train",
+        "boundary": 1,
+        "ceiling": ceiling(truth, 2),
+        "runs": {
+            "runs/seed0": {
+                "iteration": 4,
+                "threshold": 0.5,
+                "errors": split,
+                "objects": recall,
+            }
+        },
+    }
+    text = markdown(report)
+    assert text.startswith("# Lucchi train: where the errors are\n")
+    row = next(line for line in text.splitlines() if line.startswith("| runs/seed0 |"))
+    assert "| 1 of 2 (1) |" in row and row.endswith("| 0.750 | 1.000 | 0.875 |")
